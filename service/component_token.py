@@ -1,0 +1,209 @@
+"""The component_access_token: one record in Firestore, one refresher at a time.
+
+A caller that finds the token close to expiry takes a lease on the record (compare-and-set)
+and renews it; every other caller, in any process, keeps using the still-valid token or, if
+there is none, waits for the lease holder's result instead of calling WeChat itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from service.config import ComponentConfig
+from service.store.records import ComponentRecord, ComponentStore
+from service.tickets import TicketKeeper
+from service.wechat.client import ComponentClient
+from service.wechat.errors import (
+    TOKEN_REJECTED,
+    TicketExpiredError,
+    TicketInvalidError,
+    WeChatError,
+)
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class TokenUnavailableError(RuntimeError):
+    """No valid component token could be obtained; the text says why, without secrets."""
+
+
+class Outcome(enum.Enum):
+    FRESH = "fresh"  # a valid token was already stored
+    RENEWED = "renewed"  # this call renewed it
+    WAITED = "waited"  # another refresher renewed it while this call waited
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    refresh_margin: float = 600.0
+    lease_seconds: float = 30.0
+    poll_interval: float = 0.1
+
+
+class ComponentTokenManager:
+    def __init__(
+        self,
+        store: ComponentStore,
+        client: ComponentClient,
+        components: Mapping[str, ComponentConfig],
+        tickets: TicketKeeper,
+        policy: TokenPolicy = TokenPolicy(),
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.components = components
+        self.tickets = tickets
+        self.policy = policy
+        self.clock = clock
+        self.sleep = sleep
+        self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}"
+
+    def get_token(self, appid: str) -> str:
+        return self.obtain(appid)[0]
+
+    def obtain(self, appid: str) -> tuple[str, Outcome]:
+        """A token valid beyond the refresh margin, renewing it if needed (one refresher)."""
+        started = self.clock()
+        deadline = started + self.policy.lease_seconds + 5
+        waited = False
+        while True:
+            record = self.store.get_component(appid)
+            now = self.clock()
+            if record.token_valid_at(now + self.policy.refresh_margin):
+                return _token(record), Outcome.WAITED if waited else Outcome.FRESH
+            if record.lease_free_at(now):
+                if waited and record.last_error_at is not None and record.last_error_at >= started:
+                    # The refresher we waited for failed: report its error, do not stampede.
+                    raise TokenUnavailableError(
+                        f"component token refresh failed: {record.last_error}"
+                    )
+                owner = f"{self._owner_prefix}:{uuid.uuid4().hex[:8]}"
+                if self._take_lease(appid, owner, now):
+                    return self._renew(appid, owner), Outcome.RENEWED
+                continue
+            if record.token_valid_at(now):
+                # Another process is renewing; the current token is still good meanwhile.
+                return _token(record), Outcome.FRESH
+            if now >= deadline:
+                raise TokenUnavailableError("timed out waiting for another process to renew")
+            waited = True
+            self.sleep(self.policy.poll_interval * random.uniform(0.5, 1.5))
+
+    def invalidate(self, appid: str, token: str) -> bool:
+        """Forget ``token`` if it is still the stored one (WeChat said 40001/42001)."""
+
+        def forget(record: ComponentRecord) -> ComponentRecord | None:
+            if record.component_token != token:
+                return None
+            return record.but(component_token=None, component_token_expires_at=None)
+
+        invalidated = self.store.modify_component(appid, forget).changed
+        log.warning(
+            "component token rejected by WeChat",
+            extra={"component_appid": appid, "invalidated": invalidated},
+        )
+        return invalidated
+
+    def call_with_token(self, appid: str, call: Callable[[str], _T]) -> _T:
+        """Run ``call(token)``; if WeChat rejects the token, invalidate it and retry once."""
+        token = self.get_token(appid)
+        try:
+            return call(token)
+        except TOKEN_REJECTED:
+            self.invalidate(appid, token)
+        return call(self.get_token(appid))
+
+    def _take_lease(self, appid: str, owner: str, now: float) -> bool:
+        def take(record: ComponentRecord) -> ComponentRecord | None:
+            if not record.lease_free_at(now) or record.token_valid_at(
+                now + self.policy.refresh_margin
+            ):
+                return None
+            return record.but(
+                refresh_lease_owner=owner, refresh_lease_until=now + self.policy.lease_seconds
+            )
+
+        return self.store.modify_component(appid, take).changed
+
+    def _renew(self, appid: str, owner: str) -> str:
+        """Call WeChat while holding the lease; always give the lease back."""
+        error: str | None = None
+        try:
+            record = self.store.get_component(appid)
+            if not record.ticket:
+                self.tickets.request_push(appid)
+                error = "no component_verify_ticket received yet; asked WeChat to push one"
+                raise TokenUnavailableError(error)
+            if self.tickets.is_stale(record):
+                self.tickets.request_push(appid)
+            try:
+                answer = self.client.api_component_token(
+                    appid, self.components[appid].secret, record.ticket
+                )
+            except (TicketExpiredError, TicketInvalidError) as exc:
+                self.tickets.request_push(appid)
+                error = str(exc)
+                raise TokenUnavailableError(error) from None
+            except WeChatError as exc:
+                error = str(exc)
+                raise TokenUnavailableError(error) from None
+            expires_at = self.clock() + answer.expires_in
+            self._release(appid, owner, token=answer.token, expires_at=expires_at)
+            log.info(
+                "component token renewed",
+                extra={"component_appid": appid, "expires_in": answer.expires_in},
+            )
+            return answer.token
+        except BaseException:
+            self._release(appid, owner, error=error or "unexpected error during refresh")
+            if error:
+                log.error(
+                    "component token refresh failed",
+                    extra={"component_appid": appid, "error": error},
+                )
+            raise
+
+    def _release(
+        self,
+        appid: str,
+        owner: str,
+        token: str | None = None,
+        expires_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = self.clock()
+
+        def release(record: ComponentRecord) -> ComponentRecord | None:
+            changes: dict[str, object] = {}
+            if record.refresh_lease_owner == owner:
+                changes.update(refresh_lease_owner=None, refresh_lease_until=None)
+            newest = record.component_token_expires_at
+            if (
+                token is not None
+                and expires_at is not None
+                and (newest is None or expires_at > newest)
+            ):
+                # Even if our lease was taken over, a newer token is worth keeping.
+                changes.update(component_token=token, component_token_expires_at=expires_at)
+            if error is not None:
+                changes.update(last_error=error, last_error_at=now)
+            return record.but(**changes) if changes else None
+
+        self.store.modify_component(appid, release)
+
+
+def _token(record: ComponentRecord) -> str:
+    assert record.component_token is not None
+    return record.component_token

@@ -1,0 +1,178 @@
+"""Settings, read once from the environment into frozen dataclasses.
+
+Errors name the variable and what is wrong, never the secret values themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.wechat.client import DEFAULT_API_BASE
+from service.wechat.crypto import CryptoError, decode_aes_key
+
+APPID_PATTERN = re.compile(r"^wx[0-9a-f]{16}$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """One third-party platform (component) and its secrets from the open platform console."""
+
+    appid: str
+    secret: str = field(repr=False)
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+    previous_encoding_aes_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, item: Any, where: str) -> ComponentConfig:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: each component must be a JSON object")
+        unknown = set(item) - {
+            "appid",
+            "secret",
+            "token",
+            "encoding_aes_key",
+            "previous_encoding_aes_key",
+        }
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+        values: dict[str, str] = {}
+        for key in ("appid", "secret", "token", "encoding_aes_key"):
+            value = item.get(key)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where}: {key!r} is required (a non-empty string)")
+            values[key] = value
+        appid = values["appid"]
+        if not APPID_PATTERN.match(appid):
+            raise ConfigError(f"{where}: appid {appid!r} is not 'wx' followed by 16 hex digits")
+        previous = item.get("previous_encoding_aes_key") or None
+        keys = {
+            "encoding_aes_key": values["encoding_aes_key"],
+            "previous_encoding_aes_key": previous,
+        }
+        for key, value in keys.items():
+            if value is not None and not _is_aes_key(value):
+                raise ConfigError(
+                    f"{where} ({appid}): {key} must be the 43-character EncodingAESKey "
+                    "from the open platform console"
+                )
+        return cls(
+            appid=appid,
+            secret=values["secret"],
+            token=values["token"],
+            encoding_aes_key=values["encoding_aes_key"],
+            previous_encoding_aes_key=previous,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    components: Mapping[str, ComponentConfig]
+    wechat_api_base: str = DEFAULT_API_BASE
+    google_cloud_project: str | None = None
+    firestore_database: str = "(default)"
+    service_api_keys: tuple[str, ...] = field(default=(), repr=False)
+    log_level: str = "INFO"
+    # Renew the component token this long before it expires (WeChat suggests ~10 minutes).
+    component_token_refresh_margin: float = 600.0
+    # How long a refresher may hold the lease before another process takes over.
+    refresh_lease_seconds: float = 30.0
+    # Ask WeChat to restart ticket pushes when the newest ticket is older than this.
+    ticket_stale_after: float = 1200.0
+    push_ticket_min_interval: float = 60.0
+    # Pushes whose timestamp is further than this from our clock are refused (replays).
+    push_max_clock_skew: float = 300.0
+    max_body_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        return cls(
+            components=_components_from_env(env),
+            wechat_api_base=_url(env, "WECHAT_API_BASE", DEFAULT_API_BASE),
+            google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
+            firestore_database=env.get("FIRESTORE_DATABASE") or "(default)",
+            service_api_keys=tuple(
+                key.strip() for key in env.get("SERVICE_API_KEYS", "").split(",") if key.strip()
+            ),
+            log_level=env.get("LOG_LEVEL", "INFO"),
+            component_token_refresh_margin=_seconds(env, "COMPONENT_TOKEN_REFRESH_MARGIN", 600),
+            refresh_lease_seconds=_seconds(env, "REFRESH_LEASE_SECONDS", 30),
+            ticket_stale_after=_seconds(env, "TICKET_STALE_AFTER", 1200),
+            push_ticket_min_interval=_seconds(env, "PUSH_TICKET_MIN_INTERVAL", 60),
+            push_max_clock_skew=_seconds(env, "PUSH_MAX_CLOCK_SKEW", 300),
+        )
+
+
+def _components_from_env(env: Mapping[str, str]) -> dict[str, ComponentConfig]:
+    inline, path = env.get("WECHAT_COMPONENTS"), env.get("WECHAT_COMPONENTS_FILE")
+    if inline and path:
+        raise ConfigError("set WECHAT_COMPONENTS or WECHAT_COMPONENTS_FILE, not both")
+    if path:
+        where = f"WECHAT_COMPONENTS_FILE ({path})"
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read it ({exc.strerror})") from None
+    elif inline:
+        where, text = "WECHAT_COMPONENTS", inline
+    else:
+        raise ConfigError(
+            "no components configured: set WECHAT_COMPONENTS to a JSON array of "
+            '{"appid", "secret", "token", "encoding_aes_key"} objects, '
+            "or WECHAT_COMPONENTS_FILE to a file holding it"
+        )
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # The position only: the document holds secrets.
+        raise ConfigError(
+            f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: must be a non-empty JSON array of components")
+    components: dict[str, ComponentConfig] = {}
+    for index, item in enumerate(items):
+        component = ComponentConfig.from_json(item, f"{where}[{index}]")
+        if component.appid in components:
+            raise ConfigError(f"{where}: component {component.appid} is listed twice")
+        components[component.appid] = component
+    return components
+
+
+def _is_aes_key(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        decode_aes_key(value)
+    except CryptoError:
+        return False
+    return True
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return float(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value

@@ -1,0 +1,81 @@
+"""Wiring: builds the store, the WeChat client and the core managers from the settings.
+
+Everything is made on first use inside the serving process, so nothing connects at import
+time and no gRPC channel crosses a gunicorn fork.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from service.component_token import ComponentTokenManager, TokenPolicy
+from service.config import Settings
+from service.pushes import PushDispatcher
+from service.store.firestore import FirestoreStore
+from service.store.records import ComponentStore
+from service.tickets import TicketKeeper, TicketPolicy
+from service.wechat.client import ComponentClient
+from service.wechat.crypto import MessageCrypto
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ComponentStore | None = None,
+        client: ComponentClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._client = client
+        self._crypto: dict[str, MessageCrypto] = {}
+
+    @cached_property
+    def store(self) -> ComponentStore:
+        return self._store or FirestoreStore(
+            project=self.settings.google_cloud_project, database=self.settings.firestore_database
+        )
+
+    @cached_property
+    def client(self) -> ComponentClient:
+        return self._client or ComponentClient(self.settings.wechat_api_base)
+
+    @cached_property
+    def tickets(self) -> TicketKeeper:
+        return TicketKeeper(
+            self.store,
+            self.client,
+            self.settings.components,
+            TicketPolicy(
+                stale_after=self.settings.ticket_stale_after,
+                min_interval=self.settings.push_ticket_min_interval,
+            ),
+        )
+
+    @cached_property
+    def component_tokens(self) -> ComponentTokenManager:
+        return ComponentTokenManager(
+            self.store,
+            self.client,
+            self.settings.components,
+            self.tickets,
+            TokenPolicy(
+                refresh_margin=self.settings.component_token_refresh_margin,
+                lease_seconds=self.settings.refresh_lease_seconds,
+            ),
+        )
+
+    @cached_property
+    def pushes(self) -> PushDispatcher:
+        return PushDispatcher(self.tickets)
+
+    def crypto(self, appid: str) -> MessageCrypto:
+        if appid not in self._crypto:
+            component = self.settings.components[appid]
+            self._crypto[appid] = MessageCrypto(
+                component.token,
+                component.encoding_aes_key,
+                component.appid,
+                previous_encoding_aes_key=component.previous_encoding_aes_key,
+            )
+        return self._crypto[appid]

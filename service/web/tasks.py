@@ -1,0 +1,19 @@
+"""POST /tasks/refresh: the periodic sweep, for Cloud Scheduler."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from service.sweep import sweep
+from service.web import runtime
+from service.web.auth import require_api_key
+
+bp = Blueprint("tasks", __name__)
+
+
+@bp.post("/tasks/refresh")
+@require_api_key
+def refresh() -> Response:
+    rt = runtime()
+    report = sweep(rt.settings.components, rt.component_tokens, rt.tickets)
+    return jsonify(report.to_json())

@@ -1,0 +1,166 @@
+"""Typed WeChat component API client: one method per API (protocol §3).
+
+The ``requests.Session`` is injected, so tests can mount their own transport. Connection
+errors and HTTP 5xx are retried by urllib3 ``Retry``; WeChat's ``-1`` (system busy) comes
+back as HTTP 200, so the client retries it itself with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from service.wechat.errors import SystemBusyError, TransportError, error_for
+
+DEFAULT_API_BASE = "https://api.weixin.qq.com"
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+def build_session(retries: int = 2, backoff: float = 0.2) -> requests.Session:
+    """A session that retries connection failures and 5xx with exponential backoff.
+
+    POST is retried too: every component API is safe to repeat (a repeated token fetch only
+    supersedes the previous token, which stays valid for five minutes).
+    """
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=None,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=32)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+@dataclass(frozen=True)
+class ComponentAccessToken:
+    token: str = field(repr=False)
+    expires_in: int
+
+
+class ComponentClient:
+    """Calls to ``/cgi-bin/component/*`` for one WeChat API base."""
+
+    def __init__(
+        self,
+        api_base: str = DEFAULT_API_BASE,
+        session: requests.Session | None = None,
+        timeout: float = 10.0,
+        busy_retries: int = 2,
+        busy_backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api_base = api_base.rstrip("/")
+        self.session = session or build_session()
+        self.timeout = timeout
+        self.busy_retries = busy_retries
+        self.busy_backoff = busy_backoff
+        self.sleep = sleep
+
+    def api_component_token(
+        self, component_appid: str, component_appsecret: str, component_verify_ticket: str
+    ) -> ComponentAccessToken:
+        data = self._post(
+            "api_component_token",
+            "/cgi-bin/component/api_component_token",
+            {
+                "component_appid": component_appid,
+                "component_appsecret": component_appsecret,
+                "component_verify_ticket": component_verify_ticket,
+            },
+        )
+        return ComponentAccessToken(
+            token=_field(data, "component_access_token", str, "api_component_token"),
+            expires_in=_field(data, "expires_in", int, "api_component_token"),
+        )
+
+    def api_start_push_ticket(self, component_appid: str, component_secret: str) -> str:
+        """(Re)start ticket pushes; returns errmsg: ``ok`` or ``in a normal state``."""
+        data = self._post(
+            "api_start_push_ticket",
+            "/cgi-bin/component/api_start_push_ticket",
+            {"component_appid": component_appid, "component_secret": component_secret},
+        )
+        return str(data.get("errmsg", "ok"))
+
+    def _post(
+        self,
+        api: str,
+        path: str,
+        body: Mapping[str, Any],
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                return self._post_once(api, path, body, params)
+            except SystemBusyError:
+                if attempt >= self.busy_retries:
+                    raise
+                delay = self.busy_backoff * (2**attempt)
+                log.warning("WeChat busy (-1), retrying", extra={"api": api, "delay_s": delay})
+                self.sleep(delay)
+                attempt += 1
+
+    def _post_once(
+        self,
+        api: str,
+        path: str,
+        body: Mapping[str, Any],
+        params: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            response = self.session.post(
+                self.api_base + path,
+                params=params,
+                data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                headers={"Content-Type": "application/json"},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            # The exception text holds the URL, which may hold a token: keep only its type.
+            raise TransportError(f"request failed ({type(exc).__name__})", api) from None
+        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+        if response.status_code >= 400:
+            log.warning(
+                "WeChat HTTP error",
+                extra={"api": api, "http_status": response.status_code, "ms": elapsed_ms},
+            )
+            raise TransportError(
+                f"HTTP {response.status_code}", api, http_status=response.status_code
+            )
+        try:
+            data = response.json()
+        except ValueError:
+            raise TransportError("response is not JSON", api) from None
+        if not isinstance(data, dict):
+            raise TransportError("response is not a JSON object", api)
+        errcode = data.get("errcode", 0)
+        log.info("WeChat call", extra={"api": api, "errcode": errcode, "ms": elapsed_ms})
+        if errcode not in (0, None):
+            raise error_for(int(errcode), str(data.get("errmsg", "")), api)
+        return data
+
+
+def _field(data: Mapping[str, Any], name: str, kind: type[_T], api: str) -> _T:
+    value = data.get(name)
+    if not isinstance(value, kind):
+        raise TransportError(f"response has no valid {name!r}", api)
+    return value
