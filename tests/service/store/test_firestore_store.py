@@ -69,9 +69,7 @@ def test_concurrent_creation_has_one_winner(store: FirestoreStore) -> None:
         return change
 
     with ThreadPoolExecutor(6) as pool:
-        results = list(
-            pool.map(lambda i: store.modify_component(APPID, claim(f"o{i}")), range(6))
-        )
+        results = list(pool.map(lambda i: store.modify_component(APPID, claim(f"o{i}")), range(6)))
     winners = [r.record.refresh_lease_owner for r in results if r.changed]
     assert len(winners) == 1
     assert store.get_component(APPID).refresh_lease_owner == winners[0]
@@ -79,7 +77,5 @@ def test_concurrent_creation_has_one_winner(store: FirestoreStore) -> None:
 
 def test_unknown_document_fields_are_ignored(store: FirestoreStore) -> None:
     """Records written by a newer version still load."""
-    store.client.collection("components").document(APPID).set(
-        {"ticket": "t", "a_future_field": 1}
-    )
+    store.client.collection("components").document(APPID).set({"ticket": "t", "a_future_field": 1})
     assert store.get_component(APPID) == ComponentRecord(appid=APPID, ticket="t")
