@@ -1,0 +1,56 @@
+"""``make bench``: run the benchmarks, print a table each, write bench/results.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import crypto_bench
+
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = result["rows"]
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print(f"\n## {result['name']} (baseline: {result['baseline']})")
+    print("| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |")
+    print("|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(row[c]).ljust(widths[c]) for c in columns) + " |")
+
+
+def main() -> int:
+    started = time.time()
+    results = []
+    for bench in (crypto_bench,):
+        print(f"running {bench.__name__} ...", flush=True)
+        result = bench.run()
+        print_table(result)
+        results.append(result)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "seconds": round(time.time() - started, 1),
+                "benchmarks": results,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

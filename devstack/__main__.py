@@ -1,0 +1,163 @@
+"""``make dev``: the whole local stack, with a demo component, until Ctrl-C.
+
+Starts the Firestore emulator, mock WeChat and the service (gunicorn), registers a freshly
+generated demo component in both, has the mock push a ticket, and then calls the refresh
+task on a timer, as Cloud Scheduler would in the cloud.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+from devstack.emulator import EmulatorMissingError, start_emulator
+from devstack.processes import ManagedProcess, ServerFailedError, port_is_free
+from devstack.stack import REPO, DemoComponent, MockControl, start_mock, start_service
+
+PROJECT = "demo-gateway"
+
+
+class Stop(Exception):
+    pass
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Stop()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make dev", description=__doc__)
+    parser.add_argument(
+        "--service-port", type=int, default=int(os.environ.get("DEV_SERVICE_PORT", 8080))
+    )
+    parser.add_argument("--mock-port", type=int, default=int(os.environ.get("DEV_MOCK_PORT", 8081)))
+    parser.add_argument(
+        "--refresh-every",
+        type=float,
+        default=float(os.environ.get("DEV_REFRESH_EVERY", 300)),
+        help="seconds between calls to POST /tasks/refresh (Cloud Scheduler's job)",
+    )
+    parser.add_argument(
+        "--log-dir", type=Path, default=Path(os.environ.get("DEV_LOG_DIR", REPO / ".dev"))
+    )
+    return parser.parse_args(argv)
+
+
+def refresh(service_url: str, api_key: str) -> str:
+    try:
+        response = requests.post(
+            f"{service_url}/tasks/refresh",
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=60,
+        )
+    except requests.RequestException as exc:
+        return f"refresh failed: {type(exc).__name__}"
+    if response.status_code != 200:
+        return f"refresh answered HTTP {response.status_code}: {response.text[:200]}"
+    report = response.json()
+    return f"renewed={report['renewed']} skipped={report['skipped']} failed={report['failed']}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for name, port in (("service", args.service_port), ("mock WeChat", args.mock_port)):
+        if not port_is_free(port):
+            print(f"error: port {port} (for the {name}) is already in use.", file=sys.stderr)
+            return 1
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    started: list[ManagedProcess] = []
+    service_url = f"http://127.0.0.1:{args.service_port}"
+    mock_url = f"http://127.0.0.1:{args.mock_port}"
+    api_key = os.environ.get("SERVICE_API_KEYS", "dev-local-key").split(",")[0]
+    demo = DemoComponent.generate()
+    try:
+        print("starting the Firestore emulator ...", flush=True)
+        emulator, firestore_host = start_emulator(args.log_dir / "firestore-emulator.log")
+        started.append(emulator)
+        print(f"starting mock WeChat on {mock_url} ...", flush=True)
+        started.append(start_mock(args.mock_port, args.log_dir / "mock-wechat.log"))
+        control = MockControl(mock_url)
+        control.register_component(
+            demo.mock_registration(
+                event_url=f"{service_url}/wechat/{demo.appid}/events", auth_domain="127.0.0.1"
+            )
+        )
+        print(f"starting the service on {service_url} (gunicorn, 2 workers) ...", flush=True)
+        env = {
+            "WECHAT_COMPONENTS": demo.service_config(),
+            "WECHAT_API_BASE": mock_url,
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "FIRESTORE_EMULATOR_HOST": firestore_host,
+            "SERVICE_API_KEYS": api_key,
+        }
+        started.append(start_service(args.service_port, env, args.log_dir / "service.log"))
+        pushed = control.push_ticket(demo.appid)
+        print(f"mock WeChat pushed a ticket: delivered={pushed['delivered']}", flush=True)
+        print(f"first refresh: {refresh(service_url, api_key)}", flush=True)
+        print_banner(args, demo, service_url, mock_url, firestore_host, api_key)
+        next_refresh = time.monotonic() + args.refresh_every
+        while True:
+            for process in started:
+                if process.process.poll() is not None:
+                    print(f"{process.name} stopped unexpectedly; see {process.log_path}")
+                    return 1
+            if time.monotonic() >= next_refresh:
+                print(f"{time.strftime('%H:%M:%S')} refresh: {refresh(service_url, api_key)}")
+                next_refresh = time.monotonic() + args.refresh_every
+            time.sleep(1)
+    except Stop:
+        print("\nstopping ...")
+        return 0
+    except (EmulatorMissingError, ServerFailedError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for process in reversed(started):
+            process.stop()
+        if started:
+            print("stopped: " + ", ".join(p.name for p in reversed(started)))
+
+
+def print_banner(
+    args: argparse.Namespace,
+    demo: DemoComponent,
+    service_url: str,
+    mock_url: str,
+    firestore_host: str,
+    api_key: str,
+) -> None:
+    events = f"{service_url}/wechat/{demo.appid}/events"
+    print(
+        f"""
+The local stack is up. Demo component: {demo.appid}
+
+  service       {service_url}            (gunicorn, logs: {args.log_dir / "service.log"})
+  mock WeChat   {mock_url}            (logs: {args.log_dir / "mock-wechat.log"})
+  Firestore     {firestore_host}  (emulator, project {PROJECT})
+
+Where to look:
+  {service_url}/healthz                   ticket age and component token expiry
+  {mock_url}/_mock/calls                 every API call the service made to "WeChat"
+  {mock_url}/_mock/pushes                every push the mock sent to {events}
+
+Try:
+  curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
+  curl -X POST -H 'Authorization: Bearer {api_key}' {service_url}/tasks/refresh
+
+The refresh task runs every {args.refresh_every:.0f}s, as Cloud Scheduler would. Ctrl-C stops everything.
+""",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The local stack's parts: mock WeChat, the service under gunicorn, and a demo component.
+
+``make dev`` and the end-to-end tests start the same processes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from devstack.processes import ManagedProcess, start_process
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_mock(port: int, log_path: Path, host: str = "127.0.0.1") -> ManagedProcess:
+    process = start_process(
+        "mock WeChat",
+        [sys.executable, "-m", "mock_wechat", "serve", "--host", host, "--port", str(port)],
+        log_path,
+        cwd=REPO,
+    )
+    process.wait_http(f"http://{host}:{port}/_mock/healthz")
+    return process
+
+
+def start_service(
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    workers: int = 2,
+    threads: int = 4,
+    host: str = "127.0.0.1",
+) -> ManagedProcess:
+    """gunicorn with ``service:create_app()``, ready once ``/healthz`` answers 200."""
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        str(REPO / "service" / "gunicorn_conf.py"),
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "service:create_app()",
+    ]
+    process = start_process(
+        "service (gunicorn)", argv, log_path, env={**os.environ, **env}, cwd=REPO
+    )
+    process.wait_http(f"http://{host}:{port}/healthz")
+    return process
+
+
+def _random_text(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+@dataclass(frozen=True)
+class DemoComponent:
+    """A made-up third-party platform, registered in both the mock and the service."""
+
+    appid: str
+    secret: str = field(repr=False)
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> DemoComponent:
+        return cls(
+            appid="wx" + secrets.token_hex(8),
+            secret=_random_text(32, "0123456789abcdef"),
+            token=_random_text(32),
+            encoding_aes_key=_random_text(43),
+        )
+
+    def service_config(self) -> str:
+        """The value of WECHAT_COMPONENTS for the service."""
+        return json.dumps(
+            [
+                {
+                    "appid": self.appid,
+                    "secret": self.secret,
+                    "token": self.token,
+                    "encoding_aes_key": self.encoding_aes_key,
+                }
+            ]
+        )
+
+    def mock_registration(self, event_url: str, auth_domain: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "appid": self.appid,
+            "secret": self.secret,
+            "token": self.token,
+            "encoding_aes_key": self.encoding_aes_key,
+            "event_url": event_url,
+            "auth_domain": auth_domain,
+            **extra,
+        }
+
+
+class MockControl:
+    """A client for mock WeChat's control plane (``/_mock/``)."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.session.request(
+            method, f"{self.base_url}/_mock{path}", json=body, timeout=self.timeout
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(f"mock {method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def register_component(self, registration: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/components", dict(registration))
+
+    def push_ticket(self, appid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/components/{appid}/push-ticket")
+        return result
+
+    def calls(self, api: str | None = None) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = self._call("GET", "/calls")["calls"]
+        return [c for c in calls if api is None or c["api"] == api]
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> Any:
+        return self._call("POST", "/faults", {"rules": rules})
+
+    def advance_clock(self, seconds: float) -> Any:
+        return self._call("POST", "/clock", {"advance": seconds})
+
+    def reset(self) -> Any:
+        return self._call("POST", "/reset")

@@ -1,0 +1,93 @@
+"""The real stack for end-to-end tests: the emulator, mock WeChat (its CLI) and gunicorn.
+
+Started once per module; each test gets an emptied database and a reset mock with the
+demo component registered again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devstack.emulator import clear_emulator
+from devstack.processes import ManagedProcess, free_port
+from devstack.stack import DemoComponent, MockControl, start_mock, start_service
+from service.store.firestore import FirestoreStore
+
+E2E_PROJECT = "gateway-e2e"
+API_KEY = "e2e-key"
+
+
+@dataclass
+class Stack:
+    demo: DemoComponent
+    service_url: str
+    mock_url: str
+    mock: MockControl
+    service: ManagedProcess
+    mock_process: ManagedProcess
+    firestore_host: str
+    store: FirestoreStore
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.service_url}/wechat/{self.demo.appid}/events"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}"}
+
+    def register_component(self) -> None:
+        self.mock.register_component(
+            self.demo.mock_registration(event_url=self.events_url, auth_domain="127.0.0.1")
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    logs: Path = tmp_path_factory.mktemp("e2e-logs")
+    mock_port, service_port = free_port(), free_port()
+    mock_process = start_mock(mock_port, logs / "mock-wechat.log")
+    demo = DemoComponent.generate()
+    mock_url = f"http://127.0.0.1:{mock_port}"
+    try:
+        service = start_service(
+            service_port,
+            {
+                "WECHAT_COMPONENTS": demo.service_config(),
+                "WECHAT_API_BASE": mock_url,
+                "GOOGLE_CLOUD_PROJECT": E2E_PROJECT,
+                "FIRESTORE_EMULATOR_HOST": firestore_emulator,
+                "SERVICE_API_KEYS": API_KEY,
+            },
+            logs / "service.log",
+            workers=2,
+        )
+    except Exception:
+        mock_process.stop()
+        raise
+    store = FirestoreStore(project=E2E_PROJECT)
+    yield Stack(
+        demo=demo,
+        service_url=f"http://127.0.0.1:{service_port}",
+        mock_url=mock_url,
+        mock=MockControl(mock_url),
+        service=service,
+        mock_process=mock_process,
+        firestore_host=firestore_emulator,
+        store=store,
+    )
+    service.stop()
+    mock_process.stop()
+
+
+@pytest.fixture
+def e2e(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", stack.firestore_host)
+    clear_emulator(stack.firestore_host, E2E_PROJECT)
+    stack.mock.reset()
+    stack.register_component()
+    return stack
