@@ -153,7 +153,8 @@ Try:
   curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
   curl -X POST -H 'Authorization: Bearer {api_key}' {service_url}/tasks/refresh
 
-The refresh task runs every {args.refresh_every:.0f}s, as Cloud Scheduler would. Ctrl-C stops everything.
+The refresh task runs every {args.refresh_every:.0f}s, as Cloud Scheduler would.
+Ctrl-C stops everything.
 """,
         flush=True,
     )

@@ -1,4 +1,4 @@
-"""POST /wechat/<appid>/events: what is accepted, what is refused, and that refusals store nothing."""
+"""POST /wechat/<appid>/events: what is accepted, what is refused; refusals store nothing."""
 
 from __future__ import annotations
 
