@@ -24,6 +24,7 @@ logconfig_dict = {
             "stream": "ext://sys.stderr",
         }
     },
+    "root": {"handlers": ["stderr"], "level": "INFO"},
     "loggers": {
         "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},

@@ -1,0 +1,5 @@
+"""A faithful, stateful mock of WeChat's open platform (第三方平台) API server.
+
+State and API logic live in ``models`` (no HTTP); ``app.create_app`` wraps them in Flask;
+``python -m mock_wechat serve`` runs it with the ticket scheduler.
+"""

@@ -1,0 +1,68 @@
+"""WeChat API routes (``/cgi-bin/component/<api>``): HTTP in and out, logic in the model.
+
+Faults are applied here because they are about the wire: sleep, drop the TCP connection,
+or answer a bare status. Everything else is ``MockWeChat.call_api``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from http import HTTPStatus
+from typing import Any
+
+from flask import Blueprint, Response, abort, request
+
+from mock_wechat.ext import services
+from mock_wechat.models import API_NAMES
+
+bp = Blueprint("wechat_api", __name__)
+
+# What a logged real WeChat reply carried (protocol §0, Response).
+JSON_CONTENT_TYPE = "application/json; encoding=utf-8"
+DROPPED = "mock_wechat.dropped"
+
+
+def wechat_json(body: dict[str, Any], status: int = 200) -> Response:
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return Response(text, status=status, content_type=JSON_CONTENT_TYPE)
+
+
+def bare_status(status: int) -> Response:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return Response(f"{status} {phrase}", status=status, mimetype="text/plain")
+
+
+def drop_connection() -> Response:
+    """Close the TCP connection so the client gets no HTTP response at all."""
+    sock = request.environ.get("werkzeug.socket")
+    if not isinstance(sock, socket.socket):
+        raise RuntimeError("a drop fault needs the werkzeug server (no socket in this request)")
+    request.environ[DROPPED] = True  # so the access log does not claim a status was sent
+    sock.shutdown(socket.SHUT_RDWR)
+    # Werkzeug's write now fails with a broken pipe, which it treats as a dropped client.
+    return Response(status=500)
+
+
+@bp.post("/cgi-bin/component/<api>")
+def component_api(api: str) -> Response:
+    if api not in API_NAMES:
+        abort(404)
+    state = services().state
+    raw = request.get_data(cache=False)
+    rule = state.take_fault(api)
+    if rule is not None:
+        if rule.delay:
+            time.sleep(rule.delay)
+        outcome = state.fault_outcome(api, raw, rule)
+        if outcome is not None:
+            if outcome.drop:
+                return drop_connection()
+            if outcome.body is not None:
+                return wechat_json(outcome.body, outcome.http_status)
+            return bare_status(outcome.http_status)
+    return wechat_json(state.call_api(api, raw, request.args))

@@ -1,0 +1,87 @@
+"""Validated settings the control plane hands to the model: a component and its updates.
+
+Validation lives in the values themselves, so the model and the HTTP layer share one set
+of rules and a bad value is refused before it touches any state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from service.wechat.crypto import IllegalAesKeyError, decode_aes_key
+
+DEFAULT_TICKET_INTERVAL = 600.0
+
+
+class InvalidField(ValueError):
+    """One input field is wrong; ``str()`` says which and why (never its value)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.field = name
+        self.reason = reason
+        super().__init__(f"{name}: {reason}")
+
+
+def check_event_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidField("event_url", "must be an absolute http(s) URL")
+
+
+def check_ticket_interval(seconds: float) -> None:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidField("ticket_interval", "must be a number of seconds > 0")
+
+
+def check_push_retries(retries: int) -> None:
+    if retries < 0:
+        raise InvalidField("push_retries", "must be an integer >= 0")
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A 第三方平台 as registered on the mock (protocol §6, State)."""
+
+    appid: str
+    secret: str = field(repr=False)
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+    event_url: str
+    auth_domain: str
+    ticket_interval: float = DEFAULT_TICKET_INTERVAL
+    auto_push: bool = True
+    push_retries: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("appid", "secret", "token", "auth_domain"):
+            if not getattr(self, name):
+                raise InvalidField(name, "must be a non-empty string")
+        try:
+            decode_aes_key(self.encoding_aes_key)
+        except IllegalAesKeyError:
+            raise InvalidField(
+                "encoding_aes_key", "must be 43 base64 characters that decode to 32 bytes"
+            ) from None
+        check_event_url(self.event_url)
+        check_ticket_interval(self.ticket_interval)
+        check_push_retries(self.push_retries)
+
+
+@dataclass(frozen=True)
+class ComponentPatch:
+    """The settings a running component may change; ``None`` leaves one as it is."""
+
+    ticket_interval: float | None = None
+    auto_push: bool | None = None
+    push_retries: int | None = None
+    event_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ticket_interval is not None:
+            check_ticket_interval(self.ticket_interval)
+        if self.push_retries is not None:
+            check_push_retries(self.push_retries)
+        if self.event_url is not None:
+            check_event_url(self.event_url)

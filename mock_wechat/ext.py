@@ -1,0 +1,28 @@
+"""Where the Flask app keeps the mock's state and pusher, and how handlers reach them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from mock_wechat.models import MockWeChat
+from mock_wechat.pusher import Pusher
+
+_KEY = "mock_wechat"
+
+
+@dataclass(frozen=True)
+class Services:
+    state: MockWeChat
+    pusher: Pusher
+
+
+def install(app: Flask, services: Services) -> None:
+    app.extensions[_KEY] = services
+
+
+def services() -> Services:
+    found = current_app.extensions[_KEY]
+    assert isinstance(found, Services)
+    return found

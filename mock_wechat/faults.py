@@ -1,0 +1,81 @@
+"""Fault rules as data: an ordered list matched first-wins on the API name.
+
+A rule may delay (a real sleep, done first), then drop the connection, answer a WeChat
+errcode, or answer a bare HTTP status. With only a delay, the call is processed normally.
+``times`` counts matches down; a rule at 0 stays listed but no longer matches.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mock_wechat.config import InvalidField
+
+ANY_API = "*"
+MAX_DELAY = 300.0
+
+
+@dataclass
+class FaultRule:
+    api: str
+    errcode: int | None = None
+    http_status: int | None = None
+    delay: float = 0.0
+    drop: bool = False
+    times: int | None = None  # remaining matches; None means unlimited
+
+    def __post_init__(self) -> None:
+        if not self.api:
+            raise InvalidField("api", "must be an API name or '*'")
+        if self.errcode == 0:
+            raise InvalidField("errcode", "must be a non-zero errcode")
+        if self.http_status is not None and not 200 <= self.http_status <= 599:
+            raise InvalidField("http_status", "must be an HTTP status from 200 to 599")
+        if not (math.isfinite(self.delay) and 0 <= self.delay <= MAX_DELAY):
+            raise InvalidField("delay", f"must be seconds from 0 to {MAX_DELAY:g}")
+        if self.times is not None and self.times < 1:
+            raise InvalidField("times", "must be an integer >= 1 (omit it for unlimited)")
+        # Refuse combinations where one part would be silently ignored.
+        if self.drop and (self.errcode is not None or self.http_status is not None):
+            raise InvalidField("drop", "cannot be combined with errcode or http_status")
+        if self.errcode is not None and self.http_status is not None:
+            raise InvalidField("errcode", "cannot be combined with http_status")
+        if not (self.drop or self.delay or self.errcode is not None or self.http_status):
+            raise InvalidField("effect", "give at least one of errcode, http_status, delay, drop")
+
+    def matches(self, api: str) -> bool:
+        return self.times != 0 and self.api in (ANY_API, api)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class FaultBook:
+    """The ordered rules. Not locked itself: the owning state object serializes access."""
+
+    def __init__(self) -> None:
+        self._rules: list[FaultRule] = []
+
+    def replace(self, rules: Iterable[FaultRule]) -> None:
+        # Copies, so a caller keeping its rule objects cannot change the countdown.
+        self._rules = [copy.copy(rule) for rule in rules]
+
+    def clear(self) -> None:
+        self._rules = []
+
+    def rules(self) -> list[FaultRule]:
+        return [copy.copy(rule) for rule in self._rules]
+
+    def take(self, api: str) -> FaultRule | None:
+        """The first rule matching ``api``, counted down once; a snapshot of it, or None."""
+        for rule in self._rules:
+            if rule.matches(api):
+                if rule.times is not None:
+                    rule.times -= 1
+                return copy.copy(rule)
+        return None

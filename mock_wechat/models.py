@@ -1,0 +1,567 @@
+"""The mock's state and API logic, with no HTTP in it (the moto split).
+
+One ``MockWeChat`` object owns every record (components, tickets, component tokens,
+pre-auth codes, fault rules, the call log and the push log) behind one re-entrant lock.
+API methods take the parsed JSON body and the query string and return the JSON answer, or
+raise ``MockApiError``; the HTTP layer only translates. Lifetimes follow protocol §5 and
+are measured on the mock ``Clock``, so tests can jump hours ahead.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hmac
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from mock_wechat import errcodes as ec
+from mock_wechat.clock import Clock
+from mock_wechat.config import ComponentConfig, ComponentPatch
+from mock_wechat.errcodes import MockApiError
+from mock_wechat.faults import FaultBook, FaultRule
+
+__all__ = [
+    "API_NAMES",
+    "CallRecord",
+    "Clock",
+    "Component",
+    "ComponentToken",
+    "FaultOutcome",
+    "FaultRule",
+    "MockApiError",
+    "MockWeChat",
+    "PreAuthCode",
+    "PushRecord",
+    "PushTarget",
+    "Ticket",
+    "UnknownComponentError",
+]
+
+log = logging.getLogger(__name__)
+
+TICKET_TTL = 12 * 3600
+COMPONENT_TOKEN_TTL = 7200
+SUPERSEDED_GRACE = 300  # an old component token keeps working this long after a new one
+PRE_AUTH_CODE_TTL = 1800
+
+API_COMPONENT_TOKEN = "api_component_token"
+API_START_PUSH_TICKET = "api_start_push_ticket"
+API_CREATE_PREAUTHCODE = "api_create_preauthcode"
+
+INFO_TYPE_TICKET = "component_verify_ticket"
+
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
+
+
+class UnknownComponentError(LookupError):
+    def __init__(self, appid: str) -> None:
+        self.appid = appid
+        super().__init__(f"unknown component {appid!r}")
+
+
+@dataclass
+class Component:
+    config: ComponentConfig
+    registered_at: float
+    next_push_at: float | None  # next automatic ticket push (mock time); None when off
+
+    @property
+    def appid(self) -> str:
+        return self.config.appid
+
+    def public(self) -> dict[str, Any]:
+        """What the control plane shows: everything but the secret, token and AES key."""
+        c = self.config
+        return {
+            "appid": c.appid,
+            "event_url": c.event_url,
+            "auth_domain": c.auth_domain,
+            "ticket_interval": c.ticket_interval,
+            "auto_push": c.auto_push,
+            "push_retries": c.push_retries,
+            "registered_at": self.registered_at,
+            "next_push_at": self.next_push_at,
+        }
+
+
+@dataclass(frozen=True)
+class Ticket:
+    value: str = field(repr=False)
+    component: str
+    issued_at: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.issued_at + TICKET_TTL
+
+
+@dataclass
+class ComponentToken:
+    value: str = field(repr=False)
+    component: str
+    issued_at: float
+    expires_at: float
+    superseded_at: float | None = None
+
+
+@dataclass
+class PreAuthCode:
+    value: str = field(repr=False)
+    component: str
+    issued_at: float
+    expires_at: float
+    used: bool = False
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    api: str
+    appid: str | None
+    errcode: int | None  # None when no JSON answer was given (dropped, bare HTTP status)
+    http_status: int | None  # None when the connection was dropped
+    time: float
+    fault: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PushRecord:
+    appid: str
+    info_type: str
+    url: str
+    http_status: int | None
+    delivered: bool
+    error: str | None
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """What the pusher needs to seal and send one message, copied out of the lock."""
+
+    appid: str
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+    event_url: str
+    retries: int
+    generation: int  # the state's reset generation; a push outliving a reset is not logged
+
+
+@dataclass(frozen=True)
+class FaultOutcome:
+    """How the HTTP layer must answer a call a fault rule took over."""
+
+    drop: bool
+    http_status: int
+    body: dict[str, Any] | None
+
+
+def _random_token(length: int) -> str:
+    # token_urlsafe gives 4 characters per 3 bytes; draw enough, then cut to length.
+    return secrets.token_urlsafe(length)[:length]
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The JSON object in a request body, whatever the Content-Type said."""
+    if not raw.strip():
+        raise MockApiError(ec.EMPTY_POST_DATA)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise MockApiError(ec.DATA_FORMAT_ERROR) from None
+    if not isinstance(data, dict):
+        raise MockApiError(ec.DATA_FORMAT_ERROR)
+    return data
+
+
+def _text(body: Mapping[str, Any], name: str) -> str | None:
+    """A string field; absent, null and "" all count as missing."""
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MockApiError(ec.DATA_FORMAT_ERROR)
+    return value
+
+
+def _appid_in(raw: bytes) -> str | None:
+    """Best-effort component_appid of a request, for the call log only."""
+    try:
+        value = parse_body(raw).get("component_appid")
+    except MockApiError:
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _same_secret(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+
+
+class MockWeChat:
+    """All mock state. Every public method is thread-safe."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
+        self._lock = threading.RLock()
+        self._generation = 0
+        self._clear()
+
+    def _clear(self) -> None:
+        self._components: dict[str, Component] = {}
+        self._tickets: dict[str, Ticket] = {}
+        self._tokens: dict[str, ComponentToken] = {}
+        self._current_token: dict[str, str] = {}  # component appid -> its newest token value
+        self._pre_auth_codes: dict[str, PreAuthCode] = {}
+        self._faults = FaultBook()
+        self._calls: list[CallRecord] = []
+        self._pushes: list[PushRecord] = []
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    # ----- control: clock and reset -------------------------------------------------
+
+    def advance_clock(self, seconds: float) -> float:
+        with self._lock:
+            now = self.clock.advance(seconds)
+        log.info("clock advanced", extra={"seconds": seconds, "offset": self.clock.offset})
+        return now
+
+    def reset(self) -> None:
+        """Start over: no components, credentials, logs or faults; clock offset 0."""
+        with self._lock:
+            self._generation += 1
+            self._clear()
+            self.clock.reset()
+        log.info("state reset")
+
+    # ----- control: component registry ----------------------------------------------
+
+    def register_component(self, config: ComponentConfig) -> dict[str, Any]:
+        """Register, or replace the settings of, a component.
+
+        Replacing keeps the tickets and tokens already issued to that appid: they were
+        issued by "WeChat" and stay valid by their own lifetimes.
+        """
+        with self._lock:
+            now = self.now()
+            component = Component(
+                config=config,
+                registered_at=now,
+                next_push_at=now + config.ticket_interval if config.auto_push else None,
+            )
+            self._components[config.appid] = component
+            public = component.public()
+        log.info(
+            "component registered",
+            extra={"appid": config.appid, "event_url": config.event_url},
+        )
+        return public
+
+    def update_component(self, appid: str, patch: ComponentPatch) -> dict[str, Any]:
+        with self._lock:
+            component = self._component(appid)
+            old = component.config
+            changes = {k: v for k, v in dataclasses.asdict(patch).items() if v is not None}
+            new = dataclasses.replace(old, **changes)
+            component.config = new
+            if not new.auto_push:
+                component.next_push_at = None
+            elif not old.auto_push or new.ticket_interval != old.ticket_interval:
+                component.next_push_at = self.now() + new.ticket_interval
+            public = component.public()
+        log.info("component updated", extra={"appid": appid, "fields": sorted(changes)})
+        return public
+
+    def list_components(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [c.public() for c in self._components.values()]
+
+    def get_component(self, appid: str) -> dict[str, Any]:
+        with self._lock:
+            return self._component(appid).public()
+
+    def _component(self, appid: str) -> Component:
+        component = self._components.get(appid)
+        if component is None:
+            raise UnknownComponentError(appid)
+        return component
+
+    # ----- tickets and pushes -------------------------------------------------------
+
+    def issue_ticket(self, appid: str) -> Ticket:
+        """A new component_verify_ticket, valid 12 h of mock time (protocol §2.1)."""
+        with self._lock:
+            self._component(appid)
+            ticket = Ticket(
+                value="ticket@@@" + _random_token(64), component=appid, issued_at=self.now()
+            )
+            self._tickets[ticket.value] = ticket
+            return ticket
+
+    def latest_ticket(self, appid: str) -> Ticket | None:
+        with self._lock:
+            mine = [t for t in self._tickets.values() if t.component == appid]
+            return mine[-1] if mine else None
+
+    def take_due_ticket_pushes(self) -> list[str]:
+        """Appids whose automatic ticket push is due now; reschedules each of them.
+
+        The cadence is kept (next = due + interval) unless the clock jumped past the next
+        slot too, in which case one push is made and the schedule restarts from now.
+        """
+        due: list[str] = []
+        with self._lock:
+            now = self.now()
+            for component in self._components.values():
+                at = component.next_push_at
+                if not component.config.auto_push or at is None or now < at:
+                    continue
+                due.append(component.appid)
+                interval = component.config.ticket_interval
+                component.next_push_at = at + interval if at + interval > now else now + interval
+        return due
+
+    def push_target(self, appid: str) -> PushTarget:
+        with self._lock:
+            c = self._component(appid).config
+            return PushTarget(
+                appid=c.appid,
+                token=c.token,
+                encoding_aes_key=c.encoding_aes_key,
+                event_url=c.event_url,
+                retries=c.push_retries,
+                generation=self._generation,
+            )
+
+    def record_push(
+        self,
+        target: PushTarget,
+        info_type: str,
+        http_status: int | None,
+        delivered: bool,
+        error: str | None,
+    ) -> None:
+        with self._lock:
+            if target.generation != self._generation:
+                return  # started before a reset: it belongs to a world that is gone
+            self._pushes.append(
+                PushRecord(
+                    appid=target.appid,
+                    info_type=info_type,
+                    url=target.event_url,
+                    http_status=http_status,
+                    delivered=delivered,
+                    error=error,
+                    time=self.now(),
+                )
+            )
+        log.info(
+            "push attempt",
+            extra={
+                "appid": target.appid,
+                "info_type": info_type,
+                "http_status": http_status,
+                "delivered": delivered,
+                "error": error,
+            },
+        )
+
+    def pushes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p.to_dict() for p in self._pushes]
+
+    # ----- fault rules --------------------------------------------------------------
+
+    def set_faults(self, rules: Iterable[FaultRule]) -> None:
+        with self._lock:
+            self._faults.replace(rules)
+            count = len(self._faults.rules())
+        log.info("fault rules set", extra={"rules": count})
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+        log.info("fault rules cleared")
+
+    def list_faults(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [rule.to_dict() for rule in self._faults.rules()]
+
+    def take_fault(self, api: str) -> FaultRule | None:
+        """The rule (first-wins) that applies to this call of ``api``, counted down."""
+        with self._lock:
+            return self._faults.take(api)
+
+    def fault_outcome(self, api: str, raw_body: bytes, rule: FaultRule) -> FaultOutcome | None:
+        """What to answer for a call ``rule`` took, logged; None means process it normally.
+
+        Called after the rule's delay has been slept.
+        """
+        appid = _appid_in(raw_body)
+        if rule.drop:
+            self._record_call(api, appid, None, None, fault=True)
+            return FaultOutcome(drop=True, http_status=0, body=None)
+        if rule.errcode is not None:
+            self._record_call(api, appid, rule.errcode, 200, fault=True)
+            return FaultOutcome(drop=False, http_status=200, body=ec.error_body(rule.errcode))
+        if rule.http_status is not None:
+            self._record_call(api, appid, None, rule.http_status, fault=True)
+            return FaultOutcome(drop=False, http_status=rule.http_status, body=None)
+        return None
+
+    # ----- call log -----------------------------------------------------------------
+
+    def _record_call(
+        self, api: str, appid: str | None, errcode: int | None, http_status: int | None, fault: bool
+    ) -> None:
+        with self._lock:
+            record = CallRecord(api, appid, errcode, http_status, self.now(), fault)
+            self._calls.append(record)
+        log.info("api call", extra=record.to_dict())
+
+    def calls(self, api: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [c.to_dict() for c in self._calls if api is None or c.api == api]
+
+    # ----- WeChat APIs --------------------------------------------------------------
+
+    def call_api(self, api: str, raw_body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
+        """Run one API call from its raw body and query; always logged, never raises."""
+        method = _API_METHODS.get(api)
+        if method is None:
+            raise KeyError(f"no such API: {api}")
+        appid: str | None = None
+        with self._lock:
+            try:
+                body = parse_body(raw_body)
+                given = body.get("component_appid")
+                appid = given if isinstance(given, str) else None
+                answer = method(self, body, query)
+                errcode = int(answer.get("errcode", 0))
+            except MockApiError as exc:
+                answer, errcode = exc.body(), exc.errcode
+            self._record_call(api, appid or None, errcode, 200, fault=False)
+        return answer
+
+    def api_component_token(
+        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
+    ) -> dict[str, Any]:
+        """Exchange the component's secret and a live ticket for a new component token."""
+        with self._lock:
+            component = self._check_secret(body, "component_appsecret")
+            ticket = self._tickets.get(_text(body, "component_verify_ticket") or "")
+            if ticket is None or ticket.component != component.appid:
+                raise MockApiError(ec.TICKET_INVALID)
+            now = self.now()
+            if now >= ticket.expires_at:
+                raise MockApiError(ec.TICKET_EXPIRED)
+            previous = self._tokens.get(self._current_token.get(component.appid, ""))
+            if previous is not None and previous.superseded_at is None:
+                previous.superseded_at = now
+            token = ComponentToken(
+                value=f"{secrets.randbelow(90) + 10}_{_random_token(120)}",
+                component=component.appid,
+                issued_at=now,
+                expires_at=now + COMPONENT_TOKEN_TTL,
+            )
+            self._tokens[token.value] = token
+            self._current_token[component.appid] = token.value
+            return {"component_access_token": token.value, "expires_in": COMPONENT_TOKEN_TTL}
+
+    def api_start_push_ticket(
+        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
+    ) -> dict[str, Any]:
+        """Turn automatic pushes on and make one due now (the pusher sends it)."""
+        with self._lock:
+            component = self._check_secret(body, "component_secret")
+            was_on = component.config.auto_push
+            if not was_on:
+                component.config = dataclasses.replace(component.config, auto_push=True)
+            component.next_push_at = self.now()
+            return {"errcode": 0, "errmsg": "in a normal state" if was_on else "ok"}
+
+    def api_create_preauthcode(
+        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
+    ) -> dict[str, Any]:
+        with self._lock:
+            appid = _text(body, "component_appid")
+            self.check_component_token(query, appid)
+            if appid is None:
+                raise MockApiError(ec.APPID_MISSING)
+            now = self.now()
+            code = PreAuthCode(
+                value="preauthcode@@@" + _random_token(86),
+                component=appid,
+                issued_at=now,
+                expires_at=now + PRE_AUTH_CODE_TTL,
+            )
+            self._pre_auth_codes[code.value] = code
+            return {"pre_auth_code": code.value, "expires_in": PRE_AUTH_CODE_TTL}
+
+    def pre_auth_code(self, value: str) -> PreAuthCode | None:
+        with self._lock:
+            code = self._pre_auth_codes.get(value)
+            return copy.copy(code) if code else None
+
+    # ----- shared checks ------------------------------------------------------------
+
+    def _check_secret(self, body: Mapping[str, Any], secret_field: str) -> Component:
+        appid = _text(body, "component_appid")
+        if appid is None:
+            raise MockApiError(ec.APPID_MISSING)
+        component = self._components.get(appid)
+        if component is None:
+            raise MockApiError(ec.INVALID_APPID)
+        secret = _text(body, secret_field)
+        if secret is None:
+            raise MockApiError(ec.APPSECRET_MISSING)
+        if not _same_secret(component.config.secret, secret):
+            raise MockApiError(ec.INVALID_APPSECRET)
+        return component
+
+    def check_component_token(
+        self, query: Mapping[str, str], component_appid: str | None
+    ) -> ComponentToken:
+        """The token check every token API shares (protocol §6, APIs).
+
+        The token is read from the query only (``component_access_token`` or
+        ``access_token``); WeChat ignores a token in the body.
+        """
+        with self._lock:
+            value = query.get("component_access_token") or query.get("access_token")
+            if not value:
+                raise MockApiError(ec.ACCESS_TOKEN_MISSING)
+            token = self._tokens.get(value)
+            now = self.now()
+            if token is None:
+                raise MockApiError(ec.INVALID_CREDENTIAL)
+            if token.superseded_at is not None and now - token.superseded_at > SUPERSEDED_GRACE:
+                raise MockApiError(ec.INVALID_CREDENTIAL)
+            if now >= token.expires_at:
+                raise MockApiError(ec.ACCESS_TOKEN_EXPIRED)
+            if component_appid is not None and token.component != component_appid:
+                raise MockApiError(ec.INVALID_CREDENTIAL)
+            return copy.copy(token)
+
+
+ApiMethod = Callable[[MockWeChat, Mapping[str, Any], Mapping[str, str]], dict[str, Any]]
+
+_API_METHODS: dict[str, ApiMethod] = {
+    API_COMPONENT_TOKEN: MockWeChat.api_component_token,
+    API_START_PUSH_TICKET: MockWeChat.api_start_push_ticket,
+    API_CREATE_PREAUTHCODE: MockWeChat.api_create_preauthcode,
+}
+API_NAMES: frozenset[str] = frozenset(_API_METHODS)
