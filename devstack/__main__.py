@@ -140,14 +140,15 @@ def print_banner(
         f"""
 The local stack is up. Demo component: {demo.appid}
 
-  service       {service_url}            (gunicorn, logs: {args.log_dir / "service.log"})
-  mock WeChat   {mock_url}            (logs: {args.log_dir / "mock-wechat.log"})
-  Firestore     {firestore_host}  (emulator, project {PROJECT})
+  service       {service_url}   gunicorn; log {args.log_dir / "service.log"}
+  mock WeChat   {mock_url}   log {args.log_dir / "mock-wechat.log"}
+  Firestore     {firestore_host}   emulator, project {PROJECT}
 
 Where to look:
-  {service_url}/healthz                   ticket age and component token expiry
-  {mock_url}/_mock/calls                 every API call the service made to "WeChat"
-  {mock_url}/_mock/pushes                every push the mock sent to {events}
+  {service_url}/healthz         ticket age and component token expiry
+  {mock_url}/_mock/calls       every API call the service made to "WeChat"
+  {mock_url}/_mock/pushes      every push the mock sent to the service's event URL:
+                                      {events}
 
 Try:
   curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
