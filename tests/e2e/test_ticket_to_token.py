@@ -130,15 +130,19 @@ def test_system_busy_once_is_retried_and_succeeds(e2e: Stack) -> None:
 
 
 def test_missing_ticket_makes_the_service_ask_for_a_push(e2e: Stack) -> None:
-    report = refresh(e2e)
-    assert report["failed"] == 1
+    first = refresh(e2e)
+    assert first["components"][e2e.demo.appid]["ticket_push_requested"] is True
     assert [c["errcode"] for c in e2e.mock.calls("api_start_push_ticket")] == [0]
     deadline = time.monotonic() + 5
     while e2e.store.get_component(e2e.demo.appid).ticket is None:
         assert time.monotonic() < deadline, "the mock did not push a ticket within 5 s"
         time.sleep(0.1)
-    report = refresh(e2e)
-    assert (report["renewed"], report["failed"]) == (1, 0)
+    # The pushed ticket may arrive before the same sweep reads it, or only after.
+    second = refresh(e2e)
+    assert first["renewed"] + second["renewed"] == 1
+    assert second["failed"] == 0
+    assert health(e2e)["component_token_expires_in_seconds"] > 7000
+    assert len(e2e.mock.calls("api_start_push_ticket")) == 1
 
 
 def test_ten_concurrent_refreshes_of_an_expired_token_make_one_upstream_call(e2e: Stack) -> None:
