@@ -40,8 +40,13 @@ def start_service(
     workers: int = 2,
     threads: int = 4,
     host: str = "127.0.0.1",
+    worker_connections: int | None = None,
 ) -> ManagedProcess:
-    """gunicorn with ``service:create_app()``, ready once ``/healthz`` answers 200."""
+    """gunicorn with ``service:create_app()``, ready once ``/healthz`` answers 200.
+
+    ``worker_connections`` caps how many connections one worker accepts at a time, so a
+    burst of requests spreads over the workers instead of queueing in one.
+    """
     argv = [
         sys.executable,
         "-m",
@@ -54,6 +59,7 @@ def start_service(
         str(workers),
         "--threads",
         str(threads),
+        *(["--worker-connections", str(worker_connections)] if worker_connections else []),
         "service:create_app()",
     ]
     process = start_process(

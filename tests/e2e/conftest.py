@@ -65,6 +65,8 @@ def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> 
             },
             logs / "service.log",
             workers=2,
+            # A worker busy with 4 requests leaves the rest of a burst to the other one.
+            worker_connections=4,
         )
     except Exception:
         mock_process.stop()
