@@ -21,10 +21,10 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from mock_wechat.api import DROPPED
 from mock_wechat.app import create_app
-from mock_wechat.logs import configure_logging
 from mock_wechat.models import MockWeChat
 from mock_wechat.pusher import Pusher
 from mock_wechat.scheduler import TicketScheduler
+from service.jsonlog import configure_logging
 
 log = logging.getLogger("mock_wechat")
 _QUERY = re.compile(r"\?\S*")
