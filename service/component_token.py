@@ -148,6 +148,8 @@ class ComponentTokenManager:
                 raise TokenUnavailableError(error)
             if self.tickets.is_stale(record):
                 self.tickets.request_push(appid)
+            # WeChat's 7200 s start when it answers; counting from the request is safer.
+            asked_at = self.clock()
             try:
                 answer = self.client.api_component_token(
                     appid, self.components[appid].secret, record.ticket
@@ -159,7 +161,7 @@ class ComponentTokenManager:
             except WeChatError as exc:
                 error = str(exc)
                 raise TokenUnavailableError(error) from None
-            expires_at = self.clock() + answer.expires_in
+            expires_at = asked_at + answer.expires_in
             self._release(appid, owner, token=answer.token, expires_at=expires_at)
             log.info(
                 "component token renewed",
