@@ -13,6 +13,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 0
 graceful_timeout = 20
 accesslog = None  # Cloud Run logs every request itself.
+# gunicorn's control socket sits at one fixed path per user; two servers would share it.
+control_socket_disable = True
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -27,6 +29,7 @@ logconfig_dict = {
     "root": {"handlers": ["stderr"], "level": "INFO"},
     "loggers": {
         "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # Access lines would repeat query strings; Cloud Run logs requests itself.
+        "gunicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
     },
 }
