@@ -1,0 +1,18 @@
+"""A missing Firestore emulator is reported with the package that provides it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack import emulator
+
+
+def test_missing_emulator_names_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(emulator, "_sdk_roots", lambda: [tmp_path])
+    with pytest.raises(emulator.EmulatorMissingError, match="google-cloud-cli-firestore-emulator"):
+        emulator.find_launcher()
+    assert emulator.main(["--check"]) == 1
