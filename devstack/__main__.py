@@ -19,7 +19,16 @@ import requests
 
 from devstack.emulator import EmulatorMissingError, start_emulator
 from devstack.processes import ManagedProcess, ServerFailedError, port_is_free
-from devstack.stack import REPO, DemoComponent, MockControl, start_mock, start_service
+from devstack.stack import (
+    REPO,
+    MockControl,
+    components_env,
+    demo_component,
+    mock_registration,
+    start_mock,
+    start_service,
+)
+from service.config import ComponentConfig
 
 PROJECT = "demo-gateway"
 
@@ -77,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     service_url = f"http://127.0.0.1:{args.service_port}"
     mock_url = f"http://127.0.0.1:{args.mock_port}"
     api_key = os.environ.get("SERVICE_API_KEYS", "dev-local-key").split(",")[0]
-    demo = DemoComponent.generate()
+    demo = demo_component()
     try:
         print("starting the Firestore emulator ...", flush=True)
         emulator, firestore_host = start_emulator(args.log_dir / "firestore-emulator.log")
@@ -86,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         started.append(start_mock(args.mock_port, args.log_dir / "mock-wechat.log"))
         control = MockControl(mock_url)
         control.register_component(
-            demo.mock_registration(
-                event_url=f"{service_url}/wechat/{demo.appid}/events", auth_domain="127.0.0.1"
+            mock_registration(
+                demo, event_url=f"{service_url}/wechat/{demo.appid}/events", auth_domain="127.0.0.1"
             )
         )
         print(f"starting the service on {service_url} (gunicorn, 2 workers) ...", flush=True)
         env = {
-            "WECHAT_COMPONENTS": demo.service_config(),
+            "WECHAT_COMPONENTS": components_env(demo),
             "WECHAT_API_BASE": mock_url,
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "FIRESTORE_EMULATOR_HOST": firestore_host,
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_banner(
     args: argparse.Namespace,
-    demo: DemoComponent,
+    demo: ComponentConfig,
     service_url: str,
     mock_url: str,
     firestore_host: str,

@@ -11,13 +11,13 @@ import secrets
 import string
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from devstack.processes import ManagedProcess, start_process
+from service.config import ComponentConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,47 +73,44 @@ def _random_text(length: int, alphabet: str = string.ascii_letters + string.digi
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-@dataclass(frozen=True)
-class DemoComponent:
-    """A made-up third-party platform, registered in both the mock and the service."""
+def demo_component() -> ComponentConfig:
+    """A freshly made-up third-party platform, to register in both the mock and the service."""
+    return ComponentConfig(
+        appid="wx" + secrets.token_hex(8),
+        secret=_random_text(32, "0123456789abcdef"),
+        token=_random_text(32),
+        encoding_aes_key=_random_text(43),
+    )
 
-    appid: str
-    secret: str = field(repr=False)
-    token: str = field(repr=False)
-    encoding_aes_key: str = field(repr=False)
 
-    @classmethod
-    def generate(cls) -> DemoComponent:
-        return cls(
-            appid="wx" + secrets.token_hex(8),
-            secret=_random_text(32, "0123456789abcdef"),
-            token=_random_text(32),
-            encoding_aes_key=_random_text(43),
-        )
+def components_env(*components: ComponentConfig) -> str:
+    """The value of WECHAT_COMPONENTS for the service."""
+    return json.dumps(
+        [
+            {
+                "appid": c.appid,
+                "secret": c.secret,
+                "token": c.token,
+                "encoding_aes_key": c.encoding_aes_key,
+            }
+            for c in components
+        ]
+    )
 
-    def service_config(self) -> str:
-        """The value of WECHAT_COMPONENTS for the service."""
-        return json.dumps(
-            [
-                {
-                    "appid": self.appid,
-                    "secret": self.secret,
-                    "token": self.token,
-                    "encoding_aes_key": self.encoding_aes_key,
-                }
-            ]
-        )
 
-    def mock_registration(self, event_url: str, auth_domain: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "appid": self.appid,
-            "secret": self.secret,
-            "token": self.token,
-            "encoding_aes_key": self.encoding_aes_key,
-            "event_url": event_url,
-            "auth_domain": auth_domain,
-            **extra,
-        }
+def mock_registration(
+    component: ComponentConfig, event_url: str, auth_domain: str, **extra: Any
+) -> dict[str, Any]:
+    """The body of the mock's ``POST /_mock/components`` for the same component."""
+    return {
+        "appid": component.appid,
+        "secret": component.secret,
+        "token": component.token,
+        "encoding_aes_key": component.encoding_aes_key,
+        "event_url": event_url,
+        "auth_domain": auth_domain,
+        **extra,
+    }
 
 
 class MockControl:

@@ -14,7 +14,15 @@ import pytest
 
 from devstack.emulator import clear_emulator
 from devstack.processes import ManagedProcess, free_port
-from devstack.stack import DemoComponent, MockControl, start_mock, start_service
+from devstack.stack import (
+    MockControl,
+    components_env,
+    demo_component,
+    mock_registration,
+    start_mock,
+    start_service,
+)
+from service.config import ComponentConfig
 from service.store.firestore import FirestoreStore
 
 E2E_PROJECT = "gateway-e2e"
@@ -23,7 +31,7 @@ API_KEY = "e2e-key"
 
 @dataclass
 class Stack:
-    demo: DemoComponent
+    demo: ComponentConfig
     service_url: str
     mock_url: str
     mock: MockControl
@@ -42,7 +50,7 @@ class Stack:
 
     def register_component(self) -> None:
         self.mock.register_component(
-            self.demo.mock_registration(event_url=self.events_url, auth_domain="127.0.0.1")
+            mock_registration(self.demo, event_url=self.events_url, auth_domain="127.0.0.1")
         )
 
 
@@ -51,13 +59,13 @@ def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> 
     logs: Path = tmp_path_factory.mktemp("e2e-logs")
     mock_port, service_port = free_port(), free_port()
     mock_process = start_mock(mock_port, logs / "mock-wechat.log")
-    demo = DemoComponent.generate()
+    demo = demo_component()
     mock_url = f"http://127.0.0.1:{mock_port}"
     try:
         service = start_service(
             service_port,
             {
-                "WECHAT_COMPONENTS": demo.service_config(),
+                "WECHAT_COMPONENTS": components_env(demo),
                 "WECHAT_API_BASE": mock_url,
                 "GOOGLE_CLOUD_PROJECT": E2E_PROJECT,
                 "FIRESTORE_EMULATOR_HOST": firestore_emulator,
