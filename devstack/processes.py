@@ -107,11 +107,6 @@ class ManagedProcess:
             self.process.wait(grace)
         self._log_file.close()
 
-    def kill(self) -> None:
-        _signal_group(self.process.pid, signal.SIGKILL)
-        self.process.wait(5)
-        self._log_file.close()
-
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     try:

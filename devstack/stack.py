@@ -143,8 +143,5 @@ class MockControl:
     def set_faults(self, rules: list[dict[str, Any]]) -> Any:
         return self._call("POST", "/faults", {"rules": rules})
 
-    def advance_clock(self, seconds: float) -> Any:
-        return self._call("POST", "/clock", {"advance": seconds})
-
     def reset(self) -> Any:
         return self._call("POST", "/reset")

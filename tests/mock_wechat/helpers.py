@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,23 +14,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from devstack.processes import ManagedProcess, free_port, start_process
+from devstack import stack
+from devstack.processes import ManagedProcess, free_port
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APPID = "wx0123456789abcdef"
 SECRET = "component-secret-value-7f3a"
 TOKEN = "push-token-value-91c2"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_mock(log_path: Path) -> tuple[ManagedProcess, str]:
     """``python -m mock_wechat serve`` on a free port, in its own process group, ready."""
     port = free_port()
-    argv = [sys.executable, "-m", "mock_wechat", "serve", "--host", "127.0.0.1"]
-    process = start_process("mock_wechat", [*argv, "--port", str(port)], log_path, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    process.wait_http(f"{base}/_mock/healthz", timeout=20)
-    return process, base
+    return stack.start_mock(port, log_path), f"http://127.0.0.1:{port}"
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 5.0, every: float = 0.02) -> bool:

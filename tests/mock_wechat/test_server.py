@@ -13,12 +13,12 @@ import pytest
 import requests
 
 from devstack.processes import ManagedProcess
+from devstack.stack import REPO
 from service.wechat.crypto import MessageCrypto
 from service.wechat.messages import ComponentVerifyTicket, parse_envelope, parse_message
 from tests.mock_wechat.helpers import (
     AES_KEY,
     APPID,
-    ROOT,
     SECRET,
     TOKEN,
     MockClient,
@@ -448,6 +448,6 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
 
 def test_help_explains_the_command() -> None:
     argv = [sys.executable, "-m", "mock_wechat", "serve", "--help"]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert "--port" in result.stdout and "--host" in result.stdout
