@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import random
-import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 from service.config import ComponentConfig
+from service.leases import new_lease_owner
 from service.store.records import ComponentRecord, ComponentStore
 from service.tickets import TicketKeeper
 from service.wechat.client import ComponentClient
@@ -68,7 +66,6 @@ class ComponentTokenManager:
         self.policy = policy
         self.clock = clock
         self.sleep = sleep
-        self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
     def get_token(self, appid: str) -> str:
         return self.obtain(appid)[0]
@@ -89,7 +86,7 @@ class ComponentTokenManager:
                     raise TokenUnavailableError(
                         f"component token refresh failed: {record.last_error}"
                     )
-                owner = f"{self._owner_prefix}:{uuid.uuid4().hex[:8]}"
+                owner = new_lease_owner()
                 if self._take_lease(appid, owner, now):
                     return self._renew(appid, owner), Outcome.RENEWED
                 continue

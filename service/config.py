@@ -6,16 +6,15 @@ Errors name the variable and what is wrong, never the secret values themselves.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.wechat.accounts import APPID_PATTERN
 from service.wechat.client import DEFAULT_API_BASE
 from service.wechat.crypto import CryptoError, decode_aes_key
-
-APPID_PATTERN = re.compile(r"^wx[0-9a-f]{16}$")
+from service.wechat.links import DEFAULT_MP_BASE, DEFAULT_OPEN_BASE
 
 
 class ConfigError(ValueError):
@@ -78,6 +77,11 @@ class ComponentConfig:
 class Settings:
     components: Mapping[str, ComponentConfig]
     wechat_api_base: str = DEFAULT_API_BASE
+    # The hosts of WeChat's authorization pages; locally both point at the mock.
+    wechat_mp_base: str = DEFAULT_MP_BASE
+    wechat_open_base: str = DEFAULT_OPEN_BASE
+    # Where merchants' browsers reach this service; builds the default redirect_uri.
+    public_base_url: str | None = None
     google_cloud_project: str | None = None
     firestore_database: str = "(default)"
     service_api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -93,11 +97,22 @@ class Settings:
     push_max_clock_skew: float = 300.0
     max_body_bytes: int = 256 * 1024
 
+    def callback_url(self, component_appid: str) -> str | None:
+        """The default redirect_uri: our callback under PUBLIC_BASE_URL, if it is set."""
+        if self.public_base_url is None:
+            return None
+        return f"{self.public_base_url}/authorize/{component_appid}/callback"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         return cls(
             components=_components_from_env(env),
             wechat_api_base=_url(env, "WECHAT_API_BASE", DEFAULT_API_BASE),
+            wechat_mp_base=_url(env, "WECHAT_MP_BASE", DEFAULT_MP_BASE),
+            wechat_open_base=_url(env, "WECHAT_OPEN_BASE", DEFAULT_OPEN_BASE),
+            public_base_url=_url(env, "PUBLIC_BASE_URL", "")
+            if env.get("PUBLIC_BASE_URL")
+            else None,
             google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
             firestore_database=env.get("FIRESTORE_DATABASE") or "(default)",
             service_api_keys=tuple(

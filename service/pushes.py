@@ -6,22 +6,36 @@ Every check happens before anything is stored: a push that fails one is refused 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from service.authorization import AuthorizationFlow, Outcome
+from service.store.records import AuthorizationStore, InboxEntry
 from service.tickets import TicketKeeper
 from service.wechat.crypto import AppIdMismatchError, CryptoError, MessageCrypto, SignatureError
 from service.wechat.messages import (
+    AuthorizationGranted,
     ComponentVerifyTicket,
     MessageError,
     OversizedXmlError,
     PushMessage,
+    Unauthorized,
+    UnknownInfo,
     parse_envelope,
     parse_message,
 )
 
 log = logging.getLogger(__name__)
+
+INBOX_TTL = 30 * 86400  # Firestore's TTL policy deletes inbox entries after this
+# Outcomes a redelivery of the same push should try again.
+RETRYABLE = (Outcome.ERROR, Outcome.IN_PROGRESS)
 
 
 class PushRejected(Exception):
@@ -89,16 +103,71 @@ def open_push(
 
 
 class PushDispatcher:
-    """Hands each opened push to the part of the core that owns it."""
+    """Hands each opened push to the part of the core that owns it.
 
-    def __init__(self, tickets: TicketKeeper) -> None:
+    Every push but the ticket goes through an idempotent inbox: a push already handled to
+    a final outcome is a duplicate and changes nothing; unknown InfoTypes are recorded.
+    """
+
+    def __init__(
+        self,
+        tickets: TicketKeeper,
+        flow: AuthorizationFlow,
+        store: AuthorizationStore,
+        inbox_ttl: float = INBOX_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.tickets = tickets
+        self.flow = flow
+        self.store = store
+        self.inbox_ttl = inbox_ttl
+        self.clock = clock
 
     def dispatch(self, message: PushMessage) -> str:
         if isinstance(message, ComponentVerifyTicket):
+            # Tickets are idempotent by themselves (newer wins) and come every 10 minutes.
             return "stored" if self.tickets.accept(message) else "ignored"
+        key = inbox_key(message)
+        seen = self.store.get_inbox_entry(message.app_id, key)
+        if seen is not None and seen.final:
+            log.info(
+                "duplicate push ignored",
+                extra={"component_appid": message.app_id, "info_type": message.info_type},
+            )
+            return "duplicate"
+        outcome, final = self._handle(message)
+        now = self.clock()
+        self.store.put_inbox_entry(
+            InboxEntry(
+                component_appid=message.app_id,
+                key=key,
+                info_type=message.info_type,
+                create_time=message.create_time,
+                received_at=now,
+                outcome=outcome,
+                final=final,
+                authorizer_appid=getattr(message, "authorizer_appid", None),
+                fields=dict(message.fields) if isinstance(message, UnknownInfo) else None,
+                expire_at=datetime.fromtimestamp(now + self.inbox_ttl, UTC),
+            )
+        )
+        return outcome
+
+    def _handle(self, message: PushMessage) -> tuple[str, bool]:
+        """The outcome, and whether it is final (a redelivery would change nothing)."""
+        if isinstance(message, AuthorizationGranted):
+            result = self.flow.on_granted(message)
+            return result.outcome.value, result.outcome not in RETRYABLE
+        if isinstance(message, Unauthorized):
+            return self.flow.on_unauthorized(message).value, True
         log.info(
-            "push acknowledged",
+            "push of an unknown InfoType recorded",
             extra={"component_appid": message.app_id, "info_type": message.info_type},
         )
-        return "acknowledged"
+        return "recorded", True
+
+
+def inbox_key(message: PushMessage) -> str:
+    """Equal for equal messages: a hash of every field of the decrypted push."""
+    canonical = json.dumps(dataclasses.asdict(message), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

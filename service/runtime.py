@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from service.authorization import AuthorizationFlow, FlowPolicy
 from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
 from service.pushes import PushDispatcher
 from service.store.firestore import FirestoreStore
-from service.store.records import ComponentStore
+from service.store.records import AuthorizationStore
 from service.tickets import TicketKeeper, TicketPolicy
 from service.wechat.client import ComponentClient
 from service.wechat.crypto import MessageCrypto
@@ -22,7 +23,7 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        store: ComponentStore | None = None,
+        store: AuthorizationStore | None = None,
         client: ComponentClient | None = None,
     ) -> None:
         self.settings = settings
@@ -31,7 +32,7 @@ class Runtime:
         self._crypto: dict[str, MessageCrypto] = {}
 
     @cached_property
-    def store(self) -> ComponentStore:
+    def store(self) -> AuthorizationStore:
         return self._store or FirestoreStore(
             project=self.settings.google_cloud_project, database=self.settings.firestore_database
         )
@@ -66,8 +67,18 @@ class Runtime:
         )
 
     @cached_property
+    def authorization(self) -> AuthorizationFlow:
+        return AuthorizationFlow(
+            self.store,
+            self.client,
+            self.component_tokens,
+            self.settings,
+            FlowPolicy(lease_seconds=self.settings.refresh_lease_seconds),
+        )
+
+    @cached_property
     def pushes(self) -> PushDispatcher:
-        return PushDispatcher(self.tickets)
+        return PushDispatcher(self.tickets, self.authorization, self.store)
 
     def crypto(self, appid: str) -> MessageCrypto:
         if appid not in self._crypto:

@@ -2,6 +2,9 @@
 
 Writes are optimistic compare-and-set on the document's update time: cheap when nobody
 else writes, and no transaction locks (which stall for seconds under contention).
+
+Layout: ``components/<c>`` with the subcollections ``authorizers/<appid>``,
+``authorization_codes/<hash>`` and ``inbox/<hash>``.
 """
 
 from __future__ import annotations
@@ -9,21 +12,32 @@ from __future__ import annotations
 import os
 import random
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from service.store.records import (
+    AuthorizerRecord,
+    Change,
+    CodeExchange,
     ComponentChange,
     ComponentRecord,
     ContentionError,
+    InboxEntry,
+    MaybeModified,
     Modified,
+    Record,
     StoreError,
 )
 
 COMPONENTS = "components"
+AUTHORIZERS = "authorizers"
+AUTHORIZATION_CODES = "authorization_codes"
+INBOX = "inbox"
 _LOST_RACE = (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Conflict, gexc.Aborted)
+R = TypeVar("R", bound=Record)
 
 
 class FirestoreStore:
@@ -50,18 +64,89 @@ class FirestoreStore:
     def _component_ref(self, appid: str) -> Any:
         return self.client.collection(COMPONENTS).document(appid)
 
-    def get_component(self, appid: str) -> ComponentRecord:
-        snapshot = self._read(self._component_ref(appid))
-        return _component_from(appid, snapshot)
+    def _child_ref(self, component_appid: str, collection: str, key: str) -> Any:
+        return self._component_ref(component_appid).collection(collection).document(key)
 
-    def modify_component(self, appid: str, change: ComponentChange) -> Modified:
-        ref = self._component_ref(appid)
+    # ----- components ---------------------------------------------------------------
+
+    def get_component(self, appid: str) -> ComponentRecord:
+        snapshot = _read(self._component_ref(appid))
+        if not snapshot.exists:
+            return ComponentRecord(appid=appid)
+        return ComponentRecord.from_document(snapshot.to_dict() or {}, appid=appid)
+
+    def modify_component(self, appid: str, change: ComponentChange) -> Modified[ComponentRecord]:
+        empty = ComponentRecord(appid=appid)
+        result = self._modify(
+            self._component_ref(appid),
+            lambda data: ComponentRecord.from_document(data, appid=appid),
+            lambda current: change(current or empty),
+            f"component {appid}",
+        )
+        return Modified(result.record or empty, result.changed)
+
+    # ----- authorizers --------------------------------------------------------------
+
+    def get_authorizer(self, component_appid: str, appid: str) -> AuthorizerRecord | None:
+        snapshot = _read(self._child_ref(component_appid, AUTHORIZERS, appid))
+        if not snapshot.exists:
+            return None
+        return _authorizer(component_appid, appid)(snapshot.to_dict() or {})
+
+    def modify_authorizer(
+        self, component_appid: str, appid: str, change: Change[AuthorizerRecord]
+    ) -> MaybeModified[AuthorizerRecord]:
+        return self._modify(
+            self._child_ref(component_appid, AUTHORIZERS, appid),
+            _authorizer(component_appid, appid),
+            change,
+            f"authorizer {appid}",
+        )
+
+    # ----- authorization code exchanges ---------------------------------------------
+
+    def modify_code_exchange(
+        self, component_appid: str, key: str, change: Change[CodeExchange]
+    ) -> MaybeModified[CodeExchange]:
+        return self._modify(
+            self._child_ref(component_appid, AUTHORIZATION_CODES, key),
+            lambda data: CodeExchange.from_document(data, component_appid=component_appid, key=key),
+            change,
+            "authorization code exchange",
+        )
+
+    # ----- push inbox ---------------------------------------------------------------
+
+    def get_inbox_entry(self, component_appid: str, key: str) -> InboxEntry | None:
+        snapshot = _read(self._child_ref(component_appid, INBOX, key))
+        if not snapshot.exists:
+            return None
+        return InboxEntry.from_document(
+            snapshot.to_dict() or {}, component_appid=component_appid, key=key
+        )
+
+    def put_inbox_entry(self, entry: InboxEntry) -> None:
+        ref = self._child_ref(entry.component_appid, INBOX, entry.key)
+        try:
+            ref.set(entry.to_document())
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"Firestore write failed: {type(exc).__name__}") from None
+
+    # ----- compare-and-set ----------------------------------------------------------
+
+    def _modify(
+        self,
+        ref: Any,
+        decode: Callable[[dict[str, Any]], R],
+        change: Change[R],
+        what: str,
+    ) -> MaybeModified[R]:
         for attempt in range(self.max_attempts):
-            snapshot = self._read(ref)
-            current = _component_from(appid, snapshot)
+            snapshot = _read(ref)
+            current = decode(snapshot.to_dict() or {}) if snapshot.exists else None
             new = change(current)
             if new is None or new == current:
-                return Modified(current, False)
+                return MaybeModified(current, False)
             try:
                 if snapshot.exists:
                     option = self.client.write_option(last_update_time=snapshot.update_time)
@@ -74,18 +159,18 @@ class FirestoreStore:
                 continue
             except gexc.GoogleAPICallError as exc:
                 raise StoreError(f"Firestore write failed: {type(exc).__name__}") from None
-            return Modified(new, True)
-        raise ContentionError(f"component {appid}: gave up after {self.max_attempts} conflicts")
-
-    @staticmethod
-    def _read(ref: Any) -> Any:
-        try:
-            return ref.get()
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore read failed: {type(exc).__name__}") from None
+            return MaybeModified(new, True)
+        raise ContentionError(f"{what}: gave up after {self.max_attempts} conflicts")
 
 
-def _component_from(appid: str, snapshot: Any) -> ComponentRecord:
-    if not snapshot.exists:
-        return ComponentRecord(appid=appid)
-    return ComponentRecord.from_document(appid, snapshot.to_dict() or {})
+def _read(ref: Any) -> Any:
+    try:
+        return ref.get()
+    except gexc.GoogleAPICallError as exc:
+        raise StoreError(f"Firestore read failed: {type(exc).__name__}") from None
+
+
+def _authorizer(component_appid: str, appid: str) -> Callable[[dict[str, Any]], AuthorizerRecord]:
+    return lambda data: AuthorizerRecord.from_document(
+        data, component_appid=component_appid, appid=appid
+    )

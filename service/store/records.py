@@ -6,13 +6,42 @@ A record is immutable; a change is a pure function from the current record to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol, Self
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+HISTORY_LIMIT = 50
+
+
+class Record:
+    """Serialisation shared by every record: a Firestore document is its fields."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            f.name: list(value) if isinstance(value, tuple) else value
+            for f in fields(self)  # type: ignore[arg-type]
+            for value in [getattr(self, f.name)]
+        }
+
+    @classmethod
+    def from_document(cls, data: Mapping[str, Any], **keys: str) -> Self:
+        """The record in ``data`` (unknown fields ignored); ``keys`` come from the path."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name in data:
+                value = data[f.name]
+                values[f.name] = tuple(value) if isinstance(value, list) else value
+        values.update(keys)
+        return cls(**values)
+
+    def but(self, **changes: Any) -> Self:
+        return replace(self, **changes)  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)
-class ComponentRecord:
+class ComponentRecord(Record):
     """Everything about one component that must survive a restart (components/<appid>)."""
 
     appid: str
@@ -35,26 +64,110 @@ class ComponentRecord:
         until = self.refresh_lease_until
         return self.refresh_lease_owner is None or until is None or until <= moment
 
-    def to_document(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    @classmethod
-    def from_document(cls, appid: str, data: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["appid"] = appid
-        return cls(**values)
-
-    def but(self, **changes: Any) -> Self:
-        return replace(self, **changes)
-
-
-ComponentChange = Callable[[ComponentRecord], ComponentRecord | None]
+class AuthorizerStatus(StrEnum):
+    AUTHORIZED = "authorized"
+    REVOKED = "revoked"  # the merchant cancelled; tokens deleted, record and history kept
+    NEEDS_REAUTHORIZATION = "needs_reauthorization"  # WeChat refused the refresh token
 
 
 @dataclass(frozen=True)
-class Modified:
-    record: ComponentRecord
+class AuthorizerRecord(Record):
+    """One merchant account authorized to a component (components/<c>/authorizers/<appid>)."""
+
+    component_appid: str
+    appid: str
+    status: str = AuthorizerStatus.AUTHORIZED.value
+    account_type: str | None = None  # AccountType value, from api_get_authorizer_info
+    nick_name: str | None = None
+    principal_name: str | None = None
+    user_name: str | None = None
+    head_img: str | None = None
+    service_type: int | None = None
+    verify_type: int | None = None
+    account_status: int | None = None
+    func_info: tuple[int, ...] = ()
+    authorized_at: float | None = None
+    updated_at: float | None = None
+    revoked_at: float | None = None
+    access_token: str | None = field(default=None, repr=False)
+    access_token_expires_at: float | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    # The newest CreateTime of an authorization push applied: older pushes are stale.
+    last_push_time: int | None = None
+    history: tuple[dict[str, Any], ...] = ()
+
+    def with_event(self, at: float, event: str, **detail: Any) -> Self:
+        entry = {"at": at, "event": event, **detail}
+        return self.but(history=(*self.history, entry)[-HISTORY_LIMIT:])
+
+    def public(self) -> dict[str, Any]:
+        """What the internal API shows: everything but the tokens."""
+        document = self.to_document()
+        for secret in ("access_token", "refresh_token"):
+            del document[secret]
+        document["has_refresh_token"] = bool(self.refresh_token)
+        return document
+
+
+class ExchangeStatus(StrEnum):
+    EXCHANGING = "exchanging"  # someone holds the lease and is calling api_query_auth
+    DONE = "done"
+    FAILED = "failed"  # WeChat refused the code for good (61009, 61010, 61003)
+
+
+@dataclass(frozen=True)
+class CodeExchange(Record):
+    """One authorization code's exchange (components/<c>/authorization_codes/<hash>).
+
+    Makes the exchange happen once whichever of the callback and the push comes first.
+    """
+
+    component_appid: str
+    key: str  # a hash of the code, never the code itself
+    status: str = ExchangeStatus.EXCHANGING.value
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    source: str | None = None  # "callback" or "push": who exchanged it
+    authorizer_appid: str | None = None
+    errcode: int | None = None
+    errmsg: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    expire_at: datetime | None = None  # Firestore TTL
+
+
+@dataclass(frozen=True)
+class InboxEntry(Record):
+    """One push received on the 授权事件接收URL (components/<c>/inbox/<hash>)."""
+
+    component_appid: str
+    key: str
+    info_type: str
+    create_time: int
+    received_at: float
+    outcome: str
+    final: bool  # False: processing failed transiently, a redelivery is processed again
+    authorizer_appid: str | None = None
+    fields: dict[str, str] | None = None  # the whole message, for unknown InfoTypes
+    expire_at: datetime | None = None  # Firestore TTL
+
+
+R = TypeVar("R", bound=Record)
+ComponentChange = Callable[[ComponentRecord], ComponentRecord | None]
+# A change to a record that may not exist yet: it gets None, and may create one.
+Change = Callable[[R | None], R | None]
+
+
+@dataclass(frozen=True)
+class Modified(Generic[R]):
+    record: R
+    changed: bool
+
+
+@dataclass(frozen=True)
+class MaybeModified(Generic[R]):
+    record: R | None
     changed: bool
 
 
@@ -71,6 +184,22 @@ class ComponentStore(Protocol):
         """The stored record, or an empty one (only ``appid`` set) if there is none."""
         ...
 
-    def modify_component(self, appid: str, change: ComponentChange) -> Modified:
+    def modify_component(self, appid: str, change: ComponentChange) -> Modified[ComponentRecord]:
         """Apply ``change`` atomically: re-read and retry if another writer came first."""
         ...
+
+
+class AuthorizationStore(ComponentStore, Protocol):
+    def get_authorizer(self, component_appid: str, appid: str) -> AuthorizerRecord | None: ...
+
+    def modify_authorizer(
+        self, component_appid: str, appid: str, change: Change[AuthorizerRecord]
+    ) -> MaybeModified[AuthorizerRecord]: ...
+
+    def modify_code_exchange(
+        self, component_appid: str, key: str, change: Change[CodeExchange]
+    ) -> MaybeModified[CodeExchange]: ...
+
+    def get_inbox_entry(self, component_appid: str, key: str) -> InboxEntry | None: ...
+
+    def put_inbox_entry(self, entry: InboxEntry) -> None: ...

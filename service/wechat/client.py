@@ -18,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from service.wechat.accounts import AccountType, account_type_of
 from service.wechat.errors import SystemBusyError, TransportError, error_for
 
 DEFAULT_API_BASE = "https://api.weixin.qq.com"
@@ -52,6 +53,48 @@ def build_session(retries: int = 2, backoff: float = 0.2) -> requests.Session:
 class ComponentAccessToken:
     token: str = field(repr=False)
     expires_in: int
+
+
+@dataclass(frozen=True)
+class PreAuthCode:
+    code: str = field(repr=False)
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class AuthorizationInfo:
+    """``authorization_info``: what the authorizer granted, with its tokens when it has any.
+
+    The tokens are present only when the account has API permissions (protocol §3.4).
+    """
+
+    authorizer_appid: str
+    func_info: tuple[int, ...]
+    access_token: str | None = field(default=None, repr=False)
+    expires_in: int | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class AuthorizerInfo:
+    """``api_get_authorizer_info``: the account's profile and its authorization."""
+
+    account_type: AccountType
+    nick_name: str
+    principal_name: str
+    user_name: str
+    head_img: str
+    service_type: int | None
+    verify_type: int | None
+    account_status: int | None
+    authorization: AuthorizationInfo
+
+
+@dataclass(frozen=True)
+class AuthorizerAccessToken:
+    access_token: str = field(repr=False)
+    expires_in: int
+    refresh_token: str | None = field(repr=False)
 
 
 class ComponentClient:
@@ -98,6 +141,84 @@ class ComponentClient:
             {"component_appid": component_appid, "component_secret": component_secret},
         )
         return str(data.get("errmsg", "ok"))
+
+    def api_create_preauthcode(self, component_appid: str, component_token: str) -> PreAuthCode:
+        api = "api_create_preauthcode"
+        data = self._post(
+            api,
+            f"/cgi-bin/component/{api}",
+            {"component_appid": component_appid},
+            {"component_access_token": component_token},
+        )
+        return PreAuthCode(
+            code=_field(data, "pre_auth_code", str, api),
+            expires_in=_field(data, "expires_in", int, api),
+        )
+
+    def api_query_auth(
+        self, component_appid: str, authorization_code: str, component_token: str
+    ) -> AuthorizationInfo:
+        """Exchange an authorization code (single use) for the authorizer's tokens."""
+        api = "api_query_auth"
+        data = self._post(
+            api,
+            f"/cgi-bin/component/{api}",
+            {"component_appid": component_appid, "authorization_code": authorization_code},
+            {"component_access_token": component_token},
+        )
+        return _authorization_info(data.get("authorization_info"), api)
+
+    def api_get_authorizer_info(
+        self, component_appid: str, authorizer_appid: str, component_token: str
+    ) -> AuthorizerInfo:
+        api = "api_get_authorizer_info"
+        data = self._post(
+            api,
+            f"/cgi-bin/component/{api}",
+            {"component_appid": component_appid, "authorizer_appid": authorizer_appid},
+            {"component_access_token": component_token},
+        )
+        info = data.get("authorizer_info")
+        if not isinstance(info, dict):
+            raise TransportError("response has no valid 'authorizer_info'", api)
+        return AuthorizerInfo(
+            account_type=account_type_of(info),
+            nick_name=_text(info, "nick_name"),
+            principal_name=_text(info, "principal_name"),
+            user_name=_text(info, "user_name"),
+            head_img=_text(info, "head_img"),
+            service_type=_nested_id(info, "service_type_info"),
+            verify_type=_nested_id(info, "verify_type_info"),
+            account_status=_int_or_none(info.get("account_status")),
+            authorization=_authorization_info(
+                data.get("authorization_info"), api, default_appid=authorizer_appid
+            ),
+        )
+
+    def api_authorizer_token(
+        self,
+        component_appid: str,
+        authorizer_appid: str,
+        refresh_token: str,
+        component_token: str,
+    ) -> AuthorizerAccessToken:
+        api = "api_authorizer_token"
+        data = self._post(
+            api,
+            f"/cgi-bin/component/{api}",
+            {
+                "component_appid": component_appid,
+                "authorizer_appid": authorizer_appid,
+                "authorizer_refresh_token": refresh_token,
+            },
+            {"component_access_token": component_token},
+        )
+        returned = data.get("authorizer_refresh_token")
+        return AuthorizerAccessToken(
+            access_token=_field(data, "authorizer_access_token", str, api),
+            expires_in=_field(data, "expires_in", int, api),
+            refresh_token=returned if isinstance(returned, str) and returned else None,
+        )
 
     def _post(
         self,
@@ -164,3 +285,48 @@ def _field(data: Mapping[str, Any], name: str, kind: type[_T], api: str) -> _T:
     if not isinstance(value, kind):
         raise TransportError(f"response has no valid {name!r}", api)
     return value
+
+
+def _authorization_info(
+    value: Any, api: str, default_appid: str | None = None
+) -> AuthorizationInfo:
+    if not isinstance(value, dict):
+        raise TransportError("response has no valid 'authorization_info'", api)
+    # Very old responses used "appid" (protocol §3.6, old-format drift).
+    appid = value.get("authorizer_appid") or value.get("appid") or default_appid
+    if not isinstance(appid, str) or not appid:
+        raise TransportError("response has no valid 'authorizer_appid'", api)
+    access_token = value.get("authorizer_access_token")
+    refresh_token = value.get("authorizer_refresh_token")
+    return AuthorizationInfo(
+        authorizer_appid=appid,
+        func_info=_func_ids(value.get("func_info")),
+        access_token=access_token if isinstance(access_token, str) and access_token else None,
+        expires_in=_int_or_none(value.get("expires_in")),
+        refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+    )
+
+
+def _func_ids(items: Any) -> tuple[int, ...]:
+    """The granted permission-set ids of a ``func_info`` list, in order, without repeats."""
+    ids: list[int] = []
+    for item in items if isinstance(items, list) else []:
+        category = item.get("funcscope_category") if isinstance(item, dict) else None
+        ident = category.get("id") if isinstance(category, dict) else None
+        if isinstance(ident, int) and not isinstance(ident, bool) and ident not in ids:
+            ids.append(ident)
+    return tuple(ids)
+
+
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _nested_id(data: Mapping[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    return _int_or_none(value.get("id")) if isinstance(value, dict) else None

@@ -71,6 +71,18 @@ class TicketInvalidError(WeChatError):
     """61006: the component_verify_ticket is unknown or garbled."""
 
 
+class NotAuthorizedError(WeChatError):
+    """61003: the account has not authorized this component (never, or it cancelled)."""
+
+
+class AuthorizationCodeInvalidError(WeChatError):
+    """61009: the authorization code is unknown, foreign or not an authorization code."""
+
+
+class AuthorizationCodeExpiredError(WeChatError):
+    """61010: the authorization code has expired or was used already."""
+
+
 class RefreshTokenInvalidError(WeChatError):
     """61023: the authorizer must authorize again."""
 
@@ -89,6 +101,9 @@ ERRCODE_CLASSES: dict[int, type[WeChatError]] = {
     61004: IpNotWhitelistedError,
     61005: TicketExpiredError,
     61006: TicketInvalidError,
+    61003: NotAuthorizedError,
+    61009: AuthorizationCodeInvalidError,
+    61010: AuthorizationCodeExpiredError,
     61023: RefreshTokenInvalidError,
     45009: QuotaExceededError,
 }

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from service.store.firestore import FirestoreStore
-from service.store.records import ComponentRecord
+from service.store.records import (
+    HISTORY_LIMIT,
+    AuthorizerRecord,
+    Change,
+    CodeExchange,
+    ComponentRecord,
+    InboxEntry,
+)
 
 APPID = "wx0123456789abcdef"
 
@@ -79,3 +87,83 @@ def test_unknown_document_fields_are_ignored(store: FirestoreStore) -> None:
     """Records written by a newer version still load."""
     store.client.collection("components").document(APPID).set({"ticket": "t", "a_future_field": 1})
     assert store.get_component(APPID) == ComponentRecord(appid=APPID, ticket="t")
+
+
+AUTHORIZER = "wx326eecacf7370d4e"
+
+
+def test_authorizer_round_trips_with_tuples_and_history(store: FirestoreStore) -> None:
+    assert store.get_authorizer(APPID, AUTHORIZER) is None
+    record = AuthorizerRecord(
+        component_appid=APPID,
+        appid=AUTHORIZER,
+        account_type="mini_program",
+        nick_name="美妆饰品",
+        func_info=(17, 18),
+        authorized_at=1700000000.0,
+        access_token="ACCESS-TOKEN-VALUE",
+        access_token_expires_at=1700007200.0,
+        refresh_token="refreshtoken@@@r",
+        last_push_time=1700000000,
+    ).with_event(1700000000.0, "authorized", source="push", func_info=[17, 18])
+    created = store.modify_authorizer(APPID, AUTHORIZER, lambda current: current or record)
+    assert created.changed and created.record == record
+    assert store.get_authorizer(APPID, AUTHORIZER) == record
+    assert "ACCESS-TOKEN-VALUE" not in repr(record) and "refreshtoken" not in repr(record)
+
+    public = record.public()
+    assert "access_token" not in public and "refresh_token" not in public
+    assert public["has_refresh_token"] is True and public["func_info"] == [17, 18]
+
+
+def test_absent_authorizer_change_may_decline_to_create(store: FirestoreStore) -> None:
+    result = store.modify_authorizer(APPID, AUTHORIZER, lambda current: None)
+    assert not result.changed and result.record is None
+    assert store.get_authorizer(APPID, AUTHORIZER) is None
+
+
+def test_history_keeps_the_newest_entries_only() -> None:
+    record = AuthorizerRecord(component_appid=APPID, appid=AUTHORIZER)
+    for i in range(HISTORY_LIMIT + 5):
+        record = record.with_event(float(i), "e")
+    assert len(record.history) == HISTORY_LIMIT
+    assert record.history[-1]["at"] == float(HISTORY_LIMIT + 4)
+
+
+def test_code_exchange_claim_is_won_by_exactly_one_writer(store: FirestoreStore) -> None:
+    def claim(owner: str) -> Change[CodeExchange]:
+        def change(current: CodeExchange | None) -> CodeExchange | None:
+            if current is not None:
+                return None
+            return CodeExchange(component_appid=APPID, key="k1", lease_owner=owner)
+
+        return change
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(lambda i: store.modify_code_exchange(APPID, "k1", claim(f"o{i}")), range(4))
+        )
+    winners = [r for r in results if r.changed]
+    assert len(winners) == 1
+    owners = {r.record.lease_owner for r in results if r.record is not None}
+    assert owners == {winners[0].record.lease_owner if winners[0].record else None}
+
+
+def test_inbox_entry_round_trips_with_its_ttl_field(store: FirestoreStore) -> None:
+    expire = datetime(2030, 1, 1, tzinfo=UTC)
+    entry = InboxEntry(
+        component_appid=APPID,
+        key="abc",
+        info_type="notify_third_fasteregister",
+        create_time=1700000000,
+        received_at=1700000001.0,
+        outcome="recorded",
+        final=True,
+        fields={"AppId": APPID, "status": "0"},
+        expire_at=expire,
+    )
+    assert store.get_inbox_entry(APPID, "abc") is None
+    store.put_inbox_entry(entry)
+    stored = store.get_inbox_entry(APPID, "abc")
+    assert stored is not None and stored.expire_at == expire
+    assert stored == entry.but(expire_at=stored.expire_at)

@@ -163,3 +163,95 @@ def _raw_response(content: bytes) -> Response:
     response.status_code = 200
     response._content = content
     return response
+
+
+COMPONENT_TOKEN = "49_component-token-value"
+REFRESH = "refreshtoken@@@secret-refresh"
+
+
+def test_create_preauthcode_puts_the_token_in_the_query() -> None:
+    client, transport, _ = client_with([{"pre_auth_code": "preauthcode@@@x", "expires_in": 1800}])
+    code = client.api_create_preauthcode("wx0123456789abcdef", COMPONENT_TOKEN)
+    assert (code.code, code.expires_in) == ("preauthcode@@@x", 1800)
+    sent = transport.sent[0]
+    assert sent.url is not None and f"component_access_token={COMPONENT_TOKEN}" in sent.url
+    assert json.loads(sent.body or b"{}") == {"component_appid": "wx0123456789abcdef"}
+    assert COMPONENT_TOKEN not in repr(code)
+
+
+def test_query_auth_reads_tokens_and_func_info() -> None:
+    answer = {
+        "authorization_info": {
+            "authorizer_appid": "wxf8b4f85f3a794e77",
+            "authorizer_access_token": "QXjUq-access",
+            "expires_in": 7200,
+            "authorizer_refresh_token": REFRESH,
+            "func_info": [
+                {"funcscope_category": {"id": 1}},
+                {"funcscope_category": {"id": 18}, "confirm_info": {"need_confirm": 0}},
+                {"funcscope_category": {"id": 1}},
+                {"bogus": True},
+            ],
+        }
+    }
+    client, _, _ = client_with([answer])
+    info = client.api_query_auth("wx0123456789abcdef", "queryauthcode@@@c", COMPONENT_TOKEN)
+    assert info.authorizer_appid == "wxf8b4f85f3a794e77"
+    assert info.func_info == (1, 18)
+    assert (info.access_token, info.expires_in, info.refresh_token) == (
+        "QXjUq-access",
+        7200,
+        REFRESH,
+    )
+    assert REFRESH not in repr(info) and "QXjUq" not in repr(info)
+
+
+def test_query_auth_without_api_permissions_has_no_tokens() -> None:
+    answer = {"authorization_info": {"authorizer_appid": "wxf8b4f85f3a794e77", "func_info": []}}
+    client, _, _ = client_with([answer])
+    info = client.api_query_auth("wx0123456789abcdef", "queryauthcode@@@c", COMPONENT_TOKEN)
+    assert info.access_token is None and info.refresh_token is None and info.func_info == ()
+
+
+@pytest.mark.parametrize(
+    ("errcode", "kind"),
+    [
+        (61009, errors.AuthorizationCodeInvalidError),
+        (61010, errors.AuthorizationCodeExpiredError),
+        (61003, errors.NotAuthorizedError),
+    ],
+)
+def test_code_errors_are_typed(errcode: int, kind: type[errors.WeChatError]) -> None:
+    client, _, _ = client_with([{"errcode": errcode, "errmsg": "code is invalid rid: 1-2-3"}])
+    with pytest.raises(kind):
+        client.api_query_auth("wx0123456789abcdef", "queryauthcode@@@c", COMPONENT_TOKEN)
+
+
+def test_authorizer_info_tells_the_account_type_and_tolerates_old_fields() -> None:
+    answer = {
+        "authorizer_info": {
+            "nick_name": "美妆饰品",
+            "principal_name": "个人",
+            "user_name": "gh_c43395cb652e",
+            "service_type_info": {"id": 0},
+            "verify_type_info": {"id": -1},
+            "account_status": 1,
+            "MiniProgramInfo": {"network": {}, "categories": [], "visit_status": 0},
+        },
+        # The old format: "appid" instead of "authorizer_appid".
+        "authorization_info": {"appid": "wx326eecacf7370d4e", "func_info": []},
+    }
+    client, _, _ = client_with([answer])
+    info = client.api_get_authorizer_info("wx0123456789abcdef", "wx326eecacf7370d4e", "t")
+    assert info.account_type.value == "mini_program"
+    assert (info.nick_name, info.service_type, info.verify_type) == ("美妆饰品", 0, -1)
+    assert info.authorization.authorizer_appid == "wx326eecacf7370d4e"
+
+
+def test_authorizer_token_keeps_a_missing_refresh_token_as_none() -> None:
+    client, transport, _ = client_with(
+        [{"authorizer_access_token": "acc", "expires_in": 7200, "authorizer_refresh_token": ""}]
+    )
+    token = client.api_authorizer_token("wx0123456789abcdef", "wx326eecacf7370d4e", REFRESH, "t")
+    assert token.refresh_token is None and token.expires_in == 7200
+    assert json.loads(transport.sent[0].body or b"{}")["authorizer_refresh_token"] == REFRESH
