@@ -14,17 +14,20 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import requests
 
 from devstack.emulator import EmulatorMissingError, start_emulator
 from devstack.processes import ManagedProcess, ServerFailedError, port_is_free
 from devstack.stack import (
+    DEMO_ADMIN,
     REPO,
     MockControl,
-    components_env,
+    create_demo_merchants,
     demo_component,
     mock_registration,
+    service_env,
     start_mock,
     start_service,
 )
@@ -100,18 +103,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(f"starting the service on {service_url} (gunicorn, 2 workers) ...", flush=True)
-        env = {
-            "WECHAT_COMPONENTS": components_env(demo),
-            "WECHAT_API_BASE": mock_url,
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-            "FIRESTORE_EMULATOR_HOST": firestore_host,
-            "SERVICE_API_KEYS": api_key,
-        }
+        merchants = create_demo_merchants(control)
+        env = service_env([demo], service_url, mock_url, PROJECT, firestore_host, api_key)
         started.append(start_service(args.service_port, env, args.log_dir / "service.log"))
         pushed = control.push_ticket(demo.appid)
         print(f"mock WeChat pushed a ticket: delivered={pushed['delivered']}", flush=True)
         print(f"first refresh: {refresh(service_url, api_key)}", flush=True)
-        print_banner(args, demo, service_url, mock_url, firestore_host, api_key)
+        print_banner(args, demo, service_url, mock_url, firestore_host, api_key, merchants)
         next_refresh = time.monotonic() + args.refresh_every
         while True:
             for process in started:
@@ -143,11 +141,23 @@ def print_banner(
     mock_url: str,
     firestore_host: str,
     api_key: str,
+    merchants: list[dict[str, Any]],
 ) -> None:
     events = f"{service_url}/wechat/{demo.appid}/events"
+    accounts = "\n".join(
+        f"  {m['appid']}  {m['type']:<17} {m['nick_name']}  (admin {m['admin']})" for m in merchants
+    )
     print(
         f"""
 The local stack is up. Demo component: {demo.appid}
+
+Play the merchant: open the entry page, pick an account type, click the PC or H5 button,
+"scan as admin" {DEMO_ADMIN}, pick an account and confirm:
+
+  {service_url}/authorize/{demo.appid}
+
+Demo merchants on mock WeChat:
+{accounts}
 
   service       {service_url}   gunicorn; log {args.log_dir / "service.log"}
   mock WeChat   {mock_url}   log {args.log_dir / "mock-wechat.log"}
@@ -160,6 +170,10 @@ Where to look:
                                       {events}
 
 Try:
+  .venv/bin/python -m mock_wechat authorize --service {service_url} --mock {mock_url} \\
+      --component {demo.appid} --account {merchants[0]["appid"]}
+  curl -H 'Authorization: Bearer {api_key}' \\
+      {service_url}/api/v1/components/{demo.appid}/authorizers/{merchants[0]["appid"]}
   curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
   curl -X POST -H 'Authorization: Bearer {api_key}' {service_url}/tasks/refresh
 

@@ -98,6 +98,51 @@ def components_env(*components: ComponentConfig) -> str:
     )
 
 
+def service_env(
+    components: list[ComponentConfig],
+    service_url: str,
+    mock_url: str,
+    project: str,
+    firestore_host: str,
+    api_key: str,
+) -> dict[str, str]:
+    """The service's environment when the mock stands in for every WeChat host."""
+    return {
+        "WECHAT_COMPONENTS": components_env(*components),
+        "WECHAT_API_BASE": mock_url,
+        "WECHAT_MP_BASE": mock_url,
+        "WECHAT_OPEN_BASE": mock_url,
+        "PUBLIC_BASE_URL": service_url,
+        "GOOGLE_CLOUD_PROJECT": project,
+        "FIRESTORE_EMULATOR_HOST": firestore_host,
+        "SERVICE_API_KEYS": api_key,
+    }
+
+
+# Merchants to play locally: one per account type the authorization pages list. Two admins,
+# so a page with biz_appid can be tried with the wrong one.
+DEMO_ADMIN = "demo-admin"
+DEMO_MERCHANTS: list[dict[str, Any]] = [
+    {"type": "official_account", "nick_name": "示例公众号", "principal_name": "示例科技有限公司"},
+    {"type": "mini_program", "nick_name": "示例小程序", "principal_name": "示例科技有限公司"},
+    {"type": "channels", "nick_name": "示例视频号", "principal_name": "示例科技有限公司"},
+    {"type": "talent", "nick_name": "示例带货助手", "principal_name": "示例科技有限公司"},
+    {"type": "promoter", "nick_name": "示例推客", "principal_name": "示例科技有限公司"},
+    {
+        "type": "official_account",
+        "nick_name": "另一家的公众号",
+        "principal_name": "另一家有限公司",
+        "admin": "other-admin",
+    },
+]
+
+
+def create_demo_merchants(control: MockControl) -> list[dict[str, Any]]:
+    return [
+        control.create_account({"admin": DEMO_ADMIN, **merchant}) for merchant in DEMO_MERCHANTS
+    ]
+
+
 def mock_registration(
     component: ComponentConfig, event_url: str, auth_domain: str, **extra: Any
 ) -> dict[str, Any]:
@@ -145,3 +190,46 @@ class MockControl:
 
     def reset(self) -> Any:
         return self._call("POST", "/reset")
+
+    def update_component(self, appid: str, patch: Mapping[str, Any]) -> Any:
+        return self._call("PATCH", f"/components/{appid}", dict(patch))
+
+    def create_account(self, account: Mapping[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self._call("POST", "/accounts", dict(account))
+        return created
+
+    def account(self, appid: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._call("GET", f"/accounts/{appid}")
+        return found
+
+    def authorize(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The merchant's confirmation, headless (``POST /_mock/authorize``)."""
+        result: dict[str, Any] = self._call("POST", "/authorize", dict(request))
+        return result
+
+    def unauthorize(self, account: str, component: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST", f"/accounts/{account}/unauthorize", {"component_appid": component}
+        )
+        return result
+
+    def update_authorization(
+        self, account: str, component: str, category_ids: list[int]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST",
+            f"/accounts/{account}/update-authorization",
+            {"component_appid": component, "category_ids": category_ids},
+        )
+        return result
+
+    def pushes(self) -> list[dict[str, Any]]:
+        pushes: list[dict[str, Any]] = self._call("GET", "/pushes")["pushes"]
+        return pushes
+
+    def redeliver(self, index: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/pushes/redeliver", {"index": index})
+        return result
+
+    def release_held(self) -> Any:
+        return self._call("POST", "/pushes/release")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mock_wechat serve --host 127.0.0.1 --port 8081``.
+"""Command line: ``python -m mock_wechat serve --port 8081`` and ``... authorize``.
 
 Serves the WeChat API routes and the ``/_mock/`` control plane with werkzeug's threaded
 server, runs the ticket scheduler, logs JSON lines to stderr and exits cleanly on SIGTERM
@@ -17,14 +17,17 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from mock_wechat.api import DROPPED
 from mock_wechat.app import create_app
+from mock_wechat.merchant import Merchant, MerchantError
 from mock_wechat.models import MockWeChat
 from mock_wechat.pusher import Pusher
 from mock_wechat.scheduler import TicketScheduler
 from service.jsonlog import configure_logging
+from service.wechat.accounts import AUTH_TYPES
 
 log = logging.getLogger("mock_wechat")
 _QUERY = re.compile(r"\?\S*")
@@ -56,16 +59,43 @@ class JsonRequestHandler(WSGIRequestHandler):
 
 
 CONTROL_PLANE_HELP = """\
-control plane (JSON; bad input is 400 {"error": "..."}):
+WeChat APIs (POST /cgi-bin/component/<api>, token in ?component_access_token= or ?access_token=):
+  api_component_token, api_start_push_ticket, api_create_preauthcode, api_query_auth,
+  api_get_authorizer_info, api_authorizer_token
+
+authorization pages (HTML; Referer and redirect_uri must be on the component's auth_domain):
+  GET    /cgi-bin/componentloginpage          PC: QR code + "scan as admin"
+  GET    /safe/bindcomponent, /wxaopen/safe/bindcomponent   H5: "open as this WeChat user"
+  GET    /safe/authorizelist?session&admin[&authorizer_appid]   accounts, then permission sets
+  POST   /safe/authorize                      confirm or deny; 302 to redirect_uri
+
+control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 409):
   GET    /_mock/healthz                       readiness: {"status": "ok"}
   POST   /_mock/components                    register {appid, secret, token, encoding_aes_key,
                                               event_url, auth_domain, ticket_interval?=600,
-                                              auto_push?=true, push_retries?=0}
+                                              auto_push?=true, push_retries?=0,
+                                              auth_push?="sync"|"hold",
+                                              rotate_refresh_tokens?=false}
   GET    /_mock/components[/<appid>]          list (secrets left out)
-  PATCH  /_mock/components/<appid>            ticket_interval, auto_push, push_retries, event_url
+  PATCH  /_mock/components/<appid>            ticket_interval, auto_push, push_retries, event_url,
+                                              auth_push, rotate_refresh_tokens
   POST   /_mock/components/<appid>/push-ticket  issue and push a ticket now
+  POST   /_mock/accounts                      merchant account {type, nick_name, principal_name,
+                                              admin, appid?, user_name?, alias?, head_img?,
+                                              signature?, service_type?, verify_type?,
+                                              account_status?=1}
+  GET    /_mock/accounts[/<appid>]            list; one with its authorizations
+  POST   /_mock/authorize                     the pages headlessly {component_appid,
+                                              pre_auth_code, authorizer_appid, admin?,
+                                              category_ids?, redirect_uri?, auth_type?,
+                                              biz_appid?, category_id_list?}
+  POST   /_mock/accounts/<appid>/unauthorize  {component_appid}: merchant cancels, push sent
+  POST   /_mock/accounts/<appid>/update-authorization  {component_appid, category_ids}
   GET    /_mock/calls[?api=NAME]              the API call log
-  GET    /_mock/pushes                        the push log
+  GET    /_mock/pushes                        the push log, with each decrypted message
+  POST   /_mock/pushes/redeliver              {"index": N}: send log entry N again
+  GET    /_mock/pushes/held                   pushes held by auth_push "hold"
+  POST   /_mock/pushes/release                deliver the held pushes in order
   GET|POST|DELETE /_mock/faults               {"rules": [{api, errcode?, http_status?, delay?,
                                               drop?, times?}]}, matched first-wins
   GET|POST /_mock/clock                       {"advance": seconds} moves the mock clock forward
@@ -82,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
             "A stateful mock of WeChat's open platform (第三方平台) API server. Register a "
             "component with POST /_mock/components; it then pushes encrypted "
             "component_verify_ticket messages to the component's event URL and answers "
-            "/cgi-bin/component/* calls."
+            "/cgi-bin/component/* calls. Create merchant accounts with POST /_mock/accounts "
+            "and authorize them on the HTML pages or with POST /_mock/authorize."
         ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -110,7 +141,70 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="seconds between checks for due ticket pushes (default %(default)s)",
     )
+    authorize = commands.add_parser(
+        "authorize",
+        help="play the merchant headlessly through the real authorization pages",
+        description=(
+            "Open the service's entry page, follow its PC or H5 link to the mock's "
+            "authorization page, scan as the account's admin, pick the account, confirm, "
+            "follow the redirect to the service's callback and print its result. "
+            "Exits 0 when the callback shows the account authorized, 1 otherwise."
+        ),
+    )
+    authorize.add_argument("--service", required=True, help="the service's base URL")
+    authorize.add_argument(
+        "--mock",
+        default="http://127.0.0.1:8081",
+        help="mock WeChat's base URL (default %(default)s)",
+    )
+    authorize.add_argument("--component", required=True, help="the component appid")
+    authorize.add_argument("--account", required=True, help="the merchant account's appid")
+    authorize.add_argument(
+        "--auth-type",
+        type=int,
+        default=3,
+        choices=sorted(AUTH_TYPES),
+        help="which account types the page lists (default %(default)s)",
+    )
+    authorize.add_argument("--biz-appid", help="let only this account be authorized")
+    authorize.add_argument(
+        "--page", choices=["pc", "h5"], default="pc", help="which link to follow (default pc)"
+    )
+    authorize.add_argument("--admin", help="scan as this admin (default: the account's admin)")
+    authorize.add_argument(
+        "--categories",
+        help="comma-separated permission-set ids to keep ticked (default: all offered)",
+    )
+    authorize.add_argument("--deny", action="store_true", help="press deny instead of confirm")
     return parser
+
+
+def play_merchant(args: argparse.Namespace) -> int:
+    try:
+        keep = [int(x) for x in args.categories.split(",")] if args.categories else None
+    except ValueError:
+        print("error: --categories must be ids separated by commas", file=sys.stderr)
+        return 2
+    try:
+        result = Merchant(args.mock).authorize(
+            args.service,
+            args.component,
+            args.account,
+            auth_type=args.auth_type,
+            page=args.page,
+            admin=args.admin,
+            keep_categories=keep,
+            deny=args.deny,
+            biz_appid=args.biz_appid,
+        )
+    except MerchantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except requests.RequestException as exc:
+        print(f"error: cannot reach a page ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return 1
+    print(result.describe())
+    return 0 if result.outcome == "authorized" else 1
 
 
 def serve(host: str, port: int, scheduler_tick: float) -> None:
@@ -143,9 +237,10 @@ def serve(host: str, port: int, scheduler_tick: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "authorize":
+        return play_merchant(args)
     configure_logging(args.log_level)
-    if args.command == "serve":
-        serve(args.host, args.port, args.scheduler_tick)
+    serve(args.host, args.port, args.scheduler_tick)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The Flask application factory: WeChat API routes plus the ``/_mock/`` control plane.
+"""The Flask application factory: WeChat API routes, the merchant's authorization pages,
+and the ``/_mock/`` control plane.
 
 Creating the app starts nothing: the ticket scheduler belongs to the server (``__main__``).
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from mock_wechat import api, control
+from mock_wechat import api, control, pages
 from mock_wechat.ext import Services, install
 from mock_wechat.models import MockWeChat
 from mock_wechat.pusher import Pusher
@@ -20,5 +21,6 @@ def create_app(state: MockWeChat | None = None, pusher: Pusher | None = None) ->
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install(app, Services(state=state, pusher=pusher or Pusher(state)))
     app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(control.bp)
     return app

@@ -7,12 +7,15 @@ of rules and a bad value is refused before it touches any state.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from service.wechat.crypto import IllegalAesKeyError, decode_aes_key
 
 DEFAULT_TICKET_INTERVAL = 600.0
+AUTH_PUSH_MODES = ("sync", "hold")  # deliver authorization pushes at once, or queue them
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 class InvalidField(ValueError):
@@ -40,6 +43,17 @@ def check_push_retries(retries: int) -> None:
         raise InvalidField("push_retries", "must be an integer >= 0")
 
 
+def check_auth_push(mode: str) -> None:
+    if mode not in AUTH_PUSH_MODES:
+        raise InvalidField("auth_push", f"must be one of {', '.join(AUTH_PUSH_MODES)}")
+
+
+def check_auth_domain(domain: str) -> None:
+    """The 授权发起页域名 is a bare host name: no scheme, port or path (protocol §4.3)."""
+    if not _HOSTNAME.fullmatch(domain):
+        raise InvalidField("auth_domain", "must be a host name such as gw.example.com")
+
+
 @dataclass(frozen=True)
 class ComponentConfig:
     """A 第三方平台 as registered on the mock (protocol §6, State)."""
@@ -53,11 +67,14 @@ class ComponentConfig:
     ticket_interval: float = DEFAULT_TICKET_INTERVAL
     auto_push: bool = True
     push_retries: int = 0
+    auth_push: str = "sync"
+    rotate_refresh_tokens: bool = False
 
     def __post_init__(self) -> None:
         for name in ("appid", "secret", "token", "auth_domain"):
             if not getattr(self, name):
                 raise InvalidField(name, "must be a non-empty string")
+        check_auth_domain(self.auth_domain)
         try:
             decode_aes_key(self.encoding_aes_key)
         except IllegalAesKeyError:
@@ -67,6 +84,7 @@ class ComponentConfig:
         check_event_url(self.event_url)
         check_ticket_interval(self.ticket_interval)
         check_push_retries(self.push_retries)
+        check_auth_push(self.auth_push)
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,8 @@ class ComponentPatch:
     auto_push: bool | None = None
     push_retries: int | None = None
     event_url: str | None = None
+    auth_push: str | None = None
+    rotate_refresh_tokens: bool | None = None
 
     def __post_init__(self) -> None:
         if self.ticket_interval is not None:
@@ -85,3 +105,5 @@ class ComponentPatch:
             check_push_retries(self.push_retries)
         if self.event_url is not None:
             check_event_url(self.event_url)
+        if self.auth_push is not None:
+            check_auth_push(self.auth_push)

@@ -1,7 +1,11 @@
-"""The control plane under ``/_mock/``: set up components, faults and the clock, read logs.
+"""The control plane under ``/_mock/``: set up components, merchant accounts, faults and
+the clock; play the merchant headlessly; read and replay the logs.
 
 JSON in and out. Bad input is HTTP 400 ``{"error": "<field>: <reason>"}``; an unknown
-component is 404. Handlers parse with ``inputs`` and call the model.
+component or account is 404; a duplicate or a state conflict is 409. A refused
+authorization rule also says which rule, as ``code`` (the pages' ``data-error`` value).
+Handlers parse with ``inputs``, call the model, and deliver any push the model returned
+after the model's lock is released.
 """
 
 from __future__ import annotations
@@ -10,16 +14,24 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from mock_wechat.auth_rules import AuthRuleError
 from mock_wechat.config import InvalidField
 from mock_wechat.ext import services
 from mock_wechat.inputs import (
     json_object,
+    parse_account,
     parse_advance,
+    parse_authorize,
     parse_component,
     parse_component_patch,
+    parse_component_ref,
     parse_fault_rules,
+    parse_redeliver,
+    parse_update_authorization,
 )
+from mock_wechat.merchants import DuplicateAccountError, UnknownAccountError
 from mock_wechat.models import API_NAMES, UnknownComponentError
+from mock_wechat.pusher import PushResult
 
 bp = Blueprint("mock_control", __name__, url_prefix="/_mock")
 
@@ -34,8 +46,27 @@ def unknown_component(exc: UnknownComponentError) -> tuple[Response, int]:
     return jsonify(error=f"unknown component: {exc.appid}"), 404
 
 
+@bp.errorhandler(UnknownAccountError)
+def unknown_account(exc: UnknownAccountError) -> tuple[Response, int]:
+    return jsonify(error=f"unknown account: {exc.appid}"), 404
+
+
+@bp.errorhandler(DuplicateAccountError)
+def duplicate_account(exc: DuplicateAccountError) -> tuple[Response, int]:
+    return jsonify(error=f"appid: account {exc.appid} already exists"), 409
+
+
+@bp.errorhandler(AuthRuleError)
+def refused(exc: AuthRuleError) -> tuple[Response, int]:
+    return jsonify(error=exc.message, code=exc.code), exc.status
+
+
 def _body() -> dict[str, Any]:
     return json_object(request.get_data(cache=False))
+
+
+def _push(result: PushResult | None) -> dict[str, Any] | None:
+    return None if result is None else result.to_dict()
 
 
 @bp.get("/healthz")
@@ -70,6 +101,53 @@ def push_ticket(appid: str) -> Response:
     return jsonify(services().pusher.push_ticket(appid).to_dict())
 
 
+@bp.post("/accounts")
+def create_account() -> tuple[Response, int]:
+    account = services().state.accounts.add(parse_account(_body()))
+    return jsonify(account.public()), 201
+
+
+@bp.get("/accounts")
+def list_accounts() -> Response:
+    return jsonify(accounts=[a.public() for a in services().state.accounts.all()])
+
+
+@bp.get("/accounts/<appid>")
+def get_account(appid: str) -> Response:
+    return jsonify(services().state.authorizations.account_view(appid))
+
+
+@bp.post("/authorize")
+def authorize() -> Response:
+    """The authorization pages without a browser: same rules, same confirmation."""
+    given = parse_authorize(_body())
+    done = services().state.authorizations.authorize(
+        given.request, given.authorizer_appid, given.admin, given.category_ids
+    )
+    result = services().pusher.dispatch(done.notice)
+    return jsonify(
+        auth_code=done.auth_code,
+        expires_in=done.expires_in,
+        info_type=done.info_type,
+        redirect_url=done.redirect_url,
+        push=_push(result),
+    )
+
+
+@bp.post("/accounts/<appid>/unauthorize")
+def unauthorize(appid: str) -> Response:
+    component = parse_component_ref(_body())
+    notice = services().state.authorizations.unauthorize(component, appid)
+    return jsonify(push=_push(services().pusher.dispatch(notice)))
+
+
+@bp.post("/accounts/<appid>/update-authorization")
+def update_authorization(appid: str) -> Response:
+    component, category_ids = parse_update_authorization(_body())
+    done = services().state.authorizations.update_authorization(component, appid, category_ids)
+    return jsonify(auth_code=done.auth_code, push=_push(services().pusher.dispatch(done.notice)))
+
+
 @bp.get("/calls")
 def calls() -> Response:
     return jsonify(calls=services().state.calls(request.args.get("api")))
@@ -78,6 +156,32 @@ def calls() -> Response:
 @bp.get("/pushes")
 def pushes() -> Response:
     return jsonify(pushes=services().state.pushes())
+
+
+@bp.post("/pushes/redeliver")
+def redeliver() -> Response | tuple[Response, int]:
+    index = parse_redeliver(_body())
+    try:
+        entry = services().state.push_entry(index)
+    except IndexError:
+        return jsonify(error=f"index: no push {index} in the push log"), 404
+    result = services().pusher.redeliver(entry)
+    return jsonify(appid=entry.appid, info_type=entry.info_type, **result.to_dict())
+
+
+@bp.get("/pushes/held")
+def held_pushes() -> Response:
+    return jsonify(held=[p.to_dict() for p in services().state.held_pushes()])
+
+
+@bp.post("/pushes/release")
+def release_pushes() -> Response:
+    released = services().pusher.release_held()
+    results = [
+        {"appid": push.appid, "info_type": push.info_type, **result.to_dict()}
+        for push, result in released
+    ]
+    return jsonify(pushes=results)
 
 
 @bp.get("/faults")

@@ -21,8 +21,12 @@ EMPTY_POST_DATA = 44002
 QUOTA_EXCEEDED = 45009
 DATA_FORMAT_ERROR = 47001
 API_UNAUTHORIZED = 48001
+NOT_AUTHORIZED = 61003
 TICKET_EXPIRED = 61005
 TICKET_INVALID = 61006
+CODE_INVALID = 61009
+CODE_EXPIRED = 61010
+REFRESH_TOKEN_INVALID = 61023
 
 ERRMSG: dict[int, str] = {
     SYSTEM_ERROR: "system error",
@@ -42,14 +46,14 @@ ERRMSG: dict[int, str] = {
     61000: "invalid component type",
     61001: "component type and component appid is not match",
     61002: "the third appid is not open KF",
-    61003: "component is not authorized by this account",
+    NOT_AUTHORIZED: "component is not authorized by this account",
     61004: "access clientip is not registered",
     TICKET_EXPIRED: "component ticket is expired",
     TICKET_INVALID: "component ticket is invalid",
     61007: "api is unauthorized to component",
     61008: "component req key is duplicated",
-    61009: "code is invalid",
-    61010: "code is expired",
+    CODE_INVALID: "code is invalid",
+    CODE_EXPIRED: "code is expired",
     61011: "invalid component",
     61012: "invalid option name",
     61013: "invalid option value",
@@ -62,7 +66,7 @@ ERRMSG: dict[int, str] = {
     61020: "err parameter",
     61021: "can't confirm",
     61022: "can't resubmit",
-    61023: "refresh_token is invalid",
+    REFRESH_TOKEN_INVALID: "refresh_token is invalid",
     61024: "must use api(api_component_token) to get token for component acct",
 }
 

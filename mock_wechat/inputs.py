@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from mock_wechat.auth_rules import parse_category_id_list
+from mock_wechat.authorization import AuthRequest
 from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
 from mock_wechat.faults import ANY_API, FaultRule
+from mock_wechat.merchants import AccountSpec, parse_account_type
 
 _COMPONENT_FIELDS = frozenset(
     {
@@ -26,9 +30,49 @@ _COMPONENT_FIELDS = frozenset(
         "ticket_interval",
         "auto_push",
         "push_retries",
+        "auth_push",
+        "rotate_refresh_tokens",
     }
 )
-_PATCH_FIELDS = frozenset({"ticket_interval", "auto_push", "push_retries", "event_url"})
+_PATCH_FIELDS = frozenset(
+    {
+        "ticket_interval",
+        "auto_push",
+        "push_retries",
+        "event_url",
+        "auth_push",
+        "rotate_refresh_tokens",
+    }
+)
+_ACCOUNT_FIELDS = frozenset(
+    {
+        "appid",
+        "type",
+        "nick_name",
+        "principal_name",
+        "admin",
+        "user_name",
+        "alias",
+        "head_img",
+        "signature",
+        "service_type",
+        "verify_type",
+        "account_status",
+    }
+)
+_AUTHORIZE_FIELDS = frozenset(
+    {
+        "component_appid",
+        "pre_auth_code",
+        "authorizer_appid",
+        "admin",
+        "category_ids",
+        "redirect_uri",
+        "auth_type",
+        "biz_appid",
+        "category_id_list",
+    }
+)
 _RULE_FIELDS = frozenset({"api", "errcode", "http_status", "delay", "drop", "times"})
 
 
@@ -56,6 +100,17 @@ def _string(data: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _optional_string(data: Mapping[str, Any], name: str, empty_ok: bool = False) -> str | None:
+    """An optional string field; null counts as absent."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not (value or empty_ok):
+        kind = "a string" if empty_ok else "a non-empty string"
+        raise InvalidField(name, f"must be {kind}")
+    return value
+
+
 def _number(value: Any, name: str) -> float:
     # bool is an int in Python, but true/false is never a number of seconds.
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -80,10 +135,19 @@ def parse_component(data: Mapping[str, Any]) -> ComponentConfig:
     names = ("appid", "secret", "token", "encoding_aes_key", "event_url", "auth_domain")
     strings = {name: _string(data, name) for name in names}
     return ComponentConfig(
-        **strings,
+        appid=strings["appid"],
+        secret=strings["secret"],
+        token=strings["token"],
+        encoding_aes_key=strings["encoding_aes_key"],
+        event_url=strings["event_url"],
+        auth_domain=strings["auth_domain"],
         ticket_interval=_number(data.get("ticket_interval", 600), "ticket_interval"),
         auto_push=_boolean(data.get("auto_push", True), "auto_push"),
         push_retries=_integer(data.get("push_retries", 0), "push_retries"),
+        auth_push=_string(data, "auth_push") if "auth_push" in data else "sync",
+        rotate_refresh_tokens=_boolean(
+            data.get("rotate_refresh_tokens", False), "rotate_refresh_tokens"
+        ),
     )
 
 
@@ -100,6 +164,12 @@ def parse_component_patch(data: Mapping[str, Any]) -> ComponentPatch:
         ticket_interval=(
             _number(data["ticket_interval"], "ticket_interval")
             if "ticket_interval" in data
+            else None
+        ),
+        auth_push=_string(data, "auth_push") if "auth_push" in data else None,
+        rotate_refresh_tokens=(
+            _boolean(data["rotate_refresh_tokens"], "rotate_refresh_tokens")
+            if "rotate_refresh_tokens" in data
             else None
         ),
     )
@@ -147,3 +217,91 @@ def parse_advance(data: Mapping[str, Any]) -> float:
     if seconds < 0:
         raise InvalidField("advance", "must be >= 0: the clock only moves forward")
     return seconds
+
+
+def parse_account(data: Mapping[str, Any]) -> AccountSpec:
+    _only(data, _ACCOUNT_FIELDS)
+    fields: dict[str, Any] = {
+        "type": parse_account_type(_string(data, "type")),
+        "nick_name": _string(data, "nick_name"),
+        "principal_name": _string(data, "principal_name"),
+        "admin": _string(data, "admin"),
+    }
+    for name in ("appid", "user_name", "head_img"):
+        fields[name] = _optional_string(data, name)
+    for name in ("alias", "signature"):
+        fields[name] = _optional_string(data, name, empty_ok=True) or ""
+    for name in ("service_type", "verify_type", "account_status"):
+        if data.get(name) is not None:
+            fields[name] = _integer(data[name], name)
+    return AccountSpec(**fields)
+
+
+@dataclass(frozen=True)
+class AuthorizeInput:
+    """``POST /_mock/authorize``: what the pages would have asked, and the admin's answer."""
+
+    request: AuthRequest
+    authorizer_appid: str
+    admin: str | None
+    category_ids: list[int] | None
+
+
+def _category_ids(value: Any, name: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in value
+    ):
+        raise InvalidField(name, "must be a list of permission-set ids (integers > 0)")
+    return value
+
+
+def _category_filter(value: Any) -> frozenset[int] | None:
+    """category_id_list as the pages take it ("1|15") or as a list of ids."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_category_id_list(value)
+    return frozenset(_category_ids(value, "category_id_list"))
+
+
+def parse_authorize(data: Mapping[str, Any]) -> AuthorizeInput:
+    _only(data, _AUTHORIZE_FIELDS)
+    auth_type = data.get("auth_type")
+    ids = data.get("category_ids")
+    request = AuthRequest(
+        component=_string(data, "component_appid"),
+        pre_auth_code=_string(data, "pre_auth_code"),
+        redirect_uri=_optional_string(data, "redirect_uri"),
+        auth_type=None if auth_type is None else _integer(auth_type, "auth_type"),
+        biz_appid=_optional_string(data, "biz_appid"),
+        category_filter=_category_filter(data.get("category_id_list")),
+    )
+    return AuthorizeInput(
+        request=request,
+        authorizer_appid=_string(data, "authorizer_appid"),
+        admin=_optional_string(data, "admin"),
+        category_ids=None if ids is None else _category_ids(ids, "category_ids"),
+    )
+
+
+def parse_component_ref(data: Mapping[str, Any]) -> str:
+    _only(data, {"component_appid"})
+    return _string(data, "component_appid")
+
+
+def parse_update_authorization(data: Mapping[str, Any]) -> tuple[str, list[int]]:
+    _only(data, {"component_appid", "category_ids"})
+    component = _string(data, "component_appid")
+    if "category_ids" not in data:
+        raise InvalidField("category_ids", "is required (the permission-set ids now granted)")
+    return component, _category_ids(data["category_ids"], "category_ids")
+
+
+def parse_redeliver(data: Mapping[str, Any]) -> int:
+    _only(data, {"index"})
+    if "index" not in data:
+        raise InvalidField("index", "is required (0-based position in GET /_mock/pushes)")
+    index = _integer(data["index"], "index")
+    if index < 0:
+        raise InvalidField("index", "must be >= 0")
+    return index

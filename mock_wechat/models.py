@@ -1,10 +1,12 @@
 """The mock's state and API logic, with no HTTP in it (the moto split).
 
 One ``MockWeChat`` object owns every record (components, tickets, component tokens,
-pre-auth codes, fault rules, the call log and the push log) behind one re-entrant lock.
-API methods take the parsed JSON body and the query string and return the JSON answer, or
-raise ``MockApiError``; the HTTP layer only translates. Lifetimes follow protocol §5 and
-are measured on the mock ``Clock``, so tests can jump hours ahead.
+fault rules, the call log and the push log) behind one re-entrant lock, and hands that
+lock to its parts: ``accounts`` (merchant accounts, ``merchants``) and ``authorizations``
+(pre-auth codes, authorization pages, authorizations and authorizer tokens,
+``authorization``). API methods take the parsed JSON body and the query string and return
+the JSON answer, or raise ``MockApiError``; the HTTP layer only translates. Lifetimes
+follow protocol §5 and are measured on the mock ``Clock``, so tests can jump hours ahead.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hmac
-import json
 import logging
-import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,10 +22,16 @@ from types import MappingProxyType
 from typing import Any
 
 from mock_wechat import errcodes as ec
+from mock_wechat.authorization import PRE_AUTH_CODE_TTL, Authorizations, PreAuthCode
+from mock_wechat.bodies import appid_in, parse_body
+from mock_wechat.bodies import text_field as _text
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig, ComponentPatch
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.faults import FaultBook, FaultRule
+from mock_wechat.grants import new_access_token, random_token
+from mock_wechat.merchants import AccountBook
+from mock_wechat.pushlog import PendingPush, PushLog, PushRecord
 
 __all__ = [
     "API_NAMES",
@@ -37,6 +43,8 @@ __all__ = [
     "FaultRule",
     "MockApiError",
     "MockWeChat",
+    "PRE_AUTH_CODE_TTL",
+    "PendingPush",
     "PreAuthCode",
     "PushRecord",
     "PushTarget",
@@ -49,11 +57,13 @@ log = logging.getLogger(__name__)
 TICKET_TTL = 12 * 3600
 COMPONENT_TOKEN_TTL = 7200
 SUPERSEDED_GRACE = 300  # an old component token keeps working this long after a new one
-PRE_AUTH_CODE_TTL = 1800
 
 API_COMPONENT_TOKEN = "api_component_token"
 API_START_PUSH_TICKET = "api_start_push_ticket"
 API_CREATE_PREAUTHCODE = "api_create_preauthcode"
+API_QUERY_AUTH = "api_query_auth"
+API_GET_AUTHORIZER_INFO = "api_get_authorizer_info"
+API_AUTHORIZER_TOKEN = "api_authorizer_token"
 
 INFO_TYPE_TICKET = "component_verify_ticket"
 
@@ -86,6 +96,8 @@ class Component:
             "ticket_interval": c.ticket_interval,
             "auto_push": c.auto_push,
             "push_retries": c.push_retries,
+            "auth_push": c.auth_push,
+            "rotate_refresh_tokens": c.rotate_refresh_tokens,
             "registered_at": self.registered_at,
             "next_push_at": self.next_push_at,
         }
@@ -111,15 +123,6 @@ class ComponentToken:
     superseded_at: float | None = None
 
 
-@dataclass
-class PreAuthCode:
-    value: str = field(repr=False)
-    component: str
-    issued_at: float
-    expires_at: float
-    used: bool = False
-
-
 @dataclass(frozen=True)
 class CallRecord:
     api: str
@@ -128,20 +131,6 @@ class CallRecord:
     http_status: int | None  # None when the connection was dropped
     time: float
     fault: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class PushRecord:
-    appid: str
-    info_type: str
-    url: str
-    http_status: int | None
-    delivered: bool
-    error: str | None
-    time: float
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,43 +157,6 @@ class FaultOutcome:
     body: dict[str, Any] | None
 
 
-def _random_token(length: int) -> str:
-    # token_urlsafe gives 4 characters per 3 bytes; draw enough, then cut to length.
-    return secrets.token_urlsafe(length)[:length]
-
-
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object in a request body, whatever the Content-Type said."""
-    if not raw.strip():
-        raise MockApiError(ec.EMPTY_POST_DATA)
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise MockApiError(ec.DATA_FORMAT_ERROR) from None
-    if not isinstance(data, dict):
-        raise MockApiError(ec.DATA_FORMAT_ERROR)
-    return data
-
-
-def _text(body: Mapping[str, Any], name: str) -> str | None:
-    """A string field; absent, null and "" all count as missing."""
-    value = body.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise MockApiError(ec.DATA_FORMAT_ERROR)
-    return value
-
-
-def _appid_in(raw: bytes) -> str | None:
-    """Best-effort component_appid of a request, for the call log only."""
-    try:
-        value = parse_body(raw).get("component_appid")
-    except MockApiError:
-        return None
-    return value if isinstance(value, str) and value else None
-
-
 def _same_secret(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
 
@@ -216,6 +168,11 @@ class MockWeChat:
         self.clock = clock or Clock()
         self._lock = threading.RLock()
         self._generation = 0
+        self._push_log = PushLog()
+        self.accounts = AccountBook(self._lock, self.clock)
+        self.authorizations = Authorizations(
+            self._lock, self.clock, self.accounts, self._push_log, self._component_config
+        )
         self._clear()
 
     def _clear(self) -> None:
@@ -223,10 +180,11 @@ class MockWeChat:
         self._tickets: dict[str, Ticket] = {}
         self._tokens: dict[str, ComponentToken] = {}
         self._current_token: dict[str, str] = {}  # component appid -> its newest token value
-        self._pre_auth_codes: dict[str, PreAuthCode] = {}
         self._faults = FaultBook()
         self._calls: list[CallRecord] = []
-        self._pushes: list[PushRecord] = []
+        self._push_log.clear()
+        self.accounts.clear()
+        self.authorizations.clear()
 
     def now(self) -> float:
         return self.clock.now()
@@ -240,7 +198,7 @@ class MockWeChat:
         return now
 
     def reset(self) -> None:
-        """Start over: no components, credentials, logs or faults; clock offset 0."""
+        """Start over: no components, accounts, credentials, logs or faults; clock offset 0."""
         with self._lock:
             self._generation += 1
             self._clear()
@@ -293,6 +251,11 @@ class MockWeChat:
         with self._lock:
             return self._component(appid).public()
 
+    def _component_config(self, appid: str) -> ComponentConfig | None:
+        with self._lock:
+            component = self._components.get(appid)
+            return component.config if component else None
+
     def _component(self, appid: str) -> Component:
         component = self._components.get(appid)
         if component is None:
@@ -306,7 +269,7 @@ class MockWeChat:
         with self._lock:
             self._component(appid)
             ticket = Ticket(
-                value="ticket@@@" + _random_token(64), component=appid, issued_at=self.now()
+                value="ticket@@@" + random_token(64), component=appid, issued_at=self.now()
             )
             self._tickets[ticket.value] = ticket
             return ticket
@@ -353,11 +316,12 @@ class MockWeChat:
         http_status: int | None,
         delivered: bool,
         error: str | None,
+        message: str = "",
     ) -> None:
         with self._lock:
             if target.generation != self._generation:
                 return  # started before a reset: it belongs to a world that is gone
-            self._pushes.append(
+            self._push_log.append(
                 PushRecord(
                     appid=target.appid,
                     info_type=info_type,
@@ -366,6 +330,7 @@ class MockWeChat:
                     delivered=delivered,
                     error=error,
                     time=self.now(),
+                    message=message,
                 )
             )
         log.info(
@@ -381,7 +346,21 @@ class MockWeChat:
 
     def pushes(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [p.to_dict() for p in self._pushes]
+            return [p.to_dict() for p in self._push_log.records()]
+
+    def push_entry(self, index: int) -> PushRecord:
+        """The push log's ``index``-th entry (0-based); IndexError when there is none."""
+        with self._lock:
+            return self._push_log.entry(index)
+
+    def held_pushes(self) -> list[PendingPush]:
+        with self._lock:
+            return self._push_log.held()
+
+    def take_held_pushes(self) -> list[PendingPush]:
+        """Every held authorization push, oldest first, for the caller to deliver."""
+        with self._lock:
+            return self._push_log.take_held()
 
     # ----- fault rules --------------------------------------------------------------
 
@@ -410,7 +389,7 @@ class MockWeChat:
 
         Called after the rule's delay has been slept.
         """
-        appid = _appid_in(raw_body)
+        appid = appid_in(raw_body)
         if rule.drop:
             self._record_call(api, appid, None, None, fault=True)
             return FaultOutcome(drop=True, http_status=0, body=None)
@@ -472,7 +451,7 @@ class MockWeChat:
             if previous is not None and previous.superseded_at is None:
                 previous.superseded_at = now
             token = ComponentToken(
-                value=f"{secrets.randbelow(90) + 10}_{_random_token(120)}",
+                value=new_access_token(),
                 component=component.appid,
                 issued_at=now,
                 expires_at=now + COMPONENT_TOKEN_TTL,
@@ -496,27 +475,48 @@ class MockWeChat:
     def api_create_preauthcode(
         self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
     ) -> dict[str, Any]:
+        """A single-use pre-auth code living 1800 s (protocol §3.3)."""
         with self._lock:
-            appid = _text(body, "component_appid")
-            self.check_component_token(query, appid)
-            if appid is None:
-                raise MockApiError(ec.APPID_MISSING)
-            now = self.now()
-            code = PreAuthCode(
-                value="preauthcode@@@" + _random_token(86),
-                component=appid,
-                issued_at=now,
-                expires_at=now + PRE_AUTH_CODE_TTL,
-            )
-            self._pre_auth_codes[code.value] = code
+            component = self._token_component(body, query)
+            code = self.authorizations.create_pre_auth_code(component)
             return {"pre_auth_code": code.value, "expires_in": PRE_AUTH_CODE_TTL}
 
-    def pre_auth_code(self, value: str) -> PreAuthCode | None:
+    def api_query_auth(
+        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
+    ) -> dict[str, Any]:
         with self._lock:
-            code = self._pre_auth_codes.get(value)
-            return copy.copy(code) if code else None
+            return self.authorizations.api_query_auth(self._token_component(body, query), body)
+
+    def api_get_authorizer_info(
+        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
+    ) -> dict[str, Any]:
+        with self._lock:
+            component = self._token_component(body, query)
+            return self.authorizations.api_get_authorizer_info(component, body)
+
+    def api_authorizer_token(
+        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
+    ) -> dict[str, Any]:
+        with self._lock:
+            component = self._token_component(body, query)
+            return self.authorizations.api_authorizer_token(component, body)
+
+    def pre_auth_code(self, value: str) -> PreAuthCode | None:
+        return self.authorizations.pre_auth_code(value)
+
+    def check_authorizer_token(self, value: str | None) -> str:
+        """The authorizer appid an authorizer access token acts for (41001/40001/42001)."""
+        return self.authorizations.check_authorizer_token(value)
 
     # ----- shared checks ------------------------------------------------------------
+
+    def _token_component(self, body: Mapping[str, Any], query: Mapping[str, str]) -> str:
+        """The component a token API acts for: token checked first, then the appid."""
+        appid = _text(body, "component_appid")
+        self.check_component_token(query, appid)
+        if appid is None:
+            raise MockApiError(ec.APPID_MISSING)
+        return appid
 
     def _check_secret(self, body: Mapping[str, Any], secret_field: str) -> Component:
         appid = _text(body, "component_appid")
@@ -563,5 +563,8 @@ _API_METHODS: dict[str, ApiMethod] = {
     API_COMPONENT_TOKEN: MockWeChat.api_component_token,
     API_START_PUSH_TICKET: MockWeChat.api_start_push_ticket,
     API_CREATE_PREAUTHCODE: MockWeChat.api_create_preauthcode,
+    API_QUERY_AUTH: MockWeChat.api_query_auth,
+    API_GET_AUTHORIZER_INFO: MockWeChat.api_get_authorizer_info,
+    API_AUTHORIZER_TOKEN: MockWeChat.api_authorizer_token,
 }
 API_NAMES: frozenset[str] = frozenset(_API_METHODS)

@@ -2,7 +2,10 @@
 
 ``POST {event_url}?signature=&timestamp=&nonce=&encrypt_type=aes&msg_signature=`` with the
 ``<xml><AppId/><Encrypt/></xml>`` envelope. Only HTTP 200 with the exact body ``success``
-counts as delivered (§1.6). Every attempt goes to the push log.
+counts as delivered (§1.6). Every attempt goes to the push log, with the message it
+carried, so a logged push can be delivered again (a duplicate, or an old one out of order).
+Authorization pushes are delivered by whoever caused them, after the state's lock is
+released, unless the component holds them until ``release_held``.
 
 The query ``timestamp`` is real wall-clock time, so a receiver's replay window still holds
 after the mock clock was advanced; ``CreateTime`` inside the message is mock time.
@@ -20,9 +23,12 @@ from typing import Any
 
 import requests
 
+from mock_wechat.authorization import Notice
 from mock_wechat.models import (
     INFO_TYPE_TICKET,
     MockWeChat,
+    PendingPush,
+    PushRecord,
     PushTarget,
     Ticket,
     UnknownComponentError,
@@ -45,6 +51,9 @@ class PushResult:
     http_status: int | None
     error: str | None
     attempts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"delivered": self.delivered, "http_status": self.http_status, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -123,10 +132,28 @@ class Pusher:
             for attempt in range(1, target.retries + 2):
                 status, error = self._attempt(session, crypto, target, message)
                 result = PushResult(error is None, status, error, attempt)
-                self._state.record_push(target, info_type, status, result.delivered, error)
+                self._state.record_push(target, info_type, status, result.delivered, error, message)
                 if result.delivered:
                     break
         return result
+
+    def dispatch(self, notice: Notice) -> PushResult | None:
+        """Deliver an authorization push now, in this thread; None if it was held."""
+        if notice.held:
+            return None
+        push = notice.push
+        return self.deliver(push.appid, push.info_type, push.message)
+
+    def redeliver(self, entry: PushRecord) -> PushResult:
+        """Seal a logged push's message afresh and send it again (a duplicate push)."""
+        return self.deliver(entry.appid, entry.info_type, entry.message)
+
+    def release_held(self) -> list[tuple[PendingPush, PushResult]]:
+        """Deliver every held push, oldest first, one after another."""
+        return [
+            (push, self.deliver(push.appid, push.info_type, push.message))
+            for push in self._state.take_held_pushes()
+        ]
 
     def _attempt(
         self, session: requests.Session, crypto: MessageCrypto, target: PushTarget, message: str

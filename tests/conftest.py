@@ -9,6 +9,9 @@ import pytest
 from devstack.emulator import EmulatorMissingError, clear_emulator, start_emulator
 from service.store.firestore import FirestoreStore
 
+# The real stack's fixtures (``stack``, ``e2e``) for tests/e2e and tests/browser.
+pytest_plugins = ["tests.stack"]
+
 TEST_PROJECT = "gateway-test"
 
 

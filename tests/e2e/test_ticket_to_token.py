@@ -11,18 +11,11 @@ import pytest
 import requests
 
 from service.store.records import ComponentRecord
-from service.wechat.crypto import MessageCrypto
-from service.wechat.messages import build_envelope, build_xml
-from tests.e2e.conftest import Stack
+from service.wechat.messages import build_xml
+from tests.e2e.helpers import refresh, signed_push
+from tests.stack import Stack
 
 pytestmark = pytest.mark.e2e
-
-
-def refresh(stack: Stack) -> dict[str, Any]:
-    response = requests.post(f"{stack.service_url}/tasks/refresh", headers=stack.auth, timeout=60)
-    assert response.status_code == 200, response.text
-    report: dict[str, Any] = response.json()
-    return report
 
 
 def health(stack: Stack) -> dict[str, Any]:
@@ -30,28 +23,6 @@ def health(stack: Stack) -> dict[str, Any]:
     assert response.status_code == 200
     component: dict[str, Any] = response.json()["components"][stack.demo.appid]
     return component
-
-
-def signed_push(
-    stack: Stack, xml: str, token: str | None = None, appid: str | None = None
-) -> requests.Response:
-    """A push built and signed here, as WeChat would (to replay or tamper with it)."""
-    demo = stack.demo
-    crypto = MessageCrypto(token or demo.token, demo.encoding_aes_key, appid or demo.appid)
-    sealed = crypto.seal(xml, str(int(time.time())), "42")
-    return requests.post(
-        stack.events_url,
-        params={
-            "signature": sealed.signature,
-            "timestamp": sealed.timestamp,
-            "nonce": sealed.nonce,
-            "encrypt_type": "aes",
-            "msg_signature": sealed.msg_signature,
-        },
-        data=build_envelope(demo.appid, sealed.encrypt).encode(),
-        headers={"Content-Type": "text/xml"},
-        timeout=10,
-    )
 
 
 def ticket_xml(stack: Stack, ticket: str, create_time: int) -> str:

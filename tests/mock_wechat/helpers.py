@@ -7,7 +7,8 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -48,11 +49,16 @@ class ReceivedPush:
 
 
 class Receiver:
-    """A 授权事件接收URL on 127.0.0.1 that records pushes and answers ``reply``."""
+    """A 授权事件接收URL on 127.0.0.1 that records pushes and answers ``reply``.
+
+    ``on_push``, if set, runs in the handler before the reply, as a real push handler
+    that calls back into the mock would.
+    """
 
     def __init__(self) -> None:
         self.reply = b"success"
         self.status = 200
+        self.on_push: Callable[[ReceivedPush], None] | None = None
         self._pushes: list[ReceivedPush] = []
         self._lock = threading.Lock()
         receiver = self
@@ -66,6 +72,8 @@ class Receiver:
                 with receiver._lock:
                     receiver._pushes.append(push)
                     status, reply = receiver.status, receiver.reply
+                if receiver.on_push is not None:
+                    receiver.on_push(push)
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(reply)))
@@ -161,3 +169,53 @@ class MockClient:
         assert "component_access_token" in answer, answer
         token: str = answer["component_access_token"]
         return token
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    text: list[str] = field(default_factory=list)
+
+    @property
+    def content(self) -> str:
+        return "".join(self.text).strip()
+
+
+class Page(HTMLParser):
+    """An HTML page's elements with their attributes and text, for assertions."""
+
+    _VOID = frozenset({"meta", "link", "img", "input", "br", "hr"})
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.elements: list[Element] = []
+        self._open: list[Element] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = Element(tag, {k: v or "" for k, v in attrs})
+        self.elements.append(element)
+        if tag not in self._VOID:
+            self._open.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            if self._open.pop().tag == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for element in self._open:
+            element.text.append(data)
+
+    def by_id(self, id_: str) -> Element:
+        [found] = [e for e in self.elements if e.attrs.get("id") == id_]
+        return found
+
+    def all(self, tag: str, **attrs: str) -> list[Element]:
+        return [
+            e
+            for e in self.elements
+            if e.tag == tag and all(e.attrs.get(k.rstrip("_")) == v for k, v in attrs.items())
+        ]

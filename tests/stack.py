@@ -1,4 +1,4 @@
-"""The real stack for end-to-end tests: the emulator, mock WeChat (its CLI) and gunicorn.
+"""The real stack for end-to-end and browser tests: the emulator, mock WeChat and gunicorn.
 
 Started once per module; each test gets an emptied database and a reset mock with the
 demo component registered again.
@@ -16,9 +16,9 @@ from devstack.emulator import clear_emulator
 from devstack.processes import ManagedProcess, free_port
 from devstack.stack import (
     MockControl,
-    components_env,
     demo_component,
     mock_registration,
+    service_env,
     start_mock,
     start_service,
 )
@@ -64,13 +64,14 @@ def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         service = start_service(
             service_port,
-            {
-                "WECHAT_COMPONENTS": components_env(demo),
-                "WECHAT_API_BASE": mock_url,
-                "GOOGLE_CLOUD_PROJECT": E2E_PROJECT,
-                "FIRESTORE_EMULATOR_HOST": firestore_emulator,
-                "SERVICE_API_KEYS": API_KEY,
-            },
+            service_env(
+                [demo],
+                f"http://127.0.0.1:{service_port}",
+                mock_url,
+                E2E_PROJECT,
+                firestore_emulator,
+                API_KEY,
+            ),
             logs / "service.log",
             workers=2,
             # A worker busy with 4 requests leaves the rest of a burst to the other one.
