@@ -49,8 +49,12 @@ class Stack:
         return {"Authorization": f"Bearer {API_KEY}"}
 
     def register_component(self) -> None:
+        # No automatic ticket pushes: tests push when they mean to. A scheduled push set
+        # off by a clock jump could otherwise land after the next test emptied the store.
         self.mock.register_component(
-            mock_registration(self.demo, event_url=self.events_url, auth_domain="127.0.0.1")
+            mock_registration(
+                self.demo, event_url=self.events_url, auth_domain="127.0.0.1", auto_push=False
+            )
         )
 
 
@@ -98,7 +102,7 @@ def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def e2e(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", stack.firestore_host)
+    stack.mock.reset()  # first, so nothing from the last test writes after the clear
     clear_emulator(stack.firestore_host, E2E_PROJECT)
-    stack.mock.reset()
     stack.register_component()
     return stack

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,7 +33,8 @@ KINDS = ["official_account", "mini_program", "promoter", "channels", "talent"]
 def ready(e2e: Stack) -> Stack:
     """A component with a ticket and a token."""
     assert e2e.mock.push_ticket(e2e.demo.appid)["delivered"]
-    assert refresh(e2e)["renewed"] == 1
+    report = refresh(e2e)
+    assert report["renewed"] == 1, report
     return e2e
 
 
@@ -369,3 +371,19 @@ def test_authorize_command_plays_the_merchant(ready: Stack, accounts: dict[str, 
     argv[-3:] = [accounts["channels"], "--auth-type", "1"]
     failed = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "not listed" in failed.stderr
+
+
+def test_callback_and_push_at_the_same_moment_exchange_once(
+    ready: Stack, accounts: dict[str, str]
+) -> None:
+    ready.mock.update_component(ready.demo.appid, {"auth_push": "hold"})
+    merchant = accounts["official_account"]
+    confirmed = confirm(ready, merchant)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        pages = [pool.submit(callback, ready, confirmed["auth_code"]) for _ in range(3)]
+        released = pool.submit(ready.mock.release_held)
+        statuses = [page.result().status_code for page in pages]
+        delivered = [p["delivered"] for p in released.result()["pushes"]]
+    assert statuses == [200, 200, 200] and delivered == [True]
+    assert exchanges(ready) == 1
+    assert stored(ready, merchant).status == "authorized"
