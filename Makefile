@@ -18,10 +18,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
-# Chromium drives the browser tests; the Firestore emulator backs every store test.
+# Chromium drives the browser tests (a CJK font makes their screenshots readable); the
+# Firestore emulator backs every store test.
 system-deps:
 	@command -v chromium >/dev/null || { echo "installing chromium (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { echo "installing a CJK font (apt-get)"; \
+	  $(SUDO) apt-get install -y -qq fonts-wqy-zenhei >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-wqy-zenhei >/dev/null; }; }
 	@$(PY) -m devstack.emulator --check
 
 dev: setup

@@ -170,7 +170,7 @@ class Merchant:
         if choice is None:
             listed = [a.attrs.get("data-appid", "?") for a in listing.with_class("a", "account")]
             raise MerchantError(
-                f"account {account} is not listed for this admin (listed: {listed})"
+                f"account {account} is not listed for this admin and auth_type (listed: {listed})"
             )
         form_page = self._get(urljoin(listing.url, choice.attrs["href"]))
         _check(form_page, "permission sets page")
