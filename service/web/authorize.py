@@ -47,6 +47,15 @@ def _failure(status: int, outcome: str, title: str, message: str, component_appi
     return _page(status, outcome=outcome, title=title, message=message, retry_url=retry)
 
 
+def _unknown_component(component_appid: str) -> Response:
+    return _page(
+        404,
+        outcome="unknown_component",
+        title="未找到 Not found",
+        message=f"Unknown component {component_appid}.",
+    )
+
+
 def _category_ids(raw: str | None) -> tuple[int, ...]:
     if not raw:
         return ()
@@ -62,12 +71,7 @@ def _category_ids(raw: str | None) -> tuple[int, ...]:
 def entry(component_appid: str) -> Response:
     rt = runtime()
     if component_appid not in rt.settings.components:
-        return _page(
-            404,
-            outcome="unknown_component",
-            title="未找到 Not found",
-            message=f"Unknown component {component_appid}.",
-        )
+        return _unknown_component(component_appid)
     args = request.args
     context: dict[str, Any] = {
         "component_appid": component_appid,
@@ -114,12 +118,7 @@ def entry(component_appid: str) -> Response:
 def callback(component_appid: str) -> Response:
     rt = runtime()
     if component_appid not in rt.settings.components:
-        return _page(
-            404,
-            outcome="unknown_component",
-            title="未找到 Not found",
-            message=f"Unknown component {component_appid}.",
-        )
+        return _unknown_component(component_appid)
     code = request.args.get("auth_code", "")
     if not code:
         return _failure(
