@@ -387,3 +387,14 @@ def test_callback_and_push_at_the_same_moment_exchange_once(
     assert statuses == [200, 200, 200] and delivered == [True]
     assert exchanges(ready) == 1
     assert stored(ready, merchant).status == "authorized"
+
+
+def test_logs_never_show_authorizer_tokens_or_codes(ready: Stack, accounts: dict[str, str]) -> None:
+    merchant = accounts["official_account"]
+    confirmed = confirm(ready, merchant)
+    callback(ready, confirmed["auth_code"])
+    ready.mock.update_authorization(merchant, ready.demo.appid, [1])
+    record = stored(ready, merchant)
+    exposed = ready.service.log_text() + api_authorizer(ready, merchant).__repr__()
+    for secret in (record.access_token, record.refresh_token, confirmed["auth_code"]):
+        assert secret and secret not in exposed
