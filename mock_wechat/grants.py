@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from mock_wechat import errcodes as ec
 from mock_wechat.errcodes import MockApiError
@@ -39,6 +39,34 @@ def new_access_token() -> str:
 
 def _new_refresh_token() -> str:
     return "refreshtoken@@@" + random_token(43)
+
+
+class _Expiring(Protocol):
+    @property
+    def superseded_at(self) -> float | None: ...
+
+    @property
+    def expires_at(self) -> float: ...
+
+
+_Token = TypeVar("_Token", bound=_Expiring)
+
+
+def live_token(
+    value: str | None, tokens: Mapping[str, _Token], now: float, grace: float = SUPERSEDED_GRACE
+) -> _Token:
+    """The stored token named ``value``, if it may still be used: 41001 missing, 40001
+    unknown or superseded more than ``grace`` seconds ago, 42001 expired."""
+    if not value:
+        raise MockApiError(ec.ACCESS_TOKEN_MISSING)
+    token = tokens.get(value)
+    if token is None:
+        raise MockApiError(ec.INVALID_CREDENTIAL)
+    if token.superseded_at is not None and now - token.superseded_at > grace:
+        raise MockApiError(ec.INVALID_CREDENTIAL)
+    if now >= token.expires_at:
+        raise MockApiError(ec.ACCESS_TOKEN_EXPIRED)
+    return token
 
 
 def func_info(func_ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -188,16 +216,7 @@ class GrantBook:
     def check_token(self, value: str | None, now: float) -> AuthorizerToken:
         """An authorizer access token's owner: 41001 missing, 40001 unknown, revoked or
         superseded past its grace, 42001 expired."""
-        if not value:
-            raise MockApiError(ec.ACCESS_TOKEN_MISSING)
-        token = self._tokens.get(value)
-        if token is None:
-            raise MockApiError(ec.INVALID_CREDENTIAL)
-        if token.superseded_at is not None and now - token.superseded_at > SUPERSEDED_GRACE:
-            raise MockApiError(ec.INVALID_CREDENTIAL)
-        if now >= token.expires_at:
-            raise MockApiError(ec.ACCESS_TOKEN_EXPIRED)
-        return copy.copy(token)
+        return copy.copy(live_token(value, self._tokens, now))
 
     # ----- API answers --------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig, ComponentPatch
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.faults import FaultBook, FaultRule
-from mock_wechat.grants import new_access_token, random_token
+from mock_wechat.grants import live_token, new_access_token, random_token
 from mock_wechat.merchants import AccountBook
 from mock_wechat.pushlog import PendingPush, PushLog, PushRecord
 
@@ -542,16 +542,7 @@ class MockWeChat:
         """
         with self._lock:
             value = query.get("component_access_token") or query.get("access_token")
-            if not value:
-                raise MockApiError(ec.ACCESS_TOKEN_MISSING)
-            token = self._tokens.get(value)
-            now = self.now()
-            if token is None:
-                raise MockApiError(ec.INVALID_CREDENTIAL)
-            if token.superseded_at is not None and now - token.superseded_at > SUPERSEDED_GRACE:
-                raise MockApiError(ec.INVALID_CREDENTIAL)
-            if now >= token.expires_at:
-                raise MockApiError(ec.ACCESS_TOKEN_EXPIRED)
+            token = live_token(value, self._tokens, self.now(), SUPERSEDED_GRACE)
             if component_appid is not None and token.component != component_appid:
                 raise MockApiError(ec.INVALID_CREDENTIAL)
             return copy.copy(token)

@@ -1,4 +1,4 @@
-"""Test helpers: a push receiver on a local port and a small client for the mock."""
+"""Test helpers: a push receiver, a mock client, shared state-test values, an HTML reader."""
 
 from __future__ import annotations
 
@@ -7,21 +7,47 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 
 from devstack import stack
 from devstack.processes import ManagedProcess, free_port
+from mock_wechat import merchant
+from mock_wechat.config import ComponentConfig
+from mock_wechat.errcodes import MockApiError
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APPID = "wx0123456789abcdef"
 SECRET = "component-secret-value-7f3a"
 TOKEN = "push-token-value-91c2"
+T0 = 1_700_000_000.0  # the fixed wall time of the in-process state tests
+OTHER = "wxfedcba9876543210"  # a second appid
+
+
+def config(appid: str = APPID, **overrides: Any) -> ComponentConfig:
+    """A component's registration for the in-process state, with ``overrides`` applied."""
+    fields: dict[str, Any] = {
+        "appid": appid,
+        "secret": SECRET,
+        "token": TOKEN,
+        "encoding_aes_key": AES_KEY,
+        "event_url": "http://127.0.0.1:9/events",
+        "auth_domain": "provider.example.com",
+    }
+    fields.update(overrides)
+    return ComponentConfig(**fields)
+
+
+def errcode_of(call: Callable[[], object]) -> int:
+    """The errcode of the ``MockApiError`` that ``call()`` raises."""
+    with pytest.raises(MockApiError) as info:
+        call()
+    return info.value.errcode
 
 
 def start_mock(log_path: Path) -> tuple[ManagedProcess, str]:
@@ -171,51 +197,6 @@ class MockClient:
         return token
 
 
-@dataclass
-class Element:
-    tag: str
-    attrs: dict[str, str]
-    text: list[str] = field(default_factory=list)
-
-    @property
-    def content(self) -> str:
-        return "".join(self.text).strip()
-
-
-class Page(HTMLParser):
-    """An HTML page's elements with their attributes and text, for assertions."""
-
-    _VOID = frozenset({"meta", "link", "img", "input", "br", "hr"})
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.elements: list[Element] = []
-        self._open: list[Element] = []
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        element = Element(tag, {k: v or "" for k, v in attrs})
-        self.elements.append(element)
-        if tag not in self._VOID:
-            self._open.append(element)
-
-    def handle_endtag(self, tag: str) -> None:
-        while self._open:
-            if self._open.pop().tag == tag:
-                break
-
-    def handle_data(self, data: str) -> None:
-        for element in self._open:
-            element.text.append(data)
-
-    def by_id(self, id_: str) -> Element:
-        [found] = [e for e in self.elements if e.attrs.get("id") == id_]
-        return found
-
-    def all(self, tag: str, **attrs: str) -> list[Element]:
-        return [
-            e
-            for e in self.elements
-            if e.tag == tag and all(e.attrs.get(k.rstrip("_")) == v for k, v in attrs.items())
-        ]
+def html_page(text: str) -> merchant.Page:
+    """An HTML page's elements, parsed as the headless merchant parses them."""
+    return merchant.parse_page("", 200, text)

@@ -14,7 +14,6 @@ from mock_wechat.auth_rules import REFERER_ERROR, AuthRuleError
 from mock_wechat.authorization import AuthRequest, Confirmation, PageSession
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
-from mock_wechat.errcodes import MockApiError
 from mock_wechat.inputs import parse_account
 from mock_wechat.merchants import Account, DuplicateAccountError, UnknownAccountError
 from mock_wechat.models import MockWeChat
@@ -26,10 +25,8 @@ from service.wechat.accounts import (
     permission_sets_for,
 )
 from service.wechat.messages import Authorized, Unauthorized, UpdateAuthorized, parse_message
-from tests.mock_wechat.helpers import AES_KEY, APPID, SECRET, TOKEN
+from tests.mock_wechat.helpers import APPID, OTHER, SECRET, T0, config, errcode_of
 
-T0 = 1_700_000_000.0
-OTHER = "wxfedcba9876543210"
 DOMAIN = "gw.example.com"
 ENTRY = f"https://{DOMAIN}/authorize/start"
 CALLBACK = f"https://{DOMAIN}/authorize/callback"
@@ -37,31 +34,16 @@ OA_SETS = [s.id for s in permission_sets_for(AccountType.OFFICIAL_ACCOUNT)]
 MP_SETS = [s.id for s in permission_sets_for(AccountType.MINI_PROGRAM)]
 
 
-def config(appid: str = APPID, **overrides: Any) -> ComponentConfig:
-    fields: dict[str, Any] = {
-        "appid": appid,
-        "secret": SECRET,
-        "token": TOKEN,
-        "encoding_aes_key": AES_KEY,
-        "event_url": "http://127.0.0.1:9/events",
-        "auth_domain": DOMAIN,
-        "auto_push": False,
-    }
-    fields.update(overrides)
-    return ComponentConfig(**fields)
+def component(appid: str = APPID) -> ComponentConfig:
+    """A component whose pages are on DOMAIN, with no automatic ticket pushes."""
+    return config(appid, auth_domain=DOMAIN, auto_push=False)
 
 
 @pytest.fixture
 def state() -> MockWeChat:
     mock = MockWeChat(Clock(wall=lambda: T0))
-    mock.register_component(config())
+    mock.register_component(component())
     return mock
-
-
-def errcode_of(call: Any) -> int:
-    with pytest.raises(MockApiError) as info:
-        call()
-    return info.value.errcode
 
 
 def rule_of(call: Any) -> AuthRuleError:
@@ -255,7 +237,7 @@ def test_checks_run_in_order(state: MockWeChat) -> None:
 
 
 def test_pre_auth_code_expired_used_and_foreign(state: MockWeChat) -> None:
-    state.register_component(config(OTHER))
+    state.register_component(component(OTHER))
     foreign = pre_auth_code(state, OTHER)
     assert rule_of(lambda: open_page(state, code=foreign)).code == "pre_auth_code_invalid"
 
@@ -587,7 +569,7 @@ def test_query_auth_code_is_single_use_and_lives_an_hour(state: MockWeChat) -> N
 
 
 def test_query_auth_invalid_codes(state: MockWeChat) -> None:
-    state.register_component(config(OTHER))
+    state.register_component(component(OTHER))
     acct = account(state)
     assert errcode_of(lambda: query_auth(state, "queryauthcode@@@nope")) == 61009
     assert errcode_of(lambda: query_auth(state, pre_auth_code(state))) == 61009
@@ -782,7 +764,7 @@ def test_update_authorization(state: MockWeChat) -> None:
 
 
 def test_account_view_lists_each_components_authorization(state: MockWeChat) -> None:
-    state.register_component(config(OTHER))
+    state.register_component(component(OTHER))
     acct = account(state)
     confirm(state, acct, [1])
     request = AuthRequest(OTHER, pre_auth_code(state, OTHER), None)

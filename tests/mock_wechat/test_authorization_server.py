@@ -29,9 +29,9 @@ from tests.mock_wechat.helpers import (
     APPID,
     TOKEN,
     MockClient,
-    Page,
     ReceivedPush,
     Receiver,
+    html_page,
     wait_until,
 )
 
@@ -110,7 +110,7 @@ class Flow:
     def session(self, **params: str) -> str:
         page = self.open(**params)
         assert page.status_code == 200, page.text
-        [field] = Page(page.text).all("input", name="session")
+        [field] = html_page(page.text).all("input", name="session")
         return field.attrs["value"]
 
     def submit(
@@ -140,8 +140,9 @@ def flow(mock: MockClient, receiver: Receiver) -> Flow:
 
 
 def error_of(response: requests.Response) -> tuple[str, str]:
-    element = Page(response.text).by_id("wx-error")
-    return element.attrs["data-error"], element.content
+    element = html_page(response.text).by_id("wx-error")
+    assert element is not None, response.text
+    return element.attrs["data-error"], element.text.strip()
 
 
 # ----- the PC page, end to end -----------------------------------------------------------
@@ -156,39 +157,44 @@ def test_pc_flow_from_qr_code_to_tokens(flow: Flow, receiver: Receiver) -> None:
     assert page.status_code == 200
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
     assert '<html lang="zh-CN">' in page.text
-    html = Page(page.text)
+    html = html_page(page.text)
     qr = html.by_id("qrcode")
-    assert qr.tag == "img" and qr.attrs["alt"]
+    assert qr is not None and qr.tag == "img" and qr.attrs["alt"]
     prefix = "data:image/png;base64,"
     assert qr.attrs["src"].startswith(prefix)
     assert base64.b64decode(qr.attrs["src"][len(prefix) :]).startswith(b"\x89PNG\r\n\x1a\n")
     confirm_url = qr.attrs["data-confirm-url"]
     form = html.by_id("scan-form")
+    assert form is not None
     assert (form.attrs["action"], form.attrs.get("method")) == ("/safe/authorizelist", "get")
     [session_field] = html.all("input", name="session")
     session = session_field.attrs["value"]
     assert confirm_url == f"{flow.mock.base}/safe/authorizelist?session={session}"
-    assert html.by_id("admin").tag == "select"
+    admin = html.by_id("admin")
+    assert admin is not None and admin.tag == "select"
     assert [o.attrs["value"] for o in html.all("option")] == ["alice", "bob"]
-    assert html.by_id("scan-as-admin").attrs["type"] == "submit"
+    scan = html.by_id("scan-as-admin")
+    assert scan is not None and scan.attrs["type"] == "submit"
 
     listing = requests.get(confirm_url, params={"admin": "alice"}, timeout=5)
-    [link] = Page(listing.text).all("a", class_="account")
+    [link] = html_page(listing.text).with_class("a", "account")
     assert link.attrs["data-appid"] == acct["appid"]
-    assert "测试公众号" in link.content and "公众号" in link.content
+    assert "测试公众号" in link.text and "公众号" in link.text
     expected = f"/safe/authorizelist?session={session}&admin=alice&authorizer_appid={acct['appid']}"
     assert link.attrs["href"] == expected
 
-    sets_page = Page(requests.get(flow.mock.base + link.attrs["href"], timeout=5).text)
+    sets_page = html_page(requests.get(flow.mock.base + link.attrs["href"], timeout=5).text)
     form = sets_page.by_id("confirm-form")
+    assert form is not None
     assert (form.attrs["method"], form.attrs["action"]) == ("post", "/safe/authorize")
     hidden = {e.attrs["name"]: e.attrs["value"] for e in sets_page.all("input", type="hidden")}
     assert hidden == {"session": session, "admin": "alice", "authorizer_appid": acct["appid"]}
     boxes = sets_page.all("input", type="checkbox", name="category_id")
     assert boxes and all("checked" in b.attrs for b in boxes)
-    assert "消息管理" in sets_page.by_id("confirm-form").content
-    assert sets_page.by_id("confirm").attrs["value"] == "confirm"
-    assert sets_page.by_id("deny").attrs["value"] == "deny"
+    assert "消息管理" in form.text
+    confirm, deny = sets_page.by_id("confirm"), sets_page.by_id("deny")
+    assert confirm is not None and confirm.attrs["value"] == "confirm"
+    assert deny is not None and deny.attrs["value"] == "deny"
 
     response = flow.submit(session, acct["appid"], 1, 15)
     assert response.status_code == 302
@@ -236,10 +242,11 @@ def test_h5_pages_show_the_user_form_without_a_qr_code(flow: Flow) -> None:
     for path in H5_PATHS:
         page = flow.open(path)
         assert page.status_code == 200
-        html = Page(page.text)
-        assert not [e for e in html.elements if e.attrs.get("id") == "qrcode"]
-        assert html.by_id("scan-form").attrs["action"] == "/safe/authorizelist"
-        assert html.by_id("scan-as-admin") and html.by_id("admin")
+        html = html_page(page.text)
+        assert html.by_id("qrcode") is None
+        form = html.by_id("scan-form")
+        assert form is not None and form.attrs["action"] == "/safe/authorizelist"
+        assert html.by_id("scan-as-admin") is not None and html.by_id("admin") is not None
         assert "open as this WeChat user" in page.text
 
 
@@ -250,7 +257,8 @@ def test_confirm_page_without_admin_shows_the_picker(flow: Flow) -> None:
         f"{flow.mock.base}/safe/authorizelist", params={"session": session}, timeout=5
     )
     assert page.status_code == 200
-    assert Page(page.text).by_id("scan-form") and Page(page.text).by_id("scan-as-admin")
+    html = html_page(page.text)
+    assert html.by_id("scan-form") is not None and html.by_id("scan-as-admin") is not None
 
 
 # ----- the pages' refusals ---------------------------------------------------------------
@@ -325,7 +333,7 @@ def test_listing_refusals(flow: Flow) -> None:
     assert nobody.status_code == 400 and error_of(nobody)[0] == "no_accounts"
     biz = flow.session(auth_type="1", biz_appid=mini["appid"])
     listed = requests.get(base, params={"session": biz, "admin": "alice"}, timeout=5)
-    assert [a.attrs["data-appid"] for a in Page(listed.text).all("a", class_="account")] == [
+    assert [a.attrs["data-appid"] for a in html_page(listed.text).with_class("a", "account")] == [
         mini["appid"]
     ]
     stranger = requests.get(base, params={"session": biz, "admin": "bob"}, timeout=5)
@@ -340,7 +348,7 @@ def test_category_id_list_narrows_the_checkboxes(flow: Flow) -> None:
         params={"session": session, "admin": "alice", "authorizer_appid": acct["appid"]},
         timeout=5,
     )
-    boxes = Page(page.text).all("input", type="checkbox")
+    boxes = html_page(page.text).all("input", type="checkbox")
     assert [b.attrs["value"] for b in boxes] == ["1", "15"]
 
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mock_wechat import errcodes as ec
-from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
+from mock_wechat.config import ComponentPatch, InvalidField
 from mock_wechat.faults import FaultRule
 from mock_wechat.models import (
     COMPONENT_TOKEN_TTL,
@@ -22,24 +22,9 @@ from mock_wechat.models import (
     MockWeChat,
     UnknownComponentError,
 )
-from tests.mock_wechat.helpers import AES_KEY, APPID, SECRET, TOKEN
+from tests.mock_wechat.helpers import AES_KEY, APPID, OTHER, SECRET, T0, TOKEN, config, errcode_of
 
-T0 = 1_700_000_000.0
-OTHER = "wxfedcba9876543210"
 RID = re.compile(r" rid: [0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$")
-
-
-def config(appid: str = APPID, **overrides: Any) -> ComponentConfig:
-    fields: dict[str, Any] = {
-        "appid": appid,
-        "secret": SECRET,
-        "token": TOKEN,
-        "encoding_aes_key": AES_KEY,
-        "event_url": "http://127.0.0.1:9/events",
-        "auth_domain": "provider.example.com",
-    }
-    fields.update(overrides)
-    return ComponentConfig(**fields)
 
 
 @pytest.fixture
@@ -47,12 +32,6 @@ def state() -> MockWeChat:
     mock = MockWeChat(Clock(wall=lambda: T0))
     mock.register_component(config())
     return mock
-
-
-def errcode_of(call: Any) -> int:
-    with pytest.raises(MockApiError) as info:
-        call()
-    return info.value.errcode
 
 
 def token_body(state: MockWeChat, **overrides: Any) -> dict[str, Any]:
