@@ -192,10 +192,17 @@ def test_duplicate_pushes_change_nothing(ready: Stack, accounts: dict[str, str])
     confirm(ready, merchant)
     before = stored(ready, merchant)
     index = next(i for i, p in enumerate(ready.mock.pushes()) if p["info_type"] == "authorized")
+    ignored_before = duplicates_logged(ready)
     for _ in range(3):
         assert ready.mock.redeliver(index)["delivered"] is True
     assert exchanges(ready) == 1
     assert stored(ready, merchant) == before
+    # The inbox recognised each one before any other work was done.
+    assert duplicates_logged(ready) == ignored_before + 3
+
+
+def duplicates_logged(stack: Stack) -> int:
+    return stack.service.log_text().count('"message": "duplicate push ignored"')
 
 
 def test_unauthorize_then_reauthorize(ready: Stack, accounts: dict[str, str]) -> None:
