@@ -59,9 +59,27 @@ class JsonRequestHandler(WSGIRequestHandler):
 
 
 CONTROL_PLANE_HELP = """\
-WeChat APIs (POST /cgi-bin/component/<api>, token in ?component_access_token= or ?access_token=):
-  api_component_token, api_start_push_ticket, api_create_preauthcode, api_query_auth,
-  api_get_authorizer_info, api_authorizer_token
+WeChat APIs (POST, JSON). The API name used by fault rules, quota rules and the call log is
+the path's last part, or the one in brackets. Component token in ?component_access_token= or
+?access_token=:
+  /cgi-bin/component/api_component_token, api_start_push_ticket (appid + secret, no token)
+  /cgi-bin/component/api_create_preauthcode, api_query_auth, api_get_authorizer_info,
+    api_authorizer_token, api_get_authorizer_list {offset, count 1..500},
+    api_get_authorizer_option, api_set_authorizer_option
+  /cgi-bin/component/get_authorizer_option, set_authorizer_option   authorizer token (or a
+    component token with component_appid and authorizer_appid)
+  /cgi-bin/component/clear_quota [component_clear_quota]   appsecret or component token
+  /cgi-bin/component/clear_quota/v2 [component_clear_quota_v2]  {component_appid, appsecret,
+    appid?}
+  /cgi-bin/clear_quota [clear_quota]   {appid} with that account's own token
+
+on an authorizer's behalf (?access_token=<authorizer_access_token>):
+  GET|POST /cgi-bin/account/getaccountbasicinfo                 any live authorization
+  POST /cgi-bin/message/custom/send [message_custom_send]       needs permission set 1 or 19
+  GET  /cgi-bin/wxopen/getcategory, /wxa/get_category           needs set 18
+  POST /cgi-bin/open/create|bind|unbind|get [open_create, ...]  needs set 24 or 25
+  checks: token (41001 missing, 40001 unknown, revoked or superseded 300 s ago, 42001
+  expired), then the quota (45009), then the permission set (61007)
 
 authorization pages (HTML; Referer and redirect_uri must be on the component's auth_domain):
   GET    /cgi-bin/componentloginpage          PC: QR code + "scan as admin"
@@ -75,10 +93,13 @@ control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 40
                                               event_url, auth_domain, ticket_interval?=600,
                                               auto_push?=true, push_retries?=0,
                                               auth_push?="sync"|"hold",
-                                              rotate_refresh_tokens?=false}
+                                              rotate_refresh_tokens?=false,
+                                              authorizer_token_latency?=0 (seconds before
+                                              every api_authorizer_token answer)}
   GET    /_mock/components[/<appid>]          list (secrets left out)
   PATCH  /_mock/components/<appid>            ticket_interval, auto_push, push_retries, event_url,
-                                              auth_push, rotate_refresh_tokens
+                                              auth_push, rotate_refresh_tokens,
+                                              authorizer_token_latency
   POST   /_mock/components/<appid>/push-ticket  issue and push a ticket now
   POST   /_mock/accounts                      merchant account {type, nick_name, principal_name,
                                               admin, appid?, user_name?, alias?, head_img?,
@@ -98,6 +119,12 @@ control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 40
   POST   /_mock/pushes/release                deliver the held pushes in order
   GET|POST|DELETE /_mock/faults               {"rules": [{api, errcode?, http_status?, delay?,
                                               drop?, times?}]}, matched first-wins
+  GET|POST|DELETE /_mock/quotas               {"rules": [{api, limit, appid?}]}: daily limits per
+                                              account (45009 past it); GET shows today's usage;
+                                              counters reset at midnight UTC+8 and by clear_quota
+  GET|POST /_mock/open-accounts               open platform accounts; POST {principal_name,
+                                              appids?} makes one "on the website" (API: 89003)
+  GET    /_mock/messages                      custom messages sent through the API
   GET|POST /_mock/clock                       {"advance": seconds} moves the mock clock forward
   POST   /_mock/reset                         start over
 """
@@ -111,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "A stateful mock of WeChat's open platform (第三方平台) API server. Register a "
             "component with POST /_mock/components; it then pushes encrypted "
-            "component_verify_ticket messages to the component's event URL and answers "
-            "/cgi-bin/component/* calls. Create merchant accounts with POST /_mock/accounts "
+            "component_verify_ticket messages to the component's event URL and answers the "
+            "WeChat API calls listed below. Create merchant accounts with POST /_mock/accounts "
             "and authorize them on the HTML pages or with POST /_mock/authorize."
         ),
     )

@@ -1,7 +1,9 @@
-"""WeChat API routes (``/cgi-bin/component/<api>``): HTTP in and out, logic in the model.
+"""WeChat API routes (one per entry of ``api_table``): HTTP in and out, logic in the model.
 
 Faults are applied here because they are about the wire: sleep, drop the TCP connection,
-or answer a bare status. Everything else is ``MockWeChat.call_api``.
+or answer a bare status. So is a component's ``authorizer_token_latency``, slept before
+each api_authorizer_token answer (and before any fault rule), outside the model's lock.
+Everything else is ``MockWeChat.call_api``.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, request
 
+from mock_wechat.api_table import API_ENTRIES
 from mock_wechat.ext import services
-from mock_wechat.models import API_NAMES
 
 bp = Blueprint("wechat_api", __name__)
 
@@ -48,17 +51,17 @@ def drop_connection() -> Response:
     return Response(status=500)
 
 
-@bp.post("/cgi-bin/component/<api>")
-def component_api(api: str) -> Response:
-    if api not in API_NAMES:
-        abort(404)
+def answer(api: str) -> Response:
     state = services().state
     raw = request.get_data(cache=False)
+    latency = state.answer_latency(api, raw)
+    if latency:
+        time.sleep(latency)
     rule = state.take_fault(api)
     if rule is not None:
         if rule.delay:
             time.sleep(rule.delay)
-        outcome = state.fault_outcome(api, raw, rule)
+        outcome = state.fault_outcome(api, raw, rule, request.args)
         if outcome is not None:
             if outcome.drop:
                 return drop_connection()
@@ -66,3 +69,19 @@ def component_api(api: str) -> Response:
                 return wechat_json(outcome.body, outcome.http_status)
             return bare_status(outcome.http_status)
     return wechat_json(state.call_api(api, raw, request.args))
+
+
+def _view(api: str) -> Callable[[], Response]:
+    def view() -> Response:
+        return answer(api)
+
+    return view
+
+
+for _entry in API_ENTRIES:
+    bp.add_url_rule(
+        _entry.path,
+        endpoint=_entry.name,
+        view_func=_view(_entry.name),
+        methods=list(_entry.methods),
+    )

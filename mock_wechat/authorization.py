@@ -133,6 +133,15 @@ class Authorizations:
             self._sessions: dict[str, PageSession] = {}
             self._grants = GrantBook()
 
+    @property
+    def grants(self) -> GrantBook:
+        """The authorizations themselves, for the state's other API modules.
+
+        Use it with the state's lock held (as every API call is): the book is replaced
+        on reset, and its records are live.
+        """
+        return self._grants
+
     # ----- pre-auth codes -----------------------------------------------------------
 
     def create_pre_auth_code(self, component: str) -> PreAuthCode:

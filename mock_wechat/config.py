@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from service.wechat.crypto import IllegalAesKeyError, decode_aes_key
 
 DEFAULT_TICKET_INTERVAL = 600.0
+MAX_LATENCY = 30.0  # seconds an api_authorizer_token answer may be held back
 AUTH_PUSH_MODES = ("sync", "hold")  # deliver authorization pushes at once, or queue them
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
@@ -43,6 +44,11 @@ def check_push_retries(retries: int) -> None:
         raise InvalidField("push_retries", "must be an integer >= 0")
 
 
+def check_latency(seconds: float) -> None:
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LATENCY):
+        raise InvalidField("authorizer_token_latency", f"must be seconds from 0 to {MAX_LATENCY:g}")
+
+
 def check_auth_push(mode: str) -> None:
     if mode not in AUTH_PUSH_MODES:
         raise InvalidField("auth_push", f"must be one of {', '.join(AUTH_PUSH_MODES)}")
@@ -69,6 +75,8 @@ class ComponentConfig:
     push_retries: int = 0
     auth_push: str = "sync"
     rotate_refresh_tokens: bool = False
+    # Every api_authorizer_token answer waits this long first (a benchmark's network).
+    authorizer_token_latency: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("appid", "secret", "token", "auth_domain"):
@@ -85,6 +93,7 @@ class ComponentConfig:
         check_ticket_interval(self.ticket_interval)
         check_push_retries(self.push_retries)
         check_auth_push(self.auth_push)
+        check_latency(self.authorizer_token_latency)
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ class ComponentPatch:
     event_url: str | None = None
     auth_push: str | None = None
     rotate_refresh_tokens: bool | None = None
+    authorizer_token_latency: float | None = None
 
     def __post_init__(self) -> None:
         if self.ticket_interval is not None:
@@ -107,3 +117,5 @@ class ComponentPatch:
             check_event_url(self.event_url)
         if self.auth_push is not None:
             check_auth_push(self.auth_push)
+        if self.authorizer_token_latency is not None:
+            check_latency(self.authorizer_token_latency)

@@ -1,5 +1,6 @@
-"""The control plane under ``/_mock/``: set up components, merchant accounts, faults and
-the clock; play the merchant headlessly; read and replay the logs.
+"""The control plane under ``/_mock/``: set up components, merchant accounts, faults,
+quotas, open platform accounts and the clock; play the merchant headlessly; read and
+replay the logs.
 
 JSON in and out. Bad input is HTTP 400 ``{"error": "<field>: <reason>"}``; an unknown
 component or account is 404; a duplicate or a state conflict is 409. A refused
@@ -26,11 +27,14 @@ from mock_wechat.inputs import (
     parse_component_patch,
     parse_component_ref,
     parse_fault_rules,
+    parse_open_account,
+    parse_quota_rules,
     parse_redeliver,
     parse_update_authorization,
 )
 from mock_wechat.merchants import DuplicateAccountError, UnknownAccountError
 from mock_wechat.models import API_NAMES, UnknownComponentError
+from mock_wechat.open_accounts import OpenAccountConflict
 from mock_wechat.pusher import PushResult
 
 bp = Blueprint("mock_control", __name__, url_prefix="/_mock")
@@ -54,6 +58,11 @@ def unknown_account(exc: UnknownAccountError) -> tuple[Response, int]:
 @bp.errorhandler(DuplicateAccountError)
 def duplicate_account(exc: DuplicateAccountError) -> tuple[Response, int]:
     return jsonify(error=f"appid: account {exc.appid} already exists"), 409
+
+
+@bp.errorhandler(OpenAccountConflict)
+def open_account_conflict(exc: OpenAccountConflict) -> tuple[Response, int]:
+    return jsonify(error=str(exc)), 409
 
 
 @bp.errorhandler(AuthRuleError)
@@ -200,6 +209,45 @@ def set_faults() -> Response:
 def clear_faults() -> Response:
     services().state.clear_faults()
     return jsonify(rules=[])
+
+
+@bp.get("/quotas")
+def quotas() -> Response:
+    return jsonify(services().state.quotas.view())
+
+
+@bp.post("/quotas")
+def set_quotas() -> Response:
+    state = services().state
+    state.quotas.set_rules(parse_quota_rules(_body(), API_NAMES))
+    return jsonify(state.quotas.view())
+
+
+@bp.delete("/quotas")
+def clear_quotas() -> Response:
+    state = services().state
+    state.quotas.clear()
+    return jsonify(state.quotas.view())
+
+
+@bp.get("/open-accounts")
+def open_accounts() -> Response:
+    return jsonify(open_accounts=services().state.open_accounts.all())
+
+
+@bp.post("/open-accounts")
+def register_open_account() -> tuple[Response, int]:
+    """An open platform account made on open.weixin.qq.com: the API may not touch it."""
+    principal_name, appids = parse_open_account(_body())
+    state = services().state
+    accounts = [state.accounts.get(appid) for appid in appids]
+    created = state.open_accounts.register_on_website(principal_name, accounts)
+    return jsonify(created.public()), 201
+
+
+@bp.get("/messages")
+def messages() -> Response:
+    return jsonify(messages=services().state.outbox.messages())
 
 
 @bp.get("/clock")

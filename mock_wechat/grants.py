@@ -4,7 +4,9 @@ One ``Grant`` per (component, authorizer) pair holds the granted permission sets
 refresh token and the current authorizer access token. Lifetimes follow protocol §5:
 codes live 3600 s and are single use, access tokens 7200 s with a 300 s overlap after a
 newer one is issued, refresh tokens never expire while the authorization lasts (with a
-300 s overlap when the component rotates them). ``GrantBook`` has no lock of its own:
+300 s overlap when the component rotates them). An authorization also keeps its authorizer
+options (protocol §3.8) and whether any of its codes was exchanged (§3.7: until then the
+authorizer list shows an empty refresh token). ``GrantBook`` has no lock of its own:
 its owner calls it with the state's one lock held and passes mock time in.
 """
 
@@ -105,6 +107,8 @@ class Grant:
     refresh_superseded_at: float | None = None
     current_token: str | None = field(default=None, repr=False)
     last_code: str | None = field(default=None, repr=False)
+    exchanged: bool = False  # some code of this authorization went through api_query_auth
+    options: dict[str, int] = field(default_factory=dict)  # authorizer options set (§3.8)
 
     @property
     def active(self) -> bool:
@@ -143,6 +147,12 @@ class GrantBook:
     def of_authorizer(self, authorizer_appid: str) -> list[Grant]:
         return [
             copy.copy(g) for g in self._grants.values() if g.authorizer_appid == authorizer_appid
+        ]
+
+    def of_component(self, component: str) -> list[Grant]:
+        """The component's live authorizations (copies), in no particular order."""
+        return [
+            copy.copy(g) for g in self._grants.values() if g.component == component and g.active
         ]
 
     def code_exchanged(self, grant: Grant) -> bool:
@@ -229,6 +239,7 @@ class GrantBook:
             raise MockApiError(ec.CODE_EXPIRED)
         grant = self.active(component, code.authorizer_appid)
         code.used = True
+        grant.exchanged = True
         token = self._issue_access_token(grant, now)
         return {
             "authorization_info": {

@@ -18,6 +18,7 @@ from mock_wechat.authorization import AuthRequest
 from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
 from mock_wechat.faults import ANY_API, FaultRule
 from mock_wechat.merchants import AccountSpec, parse_account_type
+from mock_wechat.quotas import QuotaRule
 
 _COMPONENT_FIELDS = frozenset(
     {
@@ -32,6 +33,7 @@ _COMPONENT_FIELDS = frozenset(
         "push_retries",
         "auth_push",
         "rotate_refresh_tokens",
+        "authorizer_token_latency",
     }
 )
 _PATCH_FIELDS = frozenset(
@@ -42,6 +44,7 @@ _PATCH_FIELDS = frozenset(
         "event_url",
         "auth_push",
         "rotate_refresh_tokens",
+        "authorizer_token_latency",
     }
 )
 _ACCOUNT_FIELDS = frozenset(
@@ -74,6 +77,7 @@ _AUTHORIZE_FIELDS = frozenset(
     }
 )
 _RULE_FIELDS = frozenset({"api", "errcode", "http_status", "delay", "drop", "times"})
+_QUOTA_FIELDS = frozenset({"api", "limit", "appid"})
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -148,6 +152,9 @@ def parse_component(data: Mapping[str, Any]) -> ComponentConfig:
         rotate_refresh_tokens=_boolean(
             data.get("rotate_refresh_tokens", False), "rotate_refresh_tokens"
         ),
+        authorizer_token_latency=_number(
+            data.get("authorizer_token_latency", 0), "authorizer_token_latency"
+        ),
     )
 
 
@@ -170,6 +177,11 @@ def parse_component_patch(data: Mapping[str, Any]) -> ComponentPatch:
         rotate_refresh_tokens=(
             _boolean(data["rotate_refresh_tokens"], "rotate_refresh_tokens")
             if "rotate_refresh_tokens" in data
+            else None
+        ),
+        authorizer_token_latency=(
+            _number(data["authorizer_token_latency"], "authorizer_token_latency")
+            if "authorizer_token_latency" in data
             else None
         ),
     )
@@ -305,3 +317,43 @@ def parse_redeliver(data: Mapping[str, Any]) -> int:
     if index < 0:
         raise InvalidField("index", "must be >= 0")
     return index
+
+
+def _quota_rule(data: Any, known_apis: Collection[str]) -> QuotaRule:
+    if not isinstance(data, dict):
+        raise InvalidField("rule", "must be a JSON object")
+    _only(data, _QUOTA_FIELDS)
+    api = _string(data, "api")
+    if api not in known_apis:
+        raise InvalidField("api", f"unknown API (known: {', '.join(sorted(known_apis))})")
+    if "limit" not in data:
+        raise InvalidField("limit", "is required (calls a day)")
+    return QuotaRule(
+        api=api,
+        limit=_integer(data["limit"], "limit"),
+        appid=_optional_string(data, "appid"),
+    )
+
+
+def parse_quota_rules(data: Mapping[str, Any], known_apis: Collection[str]) -> list[QuotaRule]:
+    """``POST /_mock/quotas``: ``{"rules": [{"api", "limit", "appid"?}]}``."""
+    _only(data, {"rules"})
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        raise InvalidField("rules", "is required and must be a list of rules")
+    parsed = []
+    for index, rule in enumerate(rules):
+        try:
+            parsed.append(_quota_rule(rule, known_apis))
+        except InvalidField as exc:
+            raise InvalidField(f"rules[{index}].{exc.field}", exc.reason) from None
+    return parsed
+
+
+def parse_open_account(data: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """``POST /_mock/open-accounts``: ``{"principal_name", "appids"?: [...]}``."""
+    _only(data, {"principal_name", "appids"})
+    appids = data.get("appids", [])
+    if not isinstance(appids, list) or not all(isinstance(a, str) and a for a in appids):
+        raise InvalidField("appids", "must be a list of account appids")
+    return _string(data, "principal_name"), appids

@@ -4,9 +4,12 @@ One ``MockWeChat`` object owns every record (components, tickets, component toke
 fault rules, the call log and the push log) behind one re-entrant lock, and hands that
 lock to its parts: ``accounts`` (merchant accounts, ``merchants``) and ``authorizations``
 (pre-auth codes, authorization pages, authorizations and authorizer tokens,
-``authorization``). API methods take the parsed JSON body and the query string and return
-the JSON answer, or raise ``MockApiError``; the HTTP layer only translates. Lifetimes
-follow protocol §5 and are measured on the mock ``Clock``, so tests can jump hours ahead.
+``authorization``), and the parts the other APIs need: daily ``quotas``, ``open_accounts``
+and the custom-message ``outbox``. API methods take the parsed JSON body and the query
+string and return the JSON answer, or raise ``MockApiError``; the HTTP layer only
+translates. ``call_api`` runs any API of ``api_table`` (caller check, quota, answer) and
+logs it. Lifetimes follow protocol §5 and are measured on the mock ``Clock``, so tests can
+jump hours ahead.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import dataclasses
 import hmac
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from mock_wechat import errcodes as ec
+from mock_wechat.api_table import API_NAMES, API_TABLE
 from mock_wechat.authorization import PRE_AUTH_CODE_TTL, Authorizations, PreAuthCode
+from mock_wechat.authorizer_apis import Outbox
 from mock_wechat.bodies import appid_in, parse_body
 from mock_wechat.bodies import text_field as _text
 from mock_wechat.clock import Clock
@@ -31,7 +36,9 @@ from mock_wechat.errcodes import MockApiError
 from mock_wechat.faults import FaultBook, FaultRule
 from mock_wechat.grants import live_token, new_access_token, random_token
 from mock_wechat.merchants import AccountBook
+from mock_wechat.open_accounts import OpenAccounts
 from mock_wechat.pushlog import PendingPush, PushLog, PushRecord
+from mock_wechat.quotas import Quotas
 
 __all__ = [
     "API_NAMES",
@@ -58,12 +65,7 @@ TICKET_TTL = 12 * 3600
 COMPONENT_TOKEN_TTL = 7200
 SUPERSEDED_GRACE = 300  # an old component token keeps working this long after a new one
 
-API_COMPONENT_TOKEN = "api_component_token"
-API_START_PUSH_TICKET = "api_start_push_ticket"
-API_CREATE_PREAUTHCODE = "api_create_preauthcode"
-API_QUERY_AUTH = "api_query_auth"
-API_GET_AUTHORIZER_INFO = "api_get_authorizer_info"
-API_AUTHORIZER_TOKEN = "api_authorizer_token"
+API_AUTHORIZER_TOKEN = "api_authorizer_token"  # the one API with a latency setting
 
 INFO_TYPE_TICKET = "component_verify_ticket"
 
@@ -98,6 +100,7 @@ class Component:
             "push_retries": c.push_retries,
             "auth_push": c.auth_push,
             "rotate_refresh_tokens": c.rotate_refresh_tokens,
+            "authorizer_token_latency": c.authorizer_token_latency,
             "registered_at": self.registered_at,
             "next_push_at": self.next_push_at,
         }
@@ -173,6 +176,9 @@ class MockWeChat:
         self.authorizations = Authorizations(
             self._lock, self.clock, self.accounts, self._push_log, self._component_config
         )
+        self.quotas = Quotas(self._lock, self.clock)
+        self.open_accounts = OpenAccounts(self._lock, self.clock)
+        self.outbox = Outbox(self._lock, self.clock)
         self._clear()
 
     def _clear(self) -> None:
@@ -185,6 +191,9 @@ class MockWeChat:
         self._push_log.clear()
         self.accounts.clear()
         self.authorizations.clear()
+        self.quotas.clear()
+        self.open_accounts.clear()
+        self.outbox.clear()
 
     def now(self) -> float:
         return self.clock.now()
@@ -384,12 +393,14 @@ class MockWeChat:
         with self._lock:
             return self._faults.take(api)
 
-    def fault_outcome(self, api: str, raw_body: bytes, rule: FaultRule) -> FaultOutcome | None:
+    def fault_outcome(
+        self, api: str, raw_body: bytes, rule: FaultRule, query: Mapping[str, str] = _NO_QUERY
+    ) -> FaultOutcome | None:
         """What to answer for a call ``rule`` took, logged; None means process it normally.
 
         Called after the rule's delay has been slept.
         """
-        appid = appid_in(raw_body)
+        appid = self._fault_appid(raw_body, query)
         if rule.drop:
             self._record_call(api, appid, None, None, fault=True)
             return FaultOutcome(drop=True, http_status=0, body=None)
@@ -400,6 +411,29 @@ class MockWeChat:
             self._record_call(api, appid, None, rule.http_status, fault=True)
             return FaultOutcome(drop=False, http_status=rule.http_status, body=None)
         return None
+
+    def _fault_appid(self, raw_body: bytes, query: Mapping[str, str]) -> str | None:
+        """Best effort, for the call log: the body's component_appid, else the authorizer
+        an authorizer access token acts for."""
+        appid = appid_in(raw_body)
+        if appid is not None:
+            return appid
+        with self._lock:
+            try:
+                token = self.authorizations.grants.check_token(
+                    query.get("access_token"), self.now()
+                )
+            except MockApiError:
+                return None
+            return token.authorizer_appid
+
+    def answer_latency(self, api: str, raw_body: bytes) -> float:
+        """Seconds to wait before answering: the component's ``authorizer_token_latency``
+        for api_authorizer_token (a benchmark's network), else 0. Slept outside the lock."""
+        if api != API_AUTHORIZER_TOKEN:
+            return 0.0
+        config = self._component_config(appid_in(raw_body) or "")
+        return config.authorizer_token_latency if config is not None else 0.0
 
     # ----- call log -----------------------------------------------------------------
 
@@ -418,17 +452,23 @@ class MockWeChat:
     # ----- WeChat APIs --------------------------------------------------------------
 
     def call_api(self, api: str, raw_body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
-        """Run one API call from its raw body and query; always logged, never raises."""
-        method = _API_METHODS.get(api)
-        if method is None:
+        """Run one API call from its raw body and query; always logged, never raises.
+
+        The caller is checked first, then the quota rules (45009), then the API answers.
+        """
+        entry = API_TABLE.get(api)
+        if entry is None:
             raise KeyError(f"no such API: {api}")
         appid: str | None = None
         with self._lock:
             try:
-                body = parse_body(raw_body)
+                body = parse_body(raw_body) if entry.reads_body else {}
                 given = body.get("component_appid")
-                appid = given if isinstance(given, str) else None
-                answer = method(self, body, query)
+                if isinstance(given, str) and not entry.for_authorizer:
+                    appid = given
+                appid = entry.caller(self, body, query).appid
+                self.quotas.consume(api, appid)
+                answer = entry.answer(self, body, query)
                 errcode = int(answer.get("errcode", 0))
             except MockApiError as exc:
                 answer, errcode = exc.body(), exc.errcode
@@ -440,7 +480,7 @@ class MockWeChat:
     ) -> dict[str, Any]:
         """Exchange the component's secret and a live ticket for a new component token."""
         with self._lock:
-            component = self._check_secret(body, "component_appsecret")
+            component = self.check_secret(body, "component_appsecret")
             ticket = self._tickets.get(_text(body, "component_verify_ticket") or "")
             if ticket is None or ticket.component != component.appid:
                 raise MockApiError(ec.TICKET_INVALID)
@@ -465,7 +505,7 @@ class MockWeChat:
     ) -> dict[str, Any]:
         """Turn automatic pushes on and make one due now (the pusher sends it)."""
         with self._lock:
-            component = self._check_secret(body, "component_secret")
+            component = self.check_secret(body, "component_secret")
             was_on = component.config.auto_push
             if not was_on:
                 component.config = dataclasses.replace(component.config, auto_push=True)
@@ -477,7 +517,7 @@ class MockWeChat:
     ) -> dict[str, Any]:
         """A single-use pre-auth code living 1800 s (protocol §3.3)."""
         with self._lock:
-            component = self._token_component(body, query)
+            component = self.token_component(body, query)
             code = self.authorizations.create_pre_auth_code(component)
             return {"pre_auth_code": code.value, "expires_in": PRE_AUTH_CODE_TTL}
 
@@ -485,20 +525,20 @@ class MockWeChat:
         self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
     ) -> dict[str, Any]:
         with self._lock:
-            return self.authorizations.api_query_auth(self._token_component(body, query), body)
+            return self.authorizations.api_query_auth(self.token_component(body, query), body)
 
     def api_get_authorizer_info(
         self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
     ) -> dict[str, Any]:
         with self._lock:
-            component = self._token_component(body, query)
+            component = self.token_component(body, query)
             return self.authorizations.api_get_authorizer_info(component, body)
 
     def api_authorizer_token(
         self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
     ) -> dict[str, Any]:
         with self._lock:
-            component = self._token_component(body, query)
+            component = self.token_component(body, query)
             return self.authorizations.api_authorizer_token(component, body)
 
     def pre_auth_code(self, value: str) -> PreAuthCode | None:
@@ -510,7 +550,7 @@ class MockWeChat:
 
     # ----- shared checks ------------------------------------------------------------
 
-    def _token_component(self, body: Mapping[str, Any], query: Mapping[str, str]) -> str:
+    def token_component(self, body: Mapping[str, Any], query: Mapping[str, str]) -> str:
         """The component a token API acts for: token checked first, then the appid."""
         appid = _text(body, "component_appid")
         self.check_component_token(query, appid)
@@ -518,7 +558,7 @@ class MockWeChat:
             raise MockApiError(ec.APPID_MISSING)
         return appid
 
-    def _check_secret(self, body: Mapping[str, Any], secret_field: str) -> Component:
+    def check_secret(self, body: Mapping[str, Any], secret_field: str) -> Component:
         appid = _text(body, "component_appid")
         if appid is None:
             raise MockApiError(ec.APPID_MISSING)
@@ -531,6 +571,11 @@ class MockWeChat:
         if not _same_secret(component.config.secret, secret):
             raise MockApiError(ec.INVALID_APPSECRET)
         return component
+
+    def is_component_token(self, value: str | None) -> bool:
+        """Whether ``value`` was ever issued as a component token (live or not)."""
+        with self._lock:
+            return value is not None and value in self._tokens
 
     def check_component_token(
         self, query: Mapping[str, str], component_appid: str | None
@@ -546,16 +591,3 @@ class MockWeChat:
             if component_appid is not None and token.component != component_appid:
                 raise MockApiError(ec.INVALID_CREDENTIAL)
             return copy.copy(token)
-
-
-ApiMethod = Callable[[MockWeChat, Mapping[str, Any], Mapping[str, str]], dict[str, Any]]
-
-_API_METHODS: dict[str, ApiMethod] = {
-    API_COMPONENT_TOKEN: MockWeChat.api_component_token,
-    API_START_PUSH_TICKET: MockWeChat.api_start_push_ticket,
-    API_CREATE_PREAUTHCODE: MockWeChat.api_create_preauthcode,
-    API_QUERY_AUTH: MockWeChat.api_query_auth,
-    API_GET_AUTHORIZER_INFO: MockWeChat.api_get_authorizer_info,
-    API_AUTHORIZER_TOKEN: MockWeChat.api_authorizer_token,
-}
-API_NAMES: frozenset[str] = frozenset(_API_METHODS)
