@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mock_wechat import errcodes as ec
 from mock_wechat.bodies import text_field
-from mock_wechat.clock import Clock
+from mock_wechat.book import Book
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.merchants import Account
 from service.wechat.accounts import AccountType
@@ -209,13 +208,8 @@ def parse_custom_message(body: Mapping[str, Any]) -> tuple[str, str, dict[str, A
     return touser, msgtype, dict(content)
 
 
-class Outbox:
+class Outbox(Book):
     """The custom messages sent, oldest first, so tests can see what reached "users"."""
-
-    def __init__(self, lock: threading.RLock, clock: Clock) -> None:
-        self._lock = lock
-        self._clock = clock
-        self.clear()
 
     def clear(self) -> None:
         with self._lock:

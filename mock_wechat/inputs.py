@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mock_wechat.auth_rules import parse_category_id_list
 from mock_wechat.authorization import AuthRequest
@@ -19,6 +19,8 @@ from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
 from mock_wechat.faults import ANY_API, FaultRule
 from mock_wechat.merchants import AccountSpec, parse_account_type
 from mock_wechat.quotas import QuotaRule
+
+_Rule = TypeVar("_Rule")
 
 _COMPONENT_FIELDS = frozenset(
     {
@@ -207,7 +209,8 @@ def _fault_rule(data: Any, known_apis: Collection[str]) -> FaultRule:
     )
 
 
-def parse_fault_rules(data: Mapping[str, Any], known_apis: Collection[str]) -> list[FaultRule]:
+def _rules(data: Mapping[str, Any], parse_rule: Callable[[Any], _Rule]) -> list[_Rule]:
+    """``{"rules": [...]}``, each parsed by ``parse_rule``; errors name the rule's index."""
     _only(data, {"rules"})
     rules = data.get("rules")
     if not isinstance(rules, list):
@@ -215,10 +218,14 @@ def parse_fault_rules(data: Mapping[str, Any], known_apis: Collection[str]) -> l
     parsed = []
     for index, rule in enumerate(rules):
         try:
-            parsed.append(_fault_rule(rule, known_apis))
+            parsed.append(parse_rule(rule))
         except InvalidField as exc:
             raise InvalidField(f"rules[{index}].{exc.field}", exc.reason) from None
     return parsed
+
+
+def parse_fault_rules(data: Mapping[str, Any], known_apis: Collection[str]) -> list[FaultRule]:
+    return _rules(data, lambda rule: _fault_rule(rule, known_apis))
 
 
 def parse_advance(data: Mapping[str, Any]) -> float:
@@ -337,17 +344,7 @@ def _quota_rule(data: Any, known_apis: Collection[str]) -> QuotaRule:
 
 def parse_quota_rules(data: Mapping[str, Any], known_apis: Collection[str]) -> list[QuotaRule]:
     """``POST /_mock/quotas``: ``{"rules": [{"api", "limit", "appid"?}]}``."""
-    _only(data, {"rules"})
-    rules = data.get("rules")
-    if not isinstance(rules, list):
-        raise InvalidField("rules", "is required and must be a list of rules")
-    parsed = []
-    for index, rule in enumerate(rules):
-        try:
-            parsed.append(_quota_rule(rule, known_apis))
-        except InvalidField as exc:
-            raise InvalidField(f"rules[{index}].{exc.field}", exc.reason) from None
-    return parsed
+    return _rules(data, lambda rule: _quota_rule(rule, known_apis))
 
 
 def parse_open_account(data: Mapping[str, Any]) -> tuple[str, list[str]]:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import copy
 import logging
 import secrets
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mock_wechat import errcodes as ec
-from mock_wechat.clock import Clock
+from mock_wechat.book import Book
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.merchants import Account
 
@@ -54,13 +53,8 @@ class OpenAccount:
         }
 
 
-class OpenAccounts:
+class OpenAccounts(Book):
     """Open platform accounts and bindings; every method is thread-safe."""
-
-    def __init__(self, lock: threading.RLock, clock: Clock) -> None:
-        self._lock = lock
-        self._clock = clock
-        self.clear()
 
     def clear(self) -> None:
         with self._lock:

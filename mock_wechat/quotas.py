@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from mock_wechat import errcodes as ec
-from mock_wechat.clock import Clock
+from mock_wechat.book import Book
 from mock_wechat.config import InvalidField
 from mock_wechat.errcodes import MockApiError
 
@@ -63,13 +62,8 @@ class QuotaRule:
         return dataclasses.asdict(self)
 
 
-class Quotas:
+class Quotas(Book):
     """Quota rules and counters; every method is thread-safe."""
-
-    def __init__(self, lock: threading.RLock, clock: Clock) -> None:
-        self._lock = lock
-        self._clock = clock
-        self.clear()
 
     def clear(self) -> None:
         """Forget the rules, today's counters and this month's resets."""
