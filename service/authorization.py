@@ -269,13 +269,13 @@ class AuthorizationFlow:
         self, component_appid: str, state: CodeExchange, push: AuthorizationGranted | None
     ) -> ExchangeResult:
         appid = state.authorizer_appid or ""
-        record = self.store.get_authorizer(component_appid, appid)
-        if push is not None and record is not None:
-            # The callback exchanged this push's code: remember the push's time for ordering.
-            record = self.store.modify_authorizer(
-                component_appid, appid, _at_least(push.create_time)
-            ).record
-        return ExchangeResult(Outcome.ALREADY, record)
+        if push is None:
+            return ExchangeResult(
+                Outcome.ALREADY, self.store.get_authorizer(component_appid, appid)
+            )
+        # The callback exchanged this push's code: remember the push's time for ordering.
+        bumped = self.store.modify_authorizer(component_appid, appid, _at_least(push.create_time))
+        return ExchangeResult(Outcome.ALREADY, bumped.record)
 
     def _grant(
         self,

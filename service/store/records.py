@@ -19,11 +19,12 @@ class Record:
     """Serialisation shared by every record: a Firestore document is its fields."""
 
     def to_document(self) -> dict[str, Any]:
-        return {
-            f.name: list(value) if isinstance(value, tuple) else value
-            for f in fields(self)  # type: ignore[arg-type]
-            for value in [getattr(self, f.name)]
-        }
+        document = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            # Firestore stores arrays from lists; tuples are how records keep them immutable.
+            document[f.name] = list(value) if isinstance(value, tuple) else value
+        return document
 
     @classmethod
     def from_document(cls, data: Mapping[str, Any], **keys: str) -> Self:

@@ -119,9 +119,8 @@ class ComponentClient:
     def api_component_token(
         self, component_appid: str, component_appsecret: str, component_verify_ticket: str
     ) -> ComponentAccessToken:
-        data = self._post(
+        data = self._component_api(
             "api_component_token",
-            "/cgi-bin/component/api_component_token",
             {
                 "component_appid": component_appid,
                 "component_appsecret": component_appsecret,
@@ -135,21 +134,15 @@ class ComponentClient:
 
     def api_start_push_ticket(self, component_appid: str, component_secret: str) -> str:
         """(Re)start ticket pushes; returns errmsg: ``ok`` or ``in a normal state``."""
-        data = self._post(
+        data = self._component_api(
             "api_start_push_ticket",
-            "/cgi-bin/component/api_start_push_ticket",
             {"component_appid": component_appid, "component_secret": component_secret},
         )
         return str(data.get("errmsg", "ok"))
 
     def api_create_preauthcode(self, component_appid: str, component_token: str) -> PreAuthCode:
         api = "api_create_preauthcode"
-        data = self._post(
-            api,
-            f"/cgi-bin/component/{api}",
-            {"component_appid": component_appid},
-            {"component_access_token": component_token},
-        )
+        data = self._component_api(api, {"component_appid": component_appid}, component_token)
         return PreAuthCode(
             code=_field(data, "pre_auth_code", str, api),
             expires_in=_field(data, "expires_in", int, api),
@@ -160,11 +153,10 @@ class ComponentClient:
     ) -> AuthorizationInfo:
         """Exchange an authorization code (single use) for the authorizer's tokens."""
         api = "api_query_auth"
-        data = self._post(
+        data = self._component_api(
             api,
-            f"/cgi-bin/component/{api}",
             {"component_appid": component_appid, "authorization_code": authorization_code},
-            {"component_access_token": component_token},
+            component_token,
         )
         return _authorization_info(data.get("authorization_info"), api)
 
@@ -172,11 +164,10 @@ class ComponentClient:
         self, component_appid: str, authorizer_appid: str, component_token: str
     ) -> AuthorizerInfo:
         api = "api_get_authorizer_info"
-        data = self._post(
+        data = self._component_api(
             api,
-            f"/cgi-bin/component/{api}",
             {"component_appid": component_appid, "authorizer_appid": authorizer_appid},
-            {"component_access_token": component_token},
+            component_token,
         )
         info = data.get("authorizer_info")
         if not isinstance(info, dict):
@@ -203,15 +194,14 @@ class ComponentClient:
         component_token: str,
     ) -> AuthorizerAccessToken:
         api = "api_authorizer_token"
-        data = self._post(
+        data = self._component_api(
             api,
-            f"/cgi-bin/component/{api}",
             {
                 "component_appid": component_appid,
                 "authorizer_appid": authorizer_appid,
                 "authorizer_refresh_token": refresh_token,
             },
-            {"component_access_token": component_token},
+            component_token,
         )
         returned = data.get("authorizer_refresh_token")
         return AuthorizerAccessToken(
@@ -219,6 +209,13 @@ class ComponentClient:
             expires_in=_field(data, "expires_in", int, api),
             refresh_token=returned if isinstance(returned, str) and returned else None,
         )
+
+    def _component_api(
+        self, api: str, body: Mapping[str, Any], component_token: str | None = None
+    ) -> dict[str, Any]:
+        """POST ``/cgi-bin/component/<api>``, with the component token in the query if given."""
+        params = {"component_access_token": component_token} if component_token else None
+        return self._post(api, f"/cgi-bin/component/{api}", body, params)
 
     def _post(
         self,
