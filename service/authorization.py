@@ -225,7 +225,7 @@ class AuthorizationFlow:
                 return ExchangeResult(Outcome.ERROR, errcode=errcode, reason=str(exc))
             # The tokens are written before anything else can fail.
             record = self._grant(component_appid, info, source, push)
-            record = self._fill_profile(component_appid, info.authorizer_appid) or record
+            record = self.fill_profile(component_appid, info.authorizer_appid) or record
             self._finish(component_appid, key, owner, None, info.authorizer_appid)
             finished = True
             return ExchangeResult(Outcome.EXCHANGED, record)
@@ -299,8 +299,12 @@ class AuthorizationFlow:
                 status=AuthorizerStatus.AUTHORIZED.value,
                 func_info=info.func_info,
                 access_token=info.access_token,
-                access_token_expires_at=now + expires_in if expires_in else None,
+                # 0, not None, without a token: the sweep's query must find it.
+                access_token_expires_at=now + expires_in if expires_in else 0.0,
                 refresh_token=info.refresh_token or kept_refresh,
+                last_error=None,
+                last_error_at=None,
+                sync_flag=None,
                 authorized_at=base.authorized_at if was_authorized else now,
                 updated_at=now,
                 revoked_at=None,
@@ -326,7 +330,7 @@ class AuthorizationFlow:
         )
         return record
 
-    def _fill_profile(self, component_appid: str, appid: str) -> AuthorizerRecord | None:
+    def fill_profile(self, component_appid: str, appid: str) -> AuthorizerRecord | None:
         """Name, type and principal from api_get_authorizer_info; a failure only logs."""
         try:
             profile = self.tokens.call_with_token(

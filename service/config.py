@@ -93,6 +93,15 @@ class Settings:
     # Ask WeChat to restart ticket pushes when the newest ticket is older than this.
     ticket_stale_after: float = 1200.0
     push_ticket_min_interval: float = 60.0
+    # Authorizer tokens: a token handed out is valid at least this long (else renewed
+    # first); the sweep renews those expiring within the margin plus a random jitter.
+    authorizer_token_min_ttl: float = 300.0
+    authorizer_token_refresh_margin: float = 900.0
+    sweep_jitter: float = 300.0
+    sweep_concurrency: int = 16
+    # After 45009 on api_authorizer_token: the first pause, doubled each time again.
+    quota_backoff: float = 300.0
+    proxy_timeout: float = 15.0
     # Pushes whose timestamp is further than this from our clock are refused (replays).
     push_max_clock_skew: float = 300.0
     max_body_bytes: int = 256 * 1024
@@ -124,6 +133,12 @@ class Settings:
             ticket_stale_after=_seconds(env, "TICKET_STALE_AFTER", 1200),
             push_ticket_min_interval=_seconds(env, "PUSH_TICKET_MIN_INTERVAL", 60),
             push_max_clock_skew=_seconds(env, "PUSH_MAX_CLOCK_SKEW", 300),
+            authorizer_token_min_ttl=_seconds(env, "AUTHORIZER_TOKEN_MIN_TTL", 300),
+            authorizer_token_refresh_margin=_seconds(env, "AUTHORIZER_TOKEN_REFRESH_MARGIN", 900),
+            sweep_jitter=_seconds(env, "SWEEP_JITTER", 300),
+            sweep_concurrency=_count(env, "SWEEP_CONCURRENCY", 16, 1, 256),
+            quota_backoff=_seconds(env, "QUOTA_BACKOFF", 300),
+            proxy_timeout=_seconds(env, "PROXY_TIMEOUT", 15),
         )
 
 
@@ -190,4 +205,17 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if value < 0:
         raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be from {low} to {high}, got {value}")
     return value

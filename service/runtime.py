@@ -9,11 +9,15 @@ from __future__ import annotations
 from functools import cached_property
 
 from service.authorization import AuthorizationFlow, FlowPolicy
+from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPolicy
 from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
+from service.proxy import AuthorizerProxy
 from service.pushes import PushDispatcher
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizationStore
+from service.sweep import RefreshSweep, SweepPolicy
+from service.sync import AuthorizerSync
 from service.tickets import TicketKeeper, TicketPolicy
 from service.wechat.client import ComponentClient
 from service.wechat.crypto import MessageCrypto
@@ -64,6 +68,47 @@ class Runtime:
                 refresh_margin=self.settings.component_token_refresh_margin,
                 lease_seconds=self.settings.refresh_lease_seconds,
             ),
+        )
+
+    @cached_property
+    def authorizer_tokens(self) -> AuthorizerTokenManager:
+        settings = self.settings
+        return AuthorizerTokenManager(
+            self.store,
+            self.client,
+            self.component_tokens,
+            AuthorizerTokenPolicy(
+                min_ttl=settings.authorizer_token_min_ttl,
+                lease_seconds=settings.refresh_lease_seconds,
+                quota_backoff=settings.quota_backoff,
+            ),
+        )
+
+    @cached_property
+    def sweep(self) -> RefreshSweep:
+        settings = self.settings
+        return RefreshSweep(
+            self.store,
+            self.tickets,
+            self.component_tokens,
+            self.authorizer_tokens,
+            SweepPolicy(
+                margin=settings.authorizer_token_refresh_margin,
+                jitter=settings.sweep_jitter,
+                concurrency=settings.sweep_concurrency,
+            ),
+        )
+
+    @cached_property
+    def proxy(self) -> AuthorizerProxy:
+        return AuthorizerProxy(
+            self.settings.wechat_api_base, self.authorizer_tokens, self.settings.proxy_timeout
+        )
+
+    @cached_property
+    def sync(self) -> AuthorizerSync:
+        return AuthorizerSync(
+            self.store, self.client, self.component_tokens, self.authorization.fill_profile
         )
 
     @cached_property

@@ -1,44 +1,120 @@
 """The refresh sweep behind POST /tasks/refresh: keep every credential fresh.
 
-Cloud Scheduler calls it every few minutes (``make dev`` does the same on a timer). Two
-sweeps at once are safe: each credential has one refresher, the others see it fresh.
+Cloud Scheduler calls it every few minutes (``make dev`` does the same on a timer). For each
+component: the ticket watchdog, the component token, then every authorizer token that
+expires within the margin, renewed by a bounded pool of threads. Two sweeps at once are
+safe: each credential has one refresher (a lease), the other sweep counts it skipped.
+
+Jitter: each authorizer is due within the margin plus a random part of ``jitter``, so
+tokens renewed together drift apart over the following sweeps instead of expiring, and
+being renewed, in one burst forever.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from service.component_token import ComponentTokenManager, Outcome, TokenUnavailableError
-from service.store.records import StoreError
+from service.authorizer_tokens import AuthorizerTokenManager, Outcome
+from service.component_token import ComponentTokenManager, TokenUnavailableError
+from service.component_token import Outcome as ComponentOutcome
+from service.store.records import AuthorizationStore, AuthorizerRecord, StoreError
 from service.tickets import TicketKeeper
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SweepPolicy:
+    margin: float = 900.0  # renew authorizer tokens expiring within this
+    jitter: float = 300.0
+    concurrency: int = 16
+    progress_every: float = 5.0  # seconds between progress log lines
+
+
+# Which count an authorizer's outcome adds to.
+_REPORTED = {
+    Outcome.RENEWED: "renewed",
+    Outcome.SKIPPED: "skipped",
+    Outcome.FAILED: "failed",
+    Outcome.NEEDS_REAUTHORIZATION: "needs_reauthorization",
+    Outcome.REVOKED: "revoked",
+    Outcome.QUOTA_EXCEEDED: "quota_exceeded",
+}
+
+
 @dataclass
 class SweepReport:
+    """Counts over component and authorizer tokens, and the detail per component."""
+
     renewed: int = 0
     skipped: int = 0
     failed: int = 0
     needs_reauthorization: int = 0
+    revoked: int = 0
+    quota_exceeded: int = 0
+    seconds: float = 0.0
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def count(self, outcome: Outcome, n: int = 1) -> None:
+        name = _REPORTED[outcome]
+        setattr(self, name, getattr(self, name) + n)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def sweep(
-    appids: Iterable[str], tokens: ComponentTokenManager, tickets: TicketKeeper
-) -> SweepReport:
-    report = SweepReport()
-    for appid in appids:
-        detail: dict[str, Any] = {"ticket_push_requested": False}
+class RefreshSweep:
+    def __init__(
+        self,
+        store: AuthorizationStore,
+        tickets: TicketKeeper,
+        component_tokens: ComponentTokenManager,
+        authorizer_tokens: AuthorizerTokenManager,
+        policy: SweepPolicy = SweepPolicy(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.tickets = tickets
+        self.component_tokens = component_tokens
+        self.authorizer_tokens = authorizer_tokens
+        self.policy = policy
+        self.clock = clock
+
+    def run(self, appids: Iterable[str]) -> SweepReport:
+        started = time.monotonic()
+        report = SweepReport()
+        for appid in appids:
+            detail: dict[str, Any] = {"ticket_push_requested": False}
+            report.components[appid] = detail
+            if self._component(appid, report, detail):
+                detail["authorizers"] = self._authorizers(appid, report)
+        report.seconds = round(time.monotonic() - started, 3)
+        log.info(
+            "refresh sweep done",
+            extra={
+                "renewed": report.renewed,
+                "skipped": report.skipped,
+                "failed": report.failed,
+                "needs_reauthorization": report.needs_reauthorization,
+                "quota_exceeded": report.quota_exceeded,
+                "seconds": report.seconds,
+            },
+        )
+        return report
+
+    def _component(self, appid: str, report: SweepReport, detail: dict[str, Any]) -> bool:
+        """The ticket watchdog and the component token; False if the token is unavailable."""
         try:
-            detail["ticket_push_requested"] = tickets.check(appid)
-            _, outcome = tokens.obtain(appid)
+            detail["ticket_push_requested"] = self.tickets.check(appid)
+            _, outcome = self.component_tokens.obtain(appid)
         except (TokenUnavailableError, StoreError) as exc:
             report.failed += 1
             detail.update(component_token="failed", error=str(exc))
@@ -46,15 +122,93 @@ def sweep(
                 "refresh sweep: component token failed",
                 extra={"component_appid": appid, "error": str(exc)},
             )
+            return False
+        if outcome is ComponentOutcome.RENEWED:
+            report.renewed += 1
         else:
-            if outcome is Outcome.RENEWED:
-                report.renewed += 1
-            else:
-                report.skipped += 1
-            detail["component_token"] = outcome.value
-        report.components[appid] = detail
-    log.info(
-        "refresh sweep done",
-        extra={"renewed": report.renewed, "skipped": report.skipped, "failed": report.failed},
-    )
-    return report
+            report.skipped += 1
+        detail["component_token"] = outcome.value
+        return True
+
+    def _authorizers(self, component_appid: str, report: SweepReport) -> dict[str, int]:
+        now = self.clock()
+        policy = self.policy
+        try:
+            due = self.store.due_authorizers(component_appid, now + policy.margin + policy.jitter)
+            paused = self.authorizer_tokens.quota_paused_until(
+                self.store.get_component(component_appid), now
+            )
+        except StoreError as exc:
+            report.failed += 1
+            log.error(
+                "refresh sweep: cannot list authorizers",
+                extra={"component_appid": component_appid, "error": str(exc)},
+            )
+            return {"due": 0, "failed": 1}
+        counts: Counter[str] = Counter(due=len(due))
+        if paused is not None:
+            # 45009: no api_authorizer_token call before the pause ends.
+            counts[Outcome.QUOTA_EXCEEDED.value] = len(due)
+            report.count(Outcome.QUOTA_EXCEEDED, len(due))
+            return dict(counts)
+        quota_hit = threading.Event()
+
+        def refresh(record: AuthorizerRecord) -> Outcome:
+            if quota_hit.is_set():
+                return Outcome.QUOTA_EXCEEDED
+            due_before = now + policy.margin + random.uniform(0, policy.jitter)
+            expires_at = record.access_token_expires_at or 0.0
+            if expires_at >= due_before:
+                return Outcome.SKIPPED
+            try:
+                outcome = self.authorizer_tokens.refresh_due(
+                    component_appid, record.appid, due_before
+                )
+            except StoreError as exc:
+                log.error(
+                    "refresh sweep: store failed",
+                    extra={"authorizer_appid": record.appid, "error": str(exc)},
+                )
+                return Outcome.FAILED
+            except Exception as exc:  # one authorizer's bug must not end the sweep
+                log.exception(
+                    "refresh sweep: unexpected error",
+                    extra={"authorizer_appid": record.appid, "error_type": type(exc).__name__},
+                )
+                return Outcome.FAILED
+            if outcome is Outcome.QUOTA_EXCEEDED:
+                quota_hit.set()
+            return outcome
+
+        self._run_pool(component_appid, due, refresh, counts)
+        for name, n in counts.items():
+            if name != "due":
+                report.count(Outcome(name), n)
+        return dict(counts)
+
+    def _run_pool(
+        self,
+        component_appid: str,
+        due: list[AuthorizerRecord],
+        refresh: Callable[[AuthorizerRecord], Outcome],
+        counts: Counter[str],
+    ) -> None:
+        if not due:
+            return
+        workers = max(1, min(self.policy.concurrency, len(due)))
+        last_report = time.monotonic()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
+            futures = [pool.submit(refresh, record) for record in due]
+            for done, future in enumerate(as_completed(futures), start=1):
+                counts[future.result().value] += 1
+                if time.monotonic() - last_report >= self.policy.progress_every:
+                    last_report = time.monotonic()
+                    log.info(
+                        "refresh sweep progress",
+                        extra={
+                            "component_appid": component_appid,
+                            "done": done,
+                            "due": len(due),
+                            "renewed": counts[Outcome.RENEWED.value],
+                        },
+                    )

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from service.store.records import (
     AuthorizerRecord,
+    AuthorizerStatus,
     Change,
     CodeExchange,
     ComponentChange,
@@ -40,6 +43,24 @@ _LOST_RACE = (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Conflict, gexc.A
 R = TypeVar("R", bound=Record)
 
 
+class OpCounter:
+    """Documents read and written, for the benchmarks and for logs (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reads = 0
+        self.writes = 0
+
+    def add(self, reads: int = 0, writes: int = 0) -> None:
+        with self._lock:
+            self.reads += reads
+            self.writes += writes
+
+    def snapshot(self) -> tuple[int, int]:
+        with self._lock:
+            return self.reads, self.writes
+
+
 class FirestoreStore:
     def __init__(
         self,
@@ -52,6 +73,7 @@ class FirestoreStore:
         self.max_attempts = max_attempts
         self._client: Any = None
         self._client_pid = 0
+        self.ops = OpCounter()
 
     @property
     def client(self) -> Any:
@@ -60,6 +82,18 @@ class FirestoreStore:
             self._client = firestore.Client(project=self.project, database=self.database)
             self._client_pid = os.getpid()
         return self._client
+
+    def _read(self, ref: Any) -> Any:
+        self.ops.add(reads=1)
+        return _read(ref)
+
+    def _query(self, query: Any) -> list[Any]:
+        try:
+            snapshots = list(query.stream())
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"Firestore query failed: {type(exc).__name__}") from None
+        self.ops.add(reads=max(1, len(snapshots)))  # an empty answer is billed as one read
+        return snapshots
 
     def _component_ref(self, appid: str) -> Any:
         return self.client.collection(COMPONENTS).document(appid)
@@ -70,7 +104,7 @@ class FirestoreStore:
     # ----- components ---------------------------------------------------------------
 
     def get_component(self, appid: str) -> ComponentRecord:
-        snapshot = _read(self._component_ref(appid))
+        snapshot = self._read(self._component_ref(appid))
         if not snapshot.exists:
             return ComponentRecord(appid=appid)
         return ComponentRecord.from_document(snapshot.to_dict() or {}, appid=appid)
@@ -88,7 +122,7 @@ class FirestoreStore:
     # ----- authorizers --------------------------------------------------------------
 
     def get_authorizer(self, component_appid: str, appid: str) -> AuthorizerRecord | None:
-        snapshot = _read(self._child_ref(component_appid, AUTHORIZERS, appid))
+        snapshot = self._read(self._child_ref(component_appid, AUTHORIZERS, appid))
         if not snapshot.exists:
             return None
         return _authorizer(component_appid, appid)(snapshot.to_dict() or {})
@@ -102,6 +136,41 @@ class FirestoreStore:
             change,
             f"authorizer {appid}",
         )
+
+    def list_authorizers(
+        self,
+        component_appid: str,
+        status: str | None = None,
+        account_type: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuthorizerRecord]:
+        query = self._component_ref(component_appid).collection(AUTHORIZERS)
+        if status is not None:
+            query = query.where(filter=FieldFilter("status", "==", status))
+        if account_type is not None:
+            query = query.where(filter=FieldFilter("account_type", "==", account_type))
+        query = query.order_by("appid")
+        if after is not None:
+            query = query.start_after({"appid": after})
+        if limit is not None:
+            query = query.limit(limit)
+        return [self._decode_authorizer(component_appid, s) for s in self._query(query)]
+
+    def due_authorizers(self, component_appid: str, before: float) -> list[AuthorizerRecord]:
+        # The composite index (status, access_token_expires_at) serves this query.
+        query = (
+            self._component_ref(component_appid)
+            .collection(AUTHORIZERS)
+            .where(filter=FieldFilter("status", "==", AuthorizerStatus.AUTHORIZED.value))
+            .where(filter=FieldFilter("access_token_expires_at", "<", before))
+            .order_by("access_token_expires_at")
+        )
+        return [self._decode_authorizer(component_appid, s) for s in self._query(query)]
+
+    @staticmethod
+    def _decode_authorizer(component_appid: str, snapshot: Any) -> AuthorizerRecord:
+        return _authorizer(component_appid, snapshot.id)(snapshot.to_dict() or {})
 
     # ----- authorization code exchanges ---------------------------------------------
 
@@ -118,7 +187,7 @@ class FirestoreStore:
     # ----- push inbox ---------------------------------------------------------------
 
     def get_inbox_entry(self, component_appid: str, key: str) -> InboxEntry | None:
-        snapshot = _read(self._child_ref(component_appid, INBOX, key))
+        snapshot = self._read(self._child_ref(component_appid, INBOX, key))
         if not snapshot.exists:
             return None
         return InboxEntry.from_document(
@@ -127,6 +196,7 @@ class FirestoreStore:
 
     def put_inbox_entry(self, entry: InboxEntry) -> None:
         ref = self._child_ref(entry.component_appid, INBOX, entry.key)
+        self.ops.add(writes=1)
         try:
             ref.set(entry.to_document())
         except gexc.GoogleAPICallError as exc:
@@ -142,11 +212,12 @@ class FirestoreStore:
         what: str,
     ) -> MaybeModified[R]:
         for attempt in range(self.max_attempts):
-            snapshot = _read(ref)
+            snapshot = self._read(ref)
             current = decode(snapshot.to_dict() or {}) if snapshot.exists else None
             new = change(current)
             if new is None or new == current:
                 return MaybeModified(current, False)
+            self.ops.add(writes=1)
             try:
                 if snapshot.exists:
                     option = self.client.write_option(last_update_time=snapshot.update_time)

@@ -56,20 +56,34 @@ class ComponentRecord(Record):
     push_ticket_requested_at: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
+    # 45009 on api_authorizer_token (the component's quota): no such call before this.
+    authorizer_token_quota_until: float | None = None
+    authorizer_token_quota_strikes: int = 0
 
     def token_valid_at(self, moment: float) -> bool:
-        expires_at = self.component_token_expires_at
-        return bool(self.component_token) and expires_at is not None and expires_at > moment
+        return _valid(self.component_token, self.component_token_expires_at, moment)
 
     def lease_free_at(self, moment: float) -> bool:
-        until = self.refresh_lease_until
-        return self.refresh_lease_owner is None or until is None or until <= moment
+        return _lease_free(self.refresh_lease_owner, self.refresh_lease_until, moment)
+
+
+def _valid(token: str | None, expires_at: float | None, moment: float) -> bool:
+    return bool(token) and expires_at is not None and expires_at > moment
+
+
+def _lease_free(owner: str | None, until: float | None, moment: float) -> bool:
+    return owner is None or until is None or until <= moment
 
 
 class AuthorizerStatus(StrEnum):
     AUTHORIZED = "authorized"
     REVOKED = "revoked"  # the merchant cancelled; tokens deleted, record and history kept
     NEEDS_REAUTHORIZATION = "needs_reauthorization"  # WeChat refused the refresh token
+
+
+class SyncFlag(StrEnum):
+    NOT_LISTED = "not_listed_by_wechat"  # we hold it; api_get_authorizer_list does not
+    UNEXCHANGED = "listed_without_refresh_token"  # its authorization code was never exchanged
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,20 @@ class AuthorizerRecord(Record):
     refresh_token: str | None = field(default=None, repr=False)
     # The newest CreateTime of an authorization push applied: older pushes are stale.
     last_push_time: int | None = None
+    refresh_lease_owner: str | None = None
+    refresh_lease_until: float | None = None
+    refreshed_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    # Set by sync when WeChat's list disagrees with this record (SyncFlag values).
+    sync_flag: str | None = None
     history: tuple[dict[str, Any], ...] = ()
+
+    def token_valid_at(self, moment: float) -> bool:
+        return _valid(self.access_token, self.access_token_expires_at, moment)
+
+    def lease_free_at(self, moment: float) -> bool:
+        return _lease_free(self.refresh_lease_owner, self.refresh_lease_until, moment)
 
     def with_event(self, at: float, event: str, **detail: Any) -> Self:
         entry = {"at": at, "event": event, **detail}
@@ -200,6 +227,21 @@ class AuthorizationStore(ComponentStore, Protocol):
     def modify_code_exchange(
         self, component_appid: str, key: str, change: Change[CodeExchange]
     ) -> MaybeModified[CodeExchange]: ...
+
+    def list_authorizers(
+        self,
+        component_appid: str,
+        status: str | None = None,
+        account_type: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuthorizerRecord]:
+        """Authorizers by appid, from the one after ``after``; all of them without a limit."""
+        ...
+
+    def due_authorizers(self, component_appid: str, before: float) -> list[AuthorizerRecord]:
+        """Authorized authorizers whose access token expires before ``before``, soonest first."""
+        ...
 
     def get_inbox_entry(self, component_appid: str, key: str) -> InboxEntry | None: ...
 

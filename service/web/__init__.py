@@ -13,11 +13,20 @@ def runtime() -> Runtime:
 
 
 def register_blueprints(app: Flask) -> None:
-    from service.web import authorize, errors, events, health, internal_api, tasks
+    from service.web import (
+        authorize,
+        authorizers_api,
+        errors,
+        events,
+        health,
+        internal_api,
+        tasks,
+    )
 
     errors.register(app)
     app.register_blueprint(events.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(internal_api.bp)
+    app.register_blueprint(authorizers_api.bp)
     app.register_blueprint(authorize.bp)

@@ -16,18 +16,23 @@ from service.web.errors import error_response
 P = ParamSpec("P")
 
 
+def api_key_refusal() -> ResponseReturnValue | None:
+    """The error response for a request without an accepted key, or None if it has one."""
+    keys = runtime().settings.service_api_keys
+    if not keys:
+        return error_response(503, "internal API is disabled: set SERVICE_API_KEYS")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return error_response(401, "missing 'Authorization: Bearer <key>' header")
+    offered = given.strip().encode()
+    if not any(hmac.compare_digest(offered, key.encode()) for key in keys):
+        return error_response(403, "API key not accepted")
+    return None
+
+
 def require_api_key(view: Callable[P, ResponseReturnValue]) -> Callable[P, ResponseReturnValue]:
     @wraps(view)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
-        keys = runtime().settings.service_api_keys
-        if not keys:
-            return error_response(503, "internal API is disabled: set SERVICE_API_KEYS")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            return error_response(401, "missing 'Authorization: Bearer <key>' header")
-        offered = given.strip().encode()
-        if not any(hmac.compare_digest(offered, key.encode()) for key in keys):
-            return error_response(403, "API key not accepted")
-        return view(*args, **kwargs)
+        return api_key_refusal() or view(*args, **kwargs)
 
     return guarded

@@ -10,7 +10,6 @@ from service.component_token import TokenUnavailableError
 from service.web import runtime
 from service.web.auth import require_api_key
 from service.web.errors import error_response
-from service.wechat.accounts import APPID_PATTERN, permission_set_name
 from service.wechat.errors import WeChatError
 from service.wechat.links import LinkParamError, parse_link_request
 
@@ -52,18 +51,3 @@ def authorize_links(component_appid: str) -> tuple[Response, int]:
         "redirect_uri": link_request.redirect_uri,
     }
     return jsonify(body), 201
-
-
-@bp.get("/components/<component_appid>/authorizers/<authorizer_appid>")
-@require_api_key
-def get_authorizer(component_appid: str, authorizer_appid: str) -> tuple[Response, int]:
-    if not _known(component_appid):
-        return error_response(404, f"unknown component {component_appid}")
-    if not APPID_PATTERN.match(authorizer_appid):
-        return error_response(400, "authorizer appid must be 'wx' followed by 16 hex digits")
-    record = runtime().store.get_authorizer(component_appid, authorizer_appid)
-    if record is None:
-        return error_response(404, f"no authorizer {authorizer_appid} for {component_appid}")
-    body = record.public()
-    body["permission_sets"] = [{"id": i, "name": permission_set_name(i)} for i in record.func_info]
-    return jsonify(body), 200

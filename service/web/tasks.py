@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from service.sweep import sweep
 from service.web import runtime
 from service.web.auth import require_api_key
 
@@ -15,5 +14,5 @@ bp = Blueprint("tasks", __name__)
 @require_api_key
 def refresh() -> Response:
     rt = runtime()
-    report = sweep(rt.settings.components, rt.component_tokens, rt.tickets)
+    report = rt.sweep.run(rt.settings.components)
     return jsonify(report.to_json())

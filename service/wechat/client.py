@@ -97,6 +97,27 @@ class AuthorizerAccessToken:
     refresh_token: str | None = field(repr=False)
 
 
+@dataclass(frozen=True)
+class ListedAuthorizer:
+    """One entry of ``api_get_authorizer_list``; no refresh token: code never exchanged."""
+
+    appid: str
+    refresh_token: str | None = field(repr=False)
+    auth_time: int | None
+
+
+@dataclass(frozen=True)
+class AuthorizerPage:
+    total_count: int
+    authorizers: tuple[ListedAuthorizer, ...]
+
+
+@dataclass(frozen=True)
+class AuthorizerOption:
+    name: str
+    value: str
+
+
 class ComponentClient:
     """Calls to ``/cgi-bin/component/*`` for one WeChat API base."""
 
@@ -210,6 +231,88 @@ class ComponentClient:
             refresh_token=returned if isinstance(returned, str) and returned else None,
         )
 
+    def api_get_authorizer_list(
+        self, component_appid: str, offset: int, count: int, component_token: str
+    ) -> AuthorizerPage:
+        api = "api_get_authorizer_list"
+        body = {"component_appid": component_appid, "offset": offset, "count": count}
+        data = self._component_api(api, body, component_token)
+        items = data.get("list")
+        if not isinstance(items, list):
+            raise TransportError("response has no valid 'list'", api)
+        listed = []
+        for item in items:
+            appid = item.get("authorizer_appid") if isinstance(item, dict) else None
+            if not isinstance(appid, str) or not appid:
+                raise TransportError("a list entry has no valid 'authorizer_appid'", api)
+            token = item.get("refresh_token")  # not authorizer_refresh_token here (§3.7)
+            listed.append(
+                ListedAuthorizer(
+                    appid=appid,
+                    refresh_token=token if isinstance(token, str) and token else None,
+                    auth_time=_int_or_none(item.get("auth_time")),
+                )
+            )
+        return AuthorizerPage(
+            total_count=_field(data, "total_count", int, api), authorizers=tuple(listed)
+        )
+
+    def api_get_authorizer_option(
+        self, component_appid: str, authorizer_appid: str, name: str, component_token: str
+    ) -> AuthorizerOption:
+        """The first generation (§3.8): the component token names the authorizer."""
+        api = "api_get_authorizer_option"
+        body = {
+            "component_appid": component_appid,
+            "authorizer_appid": authorizer_appid,
+            "option_name": name,
+        }
+        return _option(self._component_api(api, body, component_token), name, api)
+
+    def api_set_authorizer_option(
+        self,
+        component_appid: str,
+        authorizer_appid: str,
+        name: str,
+        value: str,
+        component_token: str,
+    ) -> None:
+        body = {
+            "component_appid": component_appid,
+            "authorizer_appid": authorizer_appid,
+            "option_name": name,
+            "option_value": value,
+        }
+        self._component_api("api_set_authorizer_option", body, component_token)
+
+    def get_authorizer_option(self, name: str, access_token: str) -> AuthorizerOption:
+        """The second generation (§3.8): the authorizer's own access token."""
+        api = "get_authorizer_option"
+        data = self._post(
+            api,
+            f"/cgi-bin/component/{api}",
+            {"option_name": name},
+            {"access_token": access_token},
+        )
+        return _option(data, name, api)
+
+    def set_authorizer_option(self, name: str, value: str, access_token: str) -> None:
+        api = "set_authorizer_option"
+        body = {"option_name": name, "option_value": value}
+        self._post(api, f"/cgi-bin/component/{api}", body, {"access_token": access_token})
+
+    def clear_quota(
+        self, component_appid: str, appsecret: str, authorizer_appid: str | None = None
+    ) -> None:
+        """clear_quota/v2 (§3.9): the component's quotas, or an authorizer's with its appid.
+
+        Shares 10 resets a month with /cgi-bin/clear_quota; over that, 48006.
+        """
+        body = {"component_appid": component_appid, "appsecret": appsecret}
+        if authorizer_appid is not None:
+            body["appid"] = authorizer_appid
+        self._post("clear_quota", "/cgi-bin/component/clear_quota/v2", body)
+
     def _component_api(
         self, api: str, body: Mapping[str, Any], component_token: str | None = None
     ) -> dict[str, Any]:
@@ -302,6 +405,15 @@ def _authorization_info(
         expires_in=_int_or_none(value.get("expires_in")),
         refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
     )
+
+
+def _option(data: Mapping[str, Any], name: str, api: str) -> AuthorizerOption:
+    value = data.get("option_value")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise TransportError("response has no valid 'option_value'", api)
+    return AuthorizerOption(name=str(data.get("option_name") or name), value=value)
 
 
 def _func_ids(items: Any) -> tuple[int, ...]:

@@ -91,6 +91,14 @@ class QuotaExceededError(WeChatError):
     """45009: the daily API quota is spent."""
 
 
+class ClearQuotaLimitError(WeChatError):
+    """48006: the 10 quota resets of the month are used up."""
+
+
+class InvalidOptionError(WeChatError):
+    """61012 (invalid option name) / 61013 (invalid option value)."""
+
+
 ERRCODE_CLASSES: dict[int, type[WeChatError]] = {
     -1: SystemBusyError,
     40001: InvalidCredentialError,
@@ -106,6 +114,9 @@ ERRCODE_CLASSES: dict[int, type[WeChatError]] = {
     61010: AuthorizationCodeExpiredError,
     61023: RefreshTokenInvalidError,
     45009: QuotaExceededError,
+    48006: ClearQuotaLimitError,
+    61012: InvalidOptionError,
+    61013: InvalidOptionError,
 }
 
 # The token used for the call is no longer good: invalidate it (if unchanged) and retry once.

@@ -1,0 +1,434 @@
+"""Authorizer access tokens: one record per authorizer, one refresher at a time (§3.5, §5).
+
+The pattern of the component token, per authorizer: whoever finds the token due takes a
+lease on the authorizer's record (compare-and-set) and calls ``api_authorizer_token``;
+everyone else, in any process, keeps using the still-valid token or waits for the lease
+holder's result. The answer's refresh token and access token are written in one
+compare-and-set before the access token is handed out, and only while the authorizer is
+still authorized: a token for a revoked authorizer is never handed out.
+
+Failures keep every credential: a transient error only records itself; 61023 marks the
+authorizer ``needs_reauthorization``; 61003 marks it ``revoked``; 45009 pauses every
+``api_authorizer_token`` call of the component until the quota may have come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from service.component_token import ComponentTokenManager, TokenUnavailableError
+from service.leases import new_lease_owner
+from service.store.records import (
+    AuthorizationStore,
+    AuthorizerRecord,
+    AuthorizerStatus,
+    ComponentRecord,
+)
+from service.wechat.client import AuthorizerAccessToken, ComponentClient
+from service.wechat.errors import (
+    TOKEN_REJECTED,
+    NotAuthorizedError,
+    QuotaExceededError,
+    RefreshTokenInvalidError,
+    WeChatError,
+)
+
+log = logging.getLogger(__name__)
+
+BEIJING_OFFSET = 8 * 3600  # WeChat's daily quotas reset at midnight, Beijing time
+DAY = 86400
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class AuthorizerToken:
+    access_token: str = field(repr=False)
+    expires_at: float
+
+
+class Outcome(StrEnum):
+    FRESH = "fresh"  # a valid token was stored: nothing called
+    RENEWED = "renewed"  # this call renewed it
+    WAITED = "waited"  # another refresher renewed it while this call waited
+    KEPT = "kept"  # renewing failed for now; the stored token is still valid, so it is served
+    SKIPPED = "skipped"  # sweep: not due after all, or someone else is renewing it
+    FAILED = "failed"  # sweep: a transient failure; credentials kept, the next sweep retries
+    NEEDS_REAUTHORIZATION = "needs_reauthorization"
+    REVOKED = "revoked"
+    QUOTA_EXCEEDED = "quota_exceeded"
+
+
+class AuthorizerTokenError(Exception):
+    """No token can be handed out; the text says why, without secrets."""
+
+
+class AuthorizerNotFoundError(AuthorizerTokenError):
+    pass
+
+
+class AuthorizerUnavailableError(AuthorizerTokenError):
+    """The authorizer is revoked, needs re-authorization or has no refresh token."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        self.status = status
+        super().__init__(reason)
+
+
+class QuotaBackoffError(AuthorizerTokenError):
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1.0, retry_after)
+        super().__init__(
+            "api_authorizer_token is over its daily quota (45009); "
+            f"no call for {self.retry_after:.0f} s (or clear the quota)"
+        )
+
+
+class RefreshFailedError(AuthorizerTokenError):
+    """A transient failure: retrying later may succeed. Nothing was lost."""
+
+
+@dataclass(frozen=True)
+class AuthorizerTokenPolicy:
+    min_ttl: float = 300.0  # a token handed out stays valid at least this long
+    lease_seconds: float = 30.0
+    poll_interval: float = 0.1
+    quota_backoff: float = 300.0  # the first pause after 45009; doubles, up to the reset
+
+
+class AuthorizerTokenManager:
+    def __init__(
+        self,
+        store: AuthorizationStore,
+        client: ComponentClient,
+        component_tokens: ComponentTokenManager,
+        policy: AuthorizerTokenPolicy = AuthorizerTokenPolicy(),
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.component_tokens = component_tokens
+        self.policy = policy
+        self.clock = clock
+        self.sleep = sleep
+
+    # ----- handing tokens out ----------------------------------------------------------
+
+    def get(
+        self, component_appid: str, appid: str, invalid_token: str | None = None
+    ) -> tuple[AuthorizerToken, Outcome]:
+        """A token valid for at least ``min_ttl``, renewed first if needed (one refresher).
+
+        ``invalid_token``: WeChat answered 40001 to it. It is renewed only if it is still
+        the stored token; otherwise the newer one is returned.
+        """
+        if invalid_token:
+            self.invalidate(component_appid, appid, invalid_token)
+        started = self.clock()
+        deadline = started + self.policy.lease_seconds + 5
+        waited = False
+        while True:
+            record = self._authorized(component_appid, appid)
+            now = self.clock()
+            if record.token_valid_at(now + self.policy.min_ttl):
+                return _token(record), Outcome.WAITED if waited else Outcome.FRESH
+            if record.lease_free_at(now):
+                if waited and record.last_error_at is not None and record.last_error_at >= started:
+                    # The refresher we waited for failed: report it, do not stampede.
+                    return self._fallback(record, now, record.last_error or "refresh failed")
+                self._check_quota(component_appid, record, now)
+                owner = new_lease_owner()
+                taken = self._take_lease(component_appid, appid, owner, now + self.policy.min_ttl)
+                if taken is not None:
+                    try:
+                        return self._renew(taken, owner), Outcome.RENEWED
+                    except RefreshFailedError as exc:
+                        return self._fallback(taken, self.clock(), str(exc))
+                continue
+            if record.token_valid_at(now):
+                # Another process is renewing; the current token is still good meanwhile.
+                return _token(record), Outcome.FRESH
+            if now >= deadline:
+                raise RefreshFailedError("timed out waiting for another process to renew")
+            waited = True
+            self.sleep(self.policy.poll_interval * random.uniform(0.5, 1.5))
+
+    def invalidate(self, component_appid: str, appid: str, token: str) -> bool:
+        """Forget ``token`` if it is still the stored one (WeChat said 40001/42001)."""
+
+        def forget(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
+            if current is None or current.access_token != token:
+                return None
+            # 0, not None: the sweep's query (expires_at < t) must still find it.
+            return current.but(access_token=None, access_token_expires_at=0.0)
+
+        invalidated = self.store.modify_authorizer(component_appid, appid, forget).changed
+        log.warning(
+            "authorizer token rejected by WeChat",
+            extra={
+                "component_appid": component_appid,
+                "authorizer_appid": appid,
+                "invalidated": invalidated,
+            },
+        )
+        return invalidated
+
+    def call_with_token(self, component_appid: str, appid: str, call: Callable[[str], _T]) -> _T:
+        """Run ``call(token)``; if WeChat rejects the token, invalidate it and retry once."""
+        token, _ = self.get(component_appid, appid)
+        try:
+            return call(token.access_token)
+        except TOKEN_REJECTED:
+            self.invalidate(component_appid, appid, token.access_token)
+        return call(self.get(component_appid, appid)[0].access_token)
+
+    def end_quota_pause(self, component_appid: str) -> None:
+        """The quota was cleared: api_authorizer_token may be called again at once."""
+
+        def resume(record: ComponentRecord) -> ComponentRecord | None:
+            if record.authorizer_token_quota_until is None:
+                return None
+            return record.but(authorizer_token_quota_until=None, authorizer_token_quota_strikes=0)
+
+        self.store.modify_component(component_appid, resume)
+
+    # ----- the sweep -------------------------------------------------------------------
+
+    def refresh_due(self, component_appid: str, appid: str, due_before: float) -> Outcome:
+        """Renew the token if it expires before ``due_before`` and nobody else is at it.
+
+        Never waits: a lease held elsewhere means someone is renewing it already.
+        """
+        owner = new_lease_owner()
+        taken = self._take_lease(component_appid, appid, owner, due_before)
+        if taken is None:
+            return Outcome.SKIPPED
+        try:
+            self._renew(taken, owner)
+        except AuthorizerUnavailableError as exc:
+            return Outcome(exc.status)
+        except QuotaBackoffError:
+            return Outcome.QUOTA_EXCEEDED
+        except RefreshFailedError:
+            return Outcome.FAILED
+        return Outcome.RENEWED
+
+    def quota_paused_until(self, component: ComponentRecord, now: float) -> float | None:
+        until = component.authorizer_token_quota_until
+        return until if until is not None and until > now else None
+
+    # ----- internals -------------------------------------------------------------------
+
+    def _authorized(self, component_appid: str, appid: str) -> AuthorizerRecord:
+        record = self.store.get_authorizer(component_appid, appid)
+        if record is None:
+            raise AuthorizerNotFoundError(f"no authorizer {appid} for {component_appid}")
+        if record.status == AuthorizerStatus.REVOKED:
+            raise AuthorizerUnavailableError(
+                record.status, f"authorizer {appid} has cancelled its authorization"
+            )
+        if record.status == AuthorizerStatus.NEEDS_REAUTHORIZATION:
+            raise AuthorizerUnavailableError(
+                record.status,
+                f"authorizer {appid} must authorize again: WeChat refused its refresh token",
+            )
+        if not record.refresh_token and not record.token_valid_at(self.clock()):
+            raise AuthorizerUnavailableError(
+                AuthorizerStatus.NEEDS_REAUTHORIZATION.value,
+                f"authorizer {appid} has no refresh token: it must authorize again",
+            )
+        return record
+
+    def _fallback(
+        self, record: AuthorizerRecord, now: float, reason: str
+    ) -> tuple[AuthorizerToken, Outcome]:
+        if record.token_valid_at(now):
+            return _token(record), Outcome.KEPT
+        raise RefreshFailedError(f"authorizer token refresh failed: {reason}")
+
+    def _check_quota(self, component_appid: str, record: AuthorizerRecord, now: float) -> None:
+        until = self.quota_paused_until(self.store.get_component(component_appid), now)
+        if until is None:
+            return
+        if record.token_valid_at(now):
+            return  # renewing would need the quota; the current token still works
+        raise QuotaBackoffError(until - now)
+
+    def _take_lease(
+        self, component_appid: str, appid: str, owner: str, due_before: float
+    ) -> AuthorizerRecord | None:
+        now = self.clock()
+
+        def take(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
+            if current is None or current.status != AuthorizerStatus.AUTHORIZED:
+                return None
+            if not current.refresh_token or not current.lease_free_at(now):
+                return None
+            if current.token_valid_at(due_before):
+                return None
+            until = now + self.policy.lease_seconds
+            return current.but(refresh_lease_owner=owner, refresh_lease_until=until)
+
+        result = self.store.modify_authorizer(component_appid, appid, take)
+        return result.record if result.changed else None
+
+    def _renew(self, taken: AuthorizerRecord, owner: str) -> AuthorizerToken:
+        """Call WeChat while holding the lease; every outcome also gives the lease back."""
+        component_appid, appid = taken.component_appid, taken.appid
+        refresh_token = taken.refresh_token
+        assert refresh_token is not None
+        where = {"component_appid": component_appid, "authorizer_appid": appid}
+        asked_at = self.clock()
+        try:
+            answer = self.component_tokens.call_with_token(
+                component_appid,
+                lambda component_token: self.client.api_authorizer_token(
+                    component_appid, appid, refresh_token, component_token
+                ),
+            )
+        except RefreshTokenInvalidError as exc:
+            self._settle(taken, owner, _refused(refresh_token, exc, self.clock()))
+            log.error(
+                "authorizer refresh token rejected (61023): the merchant must authorize again",
+                extra=where,
+            )
+            raise AuthorizerUnavailableError(
+                AuthorizerStatus.NEEDS_REAUTHORIZATION.value,
+                f"authorizer {appid} must authorize again: WeChat refused its refresh token",
+            ) from None
+        except NotAuthorizedError as exc:
+            self._settle(taken, owner, _refused(refresh_token, exc, self.clock()))
+            log.warning("authorizer is no longer authorized (61003)", extra=where)
+            raise AuthorizerUnavailableError(
+                AuthorizerStatus.REVOKED.value,
+                f"authorizer {appid} has cancelled its authorization (61003)",
+            ) from None
+        except QuotaExceededError as exc:
+            self._settle(taken, owner, _failed(str(exc), self.clock()))
+            retry_after = self._pause_for_quota(component_appid)
+            log.error("api_authorizer_token over its daily quota (45009)", extra=where)
+            raise QuotaBackoffError(retry_after) from None
+        except (WeChatError, TokenUnavailableError) as exc:
+            # Transient or not, the credentials stay: only the error is recorded.
+            self._settle(taken, owner, _failed(str(exc), self.clock()))
+            log.warning("authorizer token refresh failed", extra={**where, "error": str(exc)})
+            raise RefreshFailedError(str(exc)) from None
+        except BaseException:
+            self._settle(taken, owner, _failed("unexpected error during refresh", self.clock()))
+            raise
+        stored = self._settle(taken, owner, _renewed(refresh_token, answer, asked_at, self.clock()))
+        if stored is None or stored.status != AuthorizerStatus.AUTHORIZED:
+            raise AuthorizerUnavailableError(
+                AuthorizerStatus.REVOKED.value,
+                f"authorizer {appid} cancelled its authorization during the refresh",
+            )
+        log.info(
+            "authorizer token renewed",
+            extra={
+                **where,
+                "rotated": bool(answer.refresh_token) and answer.refresh_token != refresh_token,
+            },
+        )
+        return _token(stored)
+
+    def _settle(
+        self,
+        taken: AuthorizerRecord,
+        owner: str,
+        update: Callable[[AuthorizerRecord], dict[str, Any]],
+    ) -> AuthorizerRecord | None:
+        """Apply the refresh's result and give the lease back, in one compare-and-set."""
+
+        def settle(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
+            if current is None:
+                return None
+            changes = update(current)
+            if current.refresh_lease_owner == owner:
+                changes.update(refresh_lease_owner=None, refresh_lease_until=None)
+            return current.but(**changes) if changes else None
+
+        return self.store.modify_authorizer(taken.component_appid, taken.appid, settle).record
+
+    def _pause_for_quota(self, component_appid: str) -> float:
+        now = self.clock()
+        # The quota comes back at midnight in Beijing; a cleared quota ends the pause sooner.
+        reset = ((now + BEIJING_OFFSET) // DAY + 1) * DAY - BEIJING_OFFSET
+
+        def pause(record: ComponentRecord) -> ComponentRecord:
+            last = record.authorizer_token_quota_until
+            strikes = record.authorizer_token_quota_strikes + 1
+            if last is None or now - last > DAY:
+                strikes = 1
+            wait = min(self.policy.quota_backoff * 2 ** (strikes - 1), max(60.0, reset - now))
+            return record.but(
+                authorizer_token_quota_until=now + wait, authorizer_token_quota_strikes=strikes
+            )
+
+        record = self.store.modify_component(component_appid, pause).record
+        return (record.authorizer_token_quota_until or now) - now
+
+
+def _token(record: AuthorizerRecord) -> AuthorizerToken:
+    assert record.access_token is not None and record.access_token_expires_at is not None
+    return AuthorizerToken(record.access_token, record.access_token_expires_at)
+
+
+def _renewed(
+    used: str, answer: AuthorizerAccessToken, asked_at: float, now: float
+) -> Callable[[AuthorizerRecord], dict[str, Any]]:
+    # WeChat's 7200 s start when it answers; counting from the request is safer.
+    expires_at = asked_at + answer.expires_in
+
+    def update(current: AuthorizerRecord) -> dict[str, Any]:
+        if current.status != AuthorizerStatus.AUTHORIZED:
+            return {}  # revoked meanwhile: keep nothing of it
+        changes: dict[str, Any] = {"refreshed_at": now, "last_error": None, "last_error_at": None}
+        # A refresh token someone else stored since we read ours (a re-authorization, or a
+        # refresher that took over our lease) is newer than ours: keep it.
+        if answer.refresh_token and current.refresh_token == used:
+            changes["refresh_token"] = answer.refresh_token
+        newest = current.access_token_expires_at
+        if not current.access_token or newest is None or expires_at > newest:
+            changes.update(access_token=answer.access_token, access_token_expires_at=expires_at)
+        return changes
+
+    return update
+
+
+def _refused(
+    used: str, error: WeChatError, now: float
+) -> Callable[[AuthorizerRecord], dict[str, Any]]:
+    status = (
+        AuthorizerStatus.NEEDS_REAUTHORIZATION
+        if isinstance(error, RefreshTokenInvalidError)
+        else AuthorizerStatus.REVOKED
+    )
+
+    def update(current: AuthorizerRecord) -> dict[str, Any]:
+        if current.status != AuthorizerStatus.AUTHORIZED or current.refresh_token != used:
+            # Revoked already, or re-authorized with a new refresh token since: not ours.
+            return _failed(str(error), now)(current)
+        marked = current.with_event(now, "refresh_refused", errcode=error.errcode)
+        # The refresh token is kept (WeChat may list it again, and sync then recovers it).
+        revoked = {"revoked_at": now} if status == AuthorizerStatus.REVOKED else {}
+        return {
+            **revoked,
+            "status": status.value,
+            "access_token": None,
+            "access_token_expires_at": None,
+            "last_error": str(error),
+            "last_error_at": now,
+            "history": marked.history,
+        }
+
+    return update
+
+
+def _failed(error: str, now: float) -> Callable[[AuthorizerRecord], dict[str, Any]]:
+    return lambda current: {"last_error": error, "last_error_at": now}

@@ -1,0 +1,229 @@
+"""POST /api/v1/components/<c>/sync: reconcile our authorizers with WeChat's list (§3.7).
+
+``api_get_authorizer_list`` is walked to the end (500 a page) before anything is written,
+so a failure half-way changes nothing. Then, for each authorizer:
+
+- listed with a refresh token we lack or hold differently: WeChat's is stored, and a lost,
+  revoked or refused authorizer is recovered (its token is due at the next sweep);
+- listed with an empty refresh token (its authorization code was never exchanged): flagged,
+  and marked ``needs_reauthorization`` unless it holds a refresh token of its own;
+- held as authorized but not listed: flagged only. The next refresh asks WeChat, which
+  answers 61003 if the authorization is really gone.
+
+Each write is a compare-and-set against the record as it was read, so a refresh that
+rotated the refresh token meanwhile is never overwritten with an older one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from service.component_token import ComponentTokenManager
+from service.store.records import (
+    AuthorizationStore,
+    AuthorizerRecord,
+    AuthorizerStatus,
+    SyncFlag,
+)
+from service.wechat.client import AuthorizerPage, ComponentClient, ListedAuthorizer
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500  # the most api_get_authorizer_list gives at once
+
+
+@dataclass
+class SyncReport:
+    listed: int = 0
+    pages: int = 0
+    unchanged: int = 0
+    recovered: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)  # refresh token replaced by WeChat's
+    unexchanged: list[str] = field(default_factory=list)
+    not_listed: list[str] = field(default_factory=list)
+    # WeChat's total changed during the walk: not_listed is not judged this time.
+    incomplete: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AuthorizerSync:
+    def __init__(
+        self,
+        store: AuthorizationStore,
+        client: ComponentClient,
+        component_tokens: ComponentTokenManager,
+        fill_profile: Callable[[str, str], object] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.component_tokens = component_tokens
+        self.fill_profile = fill_profile
+        self.clock = clock
+
+    def run(self, component_appid: str) -> SyncReport:
+        started = time.monotonic()
+        report = SyncReport()
+        listed = self._walk(component_appid, report)
+        held = {r.appid: r for r in self.store.list_authorizers(component_appid)}
+        for entry in listed.values():
+            self._reconcile(component_appid, entry, held.get(entry.appid), report)
+        if not report.incomplete:
+            for appid, record in held.items():
+                if record.status == AuthorizerStatus.AUTHORIZED and appid not in listed:
+                    self._flag_not_listed(record, report)
+        if self.fill_profile is not None:
+            for appid in report.recovered:
+                self.fill_profile(component_appid, appid)
+        report.seconds = round(time.monotonic() - started, 3)
+        log.info(
+            "authorizer sync done",
+            extra={
+                "component_appid": component_appid,
+                "listed": report.listed,
+                "recovered": len(report.recovered),
+                "updated": len(report.updated),
+                "unexchanged": len(report.unexchanged),
+                "not_listed": len(report.not_listed),
+                "incomplete": report.incomplete,
+            },
+        )
+        return report
+
+    def _walk(self, component_appid: str, report: SyncReport) -> dict[str, ListedAuthorizer]:
+        listed: dict[str, ListedAuthorizer] = {}
+        first_total: int | None = None
+        offset = 0
+        while True:
+            page = self._page(component_appid, offset)
+            report.pages += 1
+            first_total = page.total_count if first_total is None else first_total
+            if page.total_count != first_total:
+                report.incomplete = True
+            for entry in page.authorizers:
+                listed[entry.appid] = entry
+            offset += len(page.authorizers)
+            log.info(
+                "authorizer sync: page read",
+                extra={
+                    "component_appid": component_appid,
+                    "read": offset,
+                    "total_count": page.total_count,
+                },
+            )
+            if not page.authorizers or offset >= page.total_count:
+                break
+        report.listed = len(listed)
+        if len(listed) < (first_total or 0):
+            report.incomplete = True
+        return listed
+
+    def _page(self, component_appid: str, offset: int) -> AuthorizerPage:
+        return self.component_tokens.call_with_token(
+            component_appid,
+            lambda token: self.client.api_get_authorizer_list(
+                component_appid, offset, PAGE_SIZE, token
+            ),
+        )
+
+    def _reconcile(
+        self,
+        component_appid: str,
+        entry: ListedAuthorizer,
+        seen: AuthorizerRecord | None,
+        report: SyncReport,
+    ) -> None:
+        now = self.clock()
+        seen_token = seen.refresh_token if seen is not None else None
+        result: list[str] = []
+
+        def change(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
+            result.clear()
+            if (current is None) != (seen is None) or (
+                current is not None and current.refresh_token != seen_token
+            ):
+                result.append("raced")  # changed since we read it: it is newer than the list
+                return None
+            base = current or AuthorizerRecord(
+                component_appid=component_appid, appid=entry.appid, authorized_at=entry.auth_time
+            )
+            if entry.refresh_token is None:
+                return _unexchanged(base, current, now, result)
+            return _listed(base, current, entry.refresh_token, now, result)
+
+        self.store.modify_authorizer(component_appid, entry.appid, change)
+        kind = result[0] if result else "unchanged"
+        if kind in ("unchanged", "raced"):
+            report.unchanged += 1
+        else:
+            getattr(report, kind).append(entry.appid)
+
+    def _flag_not_listed(self, seen: AuthorizerRecord, report: SyncReport) -> None:
+        def flag(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
+            if current is None or current.status != AuthorizerStatus.AUTHORIZED:
+                return None
+            return current.but(sync_flag=SyncFlag.NOT_LISTED.value)
+
+        self.store.modify_authorizer(seen.component_appid, seen.appid, flag)
+        report.not_listed.append(seen.appid)
+        log.warning(
+            "authorizer held but not listed by WeChat",
+            extra={"component_appid": seen.component_appid, "authorizer_appid": seen.appid},
+        )
+
+
+def _listed(
+    base: AuthorizerRecord,
+    current: AuthorizerRecord | None,
+    refresh_token: str,
+    now: float,
+    result: list[str],
+) -> AuthorizerRecord | None:
+    authorized = current is not None and current.status == AuthorizerStatus.AUTHORIZED
+    if authorized and base.refresh_token == refresh_token:
+        return base.but(sync_flag=None) if base.sync_flag else None
+    if authorized:
+        result.append("updated")
+        return base.but(refresh_token=refresh_token, sync_flag=None, updated_at=now).with_event(
+            now, "refresh_token_synced"
+        )
+    if (
+        current is not None
+        and current.status == AuthorizerStatus.NEEDS_REAUTHORIZATION
+        and current.refresh_token == refresh_token
+    ):
+        return None  # WeChat refused this very token before; listing it changes nothing
+    result.append("recovered")
+    return base.but(
+        status=AuthorizerStatus.AUTHORIZED.value,
+        refresh_token=refresh_token,
+        access_token=None,
+        access_token_expires_at=0.0,  # due: the next sweep or request renews it
+        revoked_at=None,
+        sync_flag=None,
+        last_error=None,
+        last_error_at=None,
+        updated_at=now,
+    ).with_event(now, "recovered_by_sync")
+
+
+def _unexchanged(
+    base: AuthorizerRecord, current: AuthorizerRecord | None, now: float, result: list[str]
+) -> AuthorizerRecord | None:
+    result.append("unexchanged")
+    flagged = base.but(sync_flag=SyncFlag.UNEXCHANGED.value)
+    usable = current is not None and current.status == AuthorizerStatus.AUTHORIZED
+    if usable and current is not None and current.refresh_token:
+        return flagged if current.sync_flag != flagged.sync_flag else None
+    if current is not None and current.status == AuthorizerStatus.NEEDS_REAUTHORIZATION:
+        return flagged if current.sync_flag != flagged.sync_flag else None
+    return flagged.but(
+        status=AuthorizerStatus.NEEDS_REAUTHORIZATION.value, updated_at=now
+    ).with_event(now, "listed_without_refresh_token")
