@@ -205,6 +205,8 @@ class AuthorizerTokenManager:
 
         Never waits: a lease held elsewhere means someone is renewing it already.
         """
+        if self.quota_paused_until(self.store.get_component(component_appid), self.clock()):
+            return Outcome.QUOTA_EXCEEDED  # another sweep or request met 45009 meanwhile
         owner = new_lease_owner()
         taken = self._take_lease(component_appid, appid, owner, due_before)
         if taken is None:
@@ -219,7 +221,8 @@ class AuthorizerTokenManager:
             return Outcome.FAILED
         return Outcome.RENEWED
 
-    def quota_paused_until(self, component: ComponentRecord, now: float) -> float | None:
+    @staticmethod
+    def quota_paused_until(component: ComponentRecord, now: float) -> float | None:
         until = component.authorizer_token_quota_until
         return until if until is not None and until > now else None
 

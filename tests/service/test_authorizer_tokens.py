@@ -1,0 +1,291 @@
+"""Authorizer tokens on the real Firestore emulator, WeChat faked in-process.
+
+The end-to-end tests prove the guarantees over HTTP with the mock and several processes;
+here each rule is shown alone: one refresher, the refresh token stored with the access
+token, credentials kept on failure, 61023 / 61003 / 45009, nothing served once revoked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import pytest
+
+from service.authorizer_tokens import (
+    AuthorizerNotFoundError,
+    AuthorizerTokenManager,
+    AuthorizerTokenPolicy,
+    AuthorizerUnavailableError,
+    Outcome,
+    QuotaBackoffError,
+    RefreshFailedError,
+)
+from service.store.firestore import FirestoreStore
+from service.store.records import AuthorizerRecord, AuthorizerStatus
+from service.wechat.client import AuthorizerAccessToken, ComponentClient
+from service.wechat.errors import (
+    NotAuthorizedError,
+    QuotaExceededError,
+    RefreshTokenInvalidError,
+    SystemBusyError,
+    WeChatError,
+)
+
+COMPONENT = "wx0123456789abcdef"
+MERCHANT = "wx326eecacf7370d4e"
+T = TypeVar("T")
+
+
+class FakeComponentTokens:
+    def call_with_token(self, appid: str, call: Callable[[str], T]) -> T:
+        return call("component-token")
+
+
+class FakeWeChat(ComponentClient):
+    """api_authorizer_token only: counts calls, can rotate, fail, or run a hook mid-call."""
+
+    def __init__(self, latency: float = 0.0, rotate: bool = False) -> None:
+        super().__init__("http://fake.invalid")
+        self.latency = latency
+        self.rotate = rotate
+        self.calls: list[str] = []  # the refresh tokens used
+        self.fail: WeChatError | None = None
+        self.during: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+
+    def api_authorizer_token(
+        self,
+        component_appid: str,
+        authorizer_appid: str,
+        refresh_token: str,
+        component_token: str,
+    ) -> AuthorizerAccessToken:
+        with self._lock:
+            self.calls.append(refresh_token)
+            n = len(self.calls)
+        time.sleep(self.latency)
+        if self.during is not None:
+            self.during()
+        if self.fail is not None:
+            raise self.fail
+        returned = f"refreshtoken@@@r{n}" if self.rotate else refresh_token
+        return AuthorizerAccessToken(f"access-{n}", 7200, returned)
+
+
+def manager(store: FirestoreStore, wechat: FakeWeChat, **policy: float) -> AuthorizerTokenManager:
+    return AuthorizerTokenManager(
+        store,
+        wechat,
+        FakeComponentTokens(),  # type: ignore[arg-type]
+        AuthorizerTokenPolicy(**policy),
+    )
+
+
+def put(store: FirestoreStore, **fields: object) -> AuthorizerRecord:
+    values: dict[str, object] = {
+        "status": AuthorizerStatus.AUTHORIZED.value,
+        "access_token": "access-old",
+        "access_token_expires_at": time.time() - 1,
+        "refresh_token": "refreshtoken@@@r0",
+        **fields,
+    }
+    record = AuthorizerRecord(component_appid=COMPONENT, appid=MERCHANT).but(**values)
+    store.modify_authorizer(COMPONENT, MERCHANT, lambda _: record)
+    return record
+
+
+def stored(store: FirestoreStore) -> AuthorizerRecord:
+    record = store.get_authorizer(COMPONENT, MERCHANT)
+    assert record is not None
+    return record
+
+
+def test_a_fresh_token_is_served_without_calling(store: FirestoreStore) -> None:
+    put(store, access_token_expires_at=time.time() + 3600)
+    wechat = FakeWeChat()
+    token, outcome = manager(store, wechat).get(COMPONENT, MERCHANT)
+    assert (token.access_token, outcome) == ("access-old", Outcome.FRESH)
+    assert wechat.calls == []
+
+
+def test_a_token_close_to_expiry_is_renewed_first(store: FirestoreStore) -> None:
+    put(store, access_token_expires_at=time.time() + 120)  # valid, but under min_ttl
+    wechat = FakeWeChat()
+    before = time.time()
+    token, outcome = manager(store, wechat).get(COMPONENT, MERCHANT)
+    assert (token.access_token, outcome) == ("access-1", Outcome.RENEWED)
+    assert token.expires_at >= before + 7200
+    record = stored(store)
+    assert (record.access_token, record.refresh_lease_owner) == ("access-1", None)
+
+
+def test_concurrent_requests_make_one_call_and_get_one_token(store: FirestoreStore) -> None:
+    put(store)
+    wechat = FakeWeChat(latency=0.5)
+    tokens = manager(store, wechat, poll_interval=0.02)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: tokens.get(COMPONENT, MERCHANT), range(8)))
+    assert len(wechat.calls) == 1
+    assert {token.access_token for token, _ in results} == {"access-1"}
+    assert sorted(o.value for _, o in results).count("renewed") == 1
+
+
+def test_the_returned_refresh_token_is_stored_with_the_access_token(
+    store: FirestoreStore,
+) -> None:
+    put(store)
+    wechat = FakeWeChat(rotate=True)
+    tokens = manager(store, wechat)
+    tokens.get(COMPONENT, MERCHANT)
+    assert stored(store).refresh_token == "refreshtoken@@@r1"
+    tokens.invalidate(COMPONENT, MERCHANT, "access-1")
+    tokens.get(COMPONENT, MERCHANT)
+    assert wechat.calls == ["refreshtoken@@@r0", "refreshtoken@@@r1"]
+    assert stored(store).refresh_token == "refreshtoken@@@r2"
+
+
+def test_a_refresh_token_stored_meanwhile_by_someone_else_wins(store: FirestoreStore) -> None:
+    put(store)
+    wechat = FakeWeChat(rotate=True)
+
+    def reauthorized() -> None:  # a re-authorization writes its own, newer refresh token
+        store.modify_authorizer(
+            COMPONENT, MERCHANT, lambda r: r and r.but(refresh_token="refreshtoken@@@new")
+        )
+
+    wechat.during = reauthorized
+    manager(store, wechat).get(COMPONENT, MERCHANT)
+    assert stored(store).refresh_token == "refreshtoken@@@new"
+
+
+def test_invalid_token_renews_only_the_current_token(store: FirestoreStore) -> None:
+    put(store, access_token="access-current", access_token_expires_at=time.time() + 3600)
+    wechat = FakeWeChat()
+    tokens = manager(store, wechat)
+    token, outcome = tokens.get(COMPONENT, MERCHANT, invalid_token="access-older")
+    assert (token.access_token, outcome, wechat.calls) == ("access-current", Outcome.FRESH, [])
+    token, outcome = tokens.get(COMPONENT, MERCHANT, invalid_token="access-current")
+    assert (token.access_token, outcome) == ("access-1", Outcome.RENEWED)
+    assert len(wechat.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "error", [SystemBusyError(-1, "system error"), WeChatError(40013, "invalid appid")]
+)
+def test_a_failed_refresh_keeps_every_credential(store: FirestoreStore, error: WeChatError) -> None:
+    put(store)
+    wechat = FakeWeChat()
+    wechat.fail = error
+    with pytest.raises(RefreshFailedError, match=str(error.errcode)):
+        manager(store, wechat).get(COMPONENT, MERCHANT)
+    record = stored(store)
+    assert record.status == AuthorizerStatus.AUTHORIZED
+    assert record.refresh_token == "refreshtoken@@@r0"
+    assert record.refresh_lease_owner is None and record.last_error
+    assert "refreshtoken" not in (record.last_error or "")
+
+
+def test_a_failed_refresh_serves_the_still_valid_token(store: FirestoreStore) -> None:
+    put(store, access_token_expires_at=time.time() + 100)
+    wechat = FakeWeChat()
+    wechat.fail = SystemBusyError(-1, "system error")
+    token, outcome = manager(store, wechat).get(COMPONENT, MERCHANT)
+    assert (token.access_token, outcome) == ("access-old", Outcome.KEPT)
+
+
+def test_61023_marks_the_authorizer_for_reauthorization(
+    store: FirestoreStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    put(store)
+    wechat = FakeWeChat()
+    wechat.fail = RefreshTokenInvalidError(61023, "refresh_token is invalid")
+    tokens = manager(store, wechat)
+    with pytest.raises(AuthorizerUnavailableError) as raised:
+        tokens.get(COMPONENT, MERCHANT)
+    assert raised.value.status == AuthorizerStatus.NEEDS_REAUTHORIZATION
+    record = stored(store)
+    assert record.status == AuthorizerStatus.NEEDS_REAUTHORIZATION
+    assert record.access_token is None and record.refresh_token == "refreshtoken@@@r0"
+    assert any(r.levelname == "ERROR" and "61023" in r.getMessage() for r in caplog.records)
+    with pytest.raises(AuthorizerUnavailableError):  # and no second call
+        tokens.get(COMPONENT, MERCHANT)
+    assert len(wechat.calls) == 1
+
+
+def test_61003_marks_the_authorizer_revoked(store: FirestoreStore) -> None:
+    put(store)
+    wechat = FakeWeChat()
+    wechat.fail = NotAuthorizedError(61003, "component is not authorized by this account")
+    with pytest.raises(AuthorizerUnavailableError) as raised:
+        manager(store, wechat).get(COMPONENT, MERCHANT)
+    assert raised.value.status == AuthorizerStatus.REVOKED
+    assert stored(store).status == AuthorizerStatus.REVOKED
+
+
+def test_a_revocation_during_the_refresh_is_never_served(store: FirestoreStore) -> None:
+    put(store)
+    wechat = FakeWeChat()
+
+    def revoked() -> None:
+        store.modify_authorizer(
+            COMPONENT,
+            MERCHANT,
+            lambda r: r and r.but(status="revoked", access_token=None, refresh_token=None),
+        )
+
+    wechat.during = revoked
+    with pytest.raises(AuthorizerUnavailableError):
+        manager(store, wechat).get(COMPONENT, MERCHANT)
+    record = stored(store)
+    assert (record.status, record.access_token, record.refresh_token) == ("revoked", None, None)
+
+
+def test_revoked_and_unknown_authorizers_get_no_token(store: FirestoreStore) -> None:
+    wechat = FakeWeChat()
+    tokens = manager(store, wechat)
+    with pytest.raises(AuthorizerNotFoundError):
+        tokens.get(COMPONENT, MERCHANT)
+    put(store, status="revoked", access_token_expires_at=time.time() + 3600)
+    with pytest.raises(AuthorizerUnavailableError):
+        tokens.get(COMPONENT, MERCHANT)
+    assert wechat.calls == []
+
+
+def test_45009_pauses_every_call_of_the_component(store: FirestoreStore) -> None:
+    put(store)
+    wechat = FakeWeChat()
+    wechat.fail = QuotaExceededError(45009, "reach max api daily quota limit")
+    tokens = manager(store, wechat, quota_backoff=300)
+    with pytest.raises(QuotaBackoffError) as raised:
+        tokens.get(COMPONENT, MERCHANT)
+    assert 60 <= raised.value.retry_after <= 300
+    with pytest.raises(QuotaBackoffError):
+        tokens.get(COMPONENT, MERCHANT)
+    assert tokens.refresh_due(COMPONENT, MERCHANT, time.time() + 900) is Outcome.QUOTA_EXCEEDED
+    assert len(wechat.calls) == 1  # the pause holds for requests and for the sweep
+    tokens.end_quota_pause(COMPONENT)
+    wechat.fail = None
+    assert tokens.get(COMPONENT, MERCHANT)[1] is Outcome.RENEWED
+
+
+def test_a_dead_holders_lease_is_taken_over(store: FirestoreStore) -> None:
+    put(store, refresh_lease_owner="dead:1:x", refresh_lease_until=time.time() + 0.5)
+    wechat = FakeWeChat()
+    token, outcome = manager(store, wechat, poll_interval=0.05).get(COMPONENT, MERCHANT)
+    assert (token.access_token, outcome) == ("access-1", Outcome.RENEWED)
+
+
+def test_refresh_due_skips_what_is_not_due_or_leased(store: FirestoreStore) -> None:
+    put(store, access_token_expires_at=time.time() + 3600)
+    wechat = FakeWeChat()
+    tokens = manager(store, wechat)
+    assert tokens.refresh_due(COMPONENT, MERCHANT, time.time() + 900) is Outcome.SKIPPED
+    put(store, refresh_lease_owner="other:1:x", refresh_lease_until=time.time() + 30)
+    assert tokens.refresh_due(COMPONENT, MERCHANT, time.time() + 900) is Outcome.SKIPPED
+    assert wechat.calls == []
+    put(store)
+    assert tokens.refresh_due(COMPONENT, MERCHANT, time.time() + 900) is Outcome.RENEWED
