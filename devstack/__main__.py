@@ -74,7 +74,8 @@ def refresh(service_url: str, api_key: str) -> str:
     if response.status_code != 200:
         return f"refresh answered HTTP {response.status_code}: {response.text[:200]}"
     report = response.json()
-    return f"renewed={report['renewed']} skipped={report['skipped']} failed={report['failed']}"
+    counts = ("renewed", "skipped", "failed", "needs_reauthorization", "quota_exceeded")
+    return " ".join(f"{name}={report[name]}" for name in counts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +175,10 @@ Try:
       --component {demo.appid} --account {merchants[0]["appid"]}
   curl -H 'Authorization: Bearer {api_key}' \\
       {service_url}/api/v1/components/{demo.appid}/authorizers/{merchants[0]["appid"]}
+then, once it is authorized, its token and a call on its behalf:
+  A={service_url}/api/v1/components/{demo.appid}/authorizers/{merchants[0]["appid"]}
+  curl -X POST -H 'Authorization: Bearer {api_key}' $A/token
+  curl -H 'Authorization: Bearer {api_key}' $A/proxy/cgi-bin/account/getaccountbasicinfo
   curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
   curl -X POST -H 'Authorization: Bearer {api_key}' {service_url}/tasks/refresh
 
