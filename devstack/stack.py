@@ -194,6 +194,17 @@ class MockControl:
     def update_component(self, appid: str, patch: Mapping[str, Any]) -> Any:
         return self._call("PATCH", f"/components/{appid}", dict(patch))
 
+    def seed_authorizers(
+        self, component: str, count: int, kind: str = "official_account"
+    ) -> list[dict[str, str]]:
+        """``count`` new accounts authorized to ``component``, codes already exchanged
+        (no pushes): ``[{"authorizer_appid", "refresh_token"}, ...]``."""
+        body = {"count": count, "type": kind}
+        seeded: list[dict[str, str]] = self._call(
+            "POST", f"/components/{component}/authorizers/seed", body
+        )["authorizers"]
+        return seeded
+
     def create_account(self, account: Mapping[str, Any]) -> dict[str, Any]:
         created: dict[str, Any] = self._call("POST", "/accounts", dict(account))
         return created

@@ -101,6 +101,11 @@ control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 40
                                               auth_push, rotate_refresh_tokens,
                                               authorizer_token_latency
   POST   /_mock/components/<appid>/push-ticket  issue and push a ticket now
+  POST   /_mock/components/<appid>/authorizers/seed  {count 1..20000, type?="official_account"
+                                              |"mini_program"}: that many new accounts, each
+                                              authorized with all its permission sets and its
+                                              code exchanged (no push); 201 {"authorizers":
+                                              [{authorizer_appid, refresh_token}]}
   POST   /_mock/accounts                      merchant account {type, nick_name, principal_name,
                                               admin, appid?, user_name?, alias?, head_img?,
                                               signature?, service_type?, verify_type?,
@@ -118,7 +123,10 @@ control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 40
   GET    /_mock/pushes/held                   pushes held by auth_push "hold"
   POST   /_mock/pushes/release                deliver the held pushes in order
   GET|POST|DELETE /_mock/faults               {"rules": [{api, errcode?, http_status?, delay?,
-                                              drop?, times?}]}, matched first-wins
+                                              delay_after?, drop?, times?}]}, matched
+                                              first-wins; delay sleeps before the call is
+                                              processed, delay_after after it (the state has
+                                              changed; with drop the answer is then lost)
   GET|POST|DELETE /_mock/quotas               {"rules": [{api, limit, appid?}]}: daily limits per
                                               account (45009 past it); GET shows today's usage;
                                               counters reset at midnight UTC+8 and by clear_quota
@@ -148,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the mock HTTP server until SIGTERM or SIGINT",
         description="Run the mock HTTP server until SIGTERM or SIGINT.",
+        # What the server serves is what someone reading ``serve --help`` wants to know.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=CONTROL_PLANE_HELP,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     serve.add_argument(

@@ -1,9 +1,11 @@
 """WeChat API routes (one per entry of ``api_table``): HTTP in and out, logic in the model.
 
 Faults are applied here because they are about the wire: sleep, drop the TCP connection,
-or answer a bare status. So is a component's ``authorizer_token_latency``, slept before
-each api_authorizer_token answer (and before any fault rule), outside the model's lock.
-Everything else is ``MockWeChat.call_api``.
+or answer a bare status. A rule's ``delay`` is slept before the call is processed, its
+``delay_after`` between processing and answering (then, with ``drop``, the answer is lost).
+So is a component's ``authorizer_token_latency``, slept before each api_authorizer_token
+answer (and before any fault rule), outside the model's lock. Everything else is
+``MockWeChat.call_api``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,10 @@ def drop_connection() -> Response:
     if not isinstance(sock, socket.socket):
         raise RuntimeError("a drop fault needs the werkzeug server (no socket in this request)")
     request.environ[DROPPED] = True  # so the access log does not claim a status was sent
-    sock.shutdown(socket.SHUT_RDWR)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # the client gave up first (after a delay_after): lost all the same
     # Werkzeug's write now fails with a broken pipe, which it treats as a dropped client.
     return Response(status=500)
 
@@ -68,7 +73,13 @@ def answer(api: str) -> Response:
             if outcome.body is not None:
                 return wechat_json(outcome.body, outcome.http_status)
             return bare_status(outcome.http_status)
-    return wechat_json(state.call_api(api, raw, request.args))
+    lost = rule is not None and rule.drop
+    body = state.call_api(api, raw, request.args, answer_lost=lost)
+    if rule is not None and rule.delay_after:
+        time.sleep(rule.delay_after)  # outside the lock: the state has already changed
+        if lost:
+            return drop_connection()
+    return wechat_json(body)
 
 
 def _view(api: str) -> Callable[[], Response]:

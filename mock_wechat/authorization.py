@@ -42,9 +42,9 @@ from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.grants import AUTH_CODE_TTL, Grant, GrantBook, func_info, random_token
-from mock_wechat.merchants import Account, AccountBook, authorizer_info
+from mock_wechat.merchants import Account, AccountBook, AccountSpec, authorizer_info
 from mock_wechat.pushlog import PendingPush, PushLog
-from service.wechat.accounts import AUTH_TYPES, PermissionSet, permission_sets_for
+from service.wechat.accounts import AUTH_TYPES, AccountType, PermissionSet, permission_sets_for
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,38 @@ class Authorizations:
             self._validate(request)
             account = self._account(authorizer_appid)
             return self._confirm(request, admin or account.admin, authorizer_appid, category_ids)
+
+    def seed(self, component: str, kind: AccountType, count: int) -> list[Grant]:
+        """``count`` new accounts of ``kind``, each authorized to ``component`` with every
+        permission set of its type and its code already exchanged, as if the pages and the
+        component's api_query_auth had run (one lock for the batch; no push is sent).
+
+        Returns copies of the grants, in creation order.
+        """
+        sets = [s.id for s in permission_sets_for(kind)]
+        with self._lock:
+            self._config(component)
+            now = self._clock.now()
+            admin = "seed_" + secrets.token_hex(4)  # one admin per batch, for the pages
+            seeded = []
+            for number in range(1, count + 1):
+                account = self._accounts.add(
+                    AccountSpec(
+                        type=kind,
+                        nick_name=f"seeded {kind.value} {number}",
+                        principal_name="seeded merchant",
+                        admin=admin,
+                    )
+                )
+                grant, _ = self._grants.grant(component, account.appid, sets, now)
+                code = self._grants.issue_code(grant, now)
+                self._grants.query_auth(component, code.value, now)
+                seeded.append(copy.copy(grant))
+        log.info(
+            "authorizers seeded",
+            extra={"component": component, "count": count, "type": kind.value},
+        )
+        return seeded
 
     def unauthorize(self, component: str, authorizer_appid: str) -> Notice:
         """The merchant cancels on mp.weixin.qq.com: tokens die, ``unauthorized`` is pushed."""

@@ -30,6 +30,7 @@ from mock_wechat.inputs import (
     parse_open_account,
     parse_quota_rules,
     parse_redeliver,
+    parse_seed,
     parse_update_authorization,
 )
 from mock_wechat.merchants import DuplicateAccountError, UnknownAccountError
@@ -108,6 +109,17 @@ def update_component(appid: str) -> Response:
 @bp.post("/components/<appid>/push-ticket")
 def push_ticket(appid: str) -> Response:
     return jsonify(services().pusher.push_ticket(appid).to_dict())
+
+
+@bp.post("/components/<appid>/authorizers/seed")
+def seed_authorizers(appid: str) -> tuple[Response, int]:
+    """Many authorized, already-exchanged authorizers at once, for benchmarks (no pushes)."""
+    given = parse_seed(_body())
+    grants = services().state.seed_authorizers(appid, given.type, given.count)
+    seeded = [
+        {"authorizer_appid": g.authorizer_appid, "refresh_token": g.refresh_token} for g in grants
+    ]
+    return jsonify(authorizers=seeded), 201
 
 
 @bp.post("/accounts")

@@ -2,7 +2,11 @@
 
 A rule may delay (a real sleep, done first), then drop the connection, answer a WeChat
 errcode, or answer a bare HTTP status. With only a delay, the call is processed normally.
-``times`` counts matches down; a rule at 0 stays listed but no longer matches.
+``delay_after`` is a sleep after the call was processed and before its answer is sent: the
+state has changed (a token was issued, a refresh token rotated) whatever the client sees.
+With ``drop`` too, the connection is dropped after that sleep, so the answer is lost: a
+response lost on the wire. ``times`` counts matches down; a rule at 0 stays listed but no
+longer matches.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class FaultRule:
     errcode: int | None = None
     http_status: int | None = None
     delay: float = 0.0
+    delay_after: float = 0.0  # seconds between processing the call and answering it
     drop: bool = False
     times: int | None = None  # remaining matches; None means unlimited
 
@@ -36,17 +41,32 @@ class FaultRule:
             raise InvalidField("errcode", "must be a non-zero errcode")
         if self.http_status is not None and not 200 <= self.http_status <= 599:
             raise InvalidField("http_status", "must be an HTTP status from 200 to 599")
-        if not (math.isfinite(self.delay) and 0 <= self.delay <= MAX_DELAY):
-            raise InvalidField("delay", f"must be seconds from 0 to {MAX_DELAY:g}")
+        for name in ("delay", "delay_after"):
+            seconds = getattr(self, name)
+            if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DELAY):
+                raise InvalidField(name, f"must be seconds from 0 to {MAX_DELAY:g}")
         if self.times is not None and self.times < 1:
             raise InvalidField("times", "must be an integer >= 1 (omit it for unlimited)")
+        answered = self.errcode is not None or self.http_status is not None
         # Refuse combinations where one part would be silently ignored.
-        if self.drop and (self.errcode is not None or self.http_status is not None):
+        if self.drop and answered:
             raise InvalidField("drop", "cannot be combined with errcode or http_status")
         if self.errcode is not None and self.http_status is not None:
             raise InvalidField("errcode", "cannot be combined with http_status")
-        if not (self.drop or self.delay or self.errcode is not None or self.http_status):
-            raise InvalidField("effect", "give at least one of errcode, http_status, delay, drop")
+        # An errcode or a status replaces the processing that delay_after waits after.
+        if self.delay_after and answered:
+            raise InvalidField(
+                "delay_after", "cannot be combined with errcode or http_status (use delay)"
+            )
+        if not (answered or self.drop or self.delay or self.delay_after):
+            raise InvalidField(
+                "effect", "give at least one of errcode, http_status, delay, delay_after, drop"
+            )
+
+    @property
+    def drops_unprocessed(self) -> bool:
+        """A drop instead of processing; with ``delay_after`` the drop comes after it."""
+        return self.drop and not self.delay_after
 
     def matches(self, api: str) -> bool:
         return self.times != 0 and self.api in (ANY_API, api)

@@ -19,6 +19,7 @@ from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
 from mock_wechat.faults import ANY_API, FaultRule
 from mock_wechat.merchants import AccountSpec, parse_account_type
 from mock_wechat.quotas import QuotaRule
+from service.wechat.accounts import AccountType
 
 _Rule = TypeVar("_Rule")
 
@@ -78,8 +79,10 @@ _AUTHORIZE_FIELDS = frozenset(
         "category_id_list",
     }
 )
-_RULE_FIELDS = frozenset({"api", "errcode", "http_status", "delay", "drop", "times"})
+_RULE_FIELDS = frozenset({"api", "errcode", "http_status", "delay", "delay_after", "drop", "times"})
 _QUOTA_FIELDS = frozenset({"api", "limit", "appid"})
+MAX_SEED_COUNT = 20_000  # a benchmark's worth; more would hold the state's lock too long
+SEED_TYPES = (AccountType.OFFICIAL_ACCOUNT, AccountType.MINI_PROGRAM)
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -204,6 +207,7 @@ def _fault_rule(data: Any, known_apis: Collection[str]) -> FaultRule:
         errcode=None if errcode is None else _integer(errcode, "errcode"),
         http_status=None if status is None else _integer(status, "http_status"),
         delay=_number(data.get("delay", 0), "delay"),
+        delay_after=_number(data.get("delay_after", 0), "delay_after"),
         drop=_boolean(data.get("drop", False), "drop"),
         times=None if times is None else _integer(times, "times"),
     )
@@ -301,6 +305,28 @@ def parse_authorize(data: Mapping[str, Any]) -> AuthorizeInput:
         admin=_optional_string(data, "admin"),
         category_ids=None if ids is None else _category_ids(ids, "category_ids"),
     )
+
+
+@dataclass(frozen=True)
+class SeedInput:
+    """``POST /_mock/components/<appid>/authorizers/seed``."""
+
+    count: int
+    type: AccountType
+
+
+def parse_seed(data: Mapping[str, Any]) -> SeedInput:
+    _only(data, {"count", "type"})
+    if "count" not in data:
+        raise InvalidField("count", f"is required (1 to {MAX_SEED_COUNT} authorizers)")
+    count = _integer(data["count"], "count")
+    if not 1 <= count <= MAX_SEED_COUNT:
+        raise InvalidField("count", f"must be from 1 to {MAX_SEED_COUNT}")
+    kind = data.get("type", SEED_TYPES[0].value)
+    if kind not in SEED_TYPES:  # a StrEnum member equals its value
+        allowed = ", ".join(t.value for t in SEED_TYPES)
+        raise InvalidField("type", f"must be one of {allowed}")
+    return SeedInput(count=count, type=AccountType(kind))
 
 
 def parse_component_ref(data: Mapping[str, Any]) -> str:

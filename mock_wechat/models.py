@@ -34,11 +34,12 @@ from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig, ComponentPatch
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.faults import FaultBook, FaultRule
-from mock_wechat.grants import live_token, new_access_token, random_token
+from mock_wechat.grants import Grant, live_token, new_access_token, random_token
 from mock_wechat.merchants import AccountBook
 from mock_wechat.open_accounts import OpenAccounts
 from mock_wechat.pushlog import PendingPush, PushLog, PushRecord
 from mock_wechat.quotas import Quotas
+from service.wechat.accounts import AccountType
 
 __all__ = [
     "API_NAMES",
@@ -260,6 +261,12 @@ class MockWeChat:
         with self._lock:
             return self._component(appid).public()
 
+    def seed_authorizers(self, appid: str, kind: AccountType, count: int) -> list[Grant]:
+        """``Authorizations.seed`` for a registered component (else UnknownComponentError)."""
+        with self._lock:
+            self._component(appid)
+            return self.authorizations.seed(appid, kind, count)
+
     def _component_config(self, appid: str) -> ComponentConfig | None:
         with self._lock:
             component = self._components.get(appid)
@@ -396,12 +403,13 @@ class MockWeChat:
     def fault_outcome(
         self, api: str, raw_body: bytes, rule: FaultRule, query: Mapping[str, str] = _NO_QUERY
     ) -> FaultOutcome | None:
-        """What to answer for a call ``rule`` took, logged; None means process it normally.
+        """What to answer for a call ``rule`` took, logged; None means process it normally
+        (a rule with only delays, or one dropping the answer after ``delay_after``).
 
         Called after the rule's delay has been slept.
         """
         appid = self._fault_appid(raw_body, query)
-        if rule.drop:
+        if rule.drops_unprocessed:
             self._record_call(api, appid, None, None, fault=True)
             return FaultOutcome(drop=True, http_status=0, body=None)
         if rule.errcode is not None:
@@ -451,10 +459,14 @@ class MockWeChat:
 
     # ----- WeChat APIs --------------------------------------------------------------
 
-    def call_api(self, api: str, raw_body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
+    def call_api(
+        self, api: str, raw_body: bytes, query: Mapping[str, str], answer_lost: bool = False
+    ) -> dict[str, Any]:
         """Run one API call from its raw body and query; always logged, never raises.
 
         The caller is checked first, then the quota rules (45009), then the API answers.
+        ``answer_lost``: a fault rule will drop the connection instead of sending the
+        answer, so the log shows the call processed (its errcode) but no HTTP status.
         """
         entry = API_TABLE.get(api)
         if entry is None:
@@ -472,7 +484,8 @@ class MockWeChat:
                 errcode = int(answer.get("errcode", 0))
             except MockApiError as exc:
                 answer, errcode = exc.body(), exc.errcode
-            self._record_call(api, appid or None, errcode, 200, fault=False)
+            status = None if answer_lost else 200
+            self._record_call(api, appid or None, errcode, status, fault=answer_lost)
         return answer
 
     def api_component_token(

@@ -302,6 +302,7 @@ class AuthorizationFlow:
                 # 0, not None, without a token: the sweep's query must find it.
                 access_token_expires_at=now + expires_in if expires_in else 0.0,
                 refresh_token=info.refresh_token or kept_refresh,
+                refresh_token_asked_at=now if info.refresh_token else base.refresh_token_asked_at,
                 last_error=None,
                 last_error_at=None,
                 sync_flag=None,

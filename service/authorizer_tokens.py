@@ -142,7 +142,12 @@ class AuthorizerTokenManager:
                 if waited and record.last_error_at is not None and record.last_error_at >= started:
                     # The refresher we waited for failed: report it, do not stampede.
                     return self._fallback(record, now, record.last_error or "refresh failed")
-                self._check_quota(component_appid, record, now)
+                paused = self.quota_paused_until(self.store.get_component(component_appid), now)
+                if paused is not None:
+                    # Renewing would need the quota; a still-valid token is better than none.
+                    if record.token_valid_at(now):
+                        return _token(record), Outcome.KEPT
+                    raise QuotaBackoffError(paused - now)
                 owner = new_lease_owner()
                 taken = self._take_lease(component_appid, appid, owner, now + self.policy.min_ttl)
                 if taken is not None:
@@ -150,6 +155,10 @@ class AuthorizerTokenManager:
                         return self._renew(taken, owner), Outcome.RENEWED
                     except RefreshFailedError as exc:
                         return self._fallback(taken, self.clock(), str(exc))
+                    except QuotaBackoffError:
+                        if taken.token_valid_at(self.clock()):
+                            return _token(taken), Outcome.KEPT
+                        raise
                 continue
             if record.token_valid_at(now):
                 # Another process is renewing; the current token is still good meanwhile.
@@ -255,14 +264,6 @@ class AuthorizerTokenManager:
             return _token(record), Outcome.KEPT
         raise RefreshFailedError(f"authorizer token refresh failed: {reason}")
 
-    def _check_quota(self, component_appid: str, record: AuthorizerRecord, now: float) -> None:
-        until = self.quota_paused_until(self.store.get_component(component_appid), now)
-        if until is None:
-            return
-        if record.token_valid_at(now):
-            return  # renewing would need the quota; the current token still works
-        raise QuotaBackoffError(until - now)
-
     def _take_lease(
         self, component_appid: str, appid: str, owner: str, due_before: float
     ) -> AuthorizerRecord | None:
@@ -325,7 +326,7 @@ class AuthorizerTokenManager:
         except BaseException:
             self._settle(taken, owner, _failed("unexpected error during refresh", self.clock()))
             raise
-        stored = self._settle(taken, owner, _renewed(refresh_token, answer, asked_at, self.clock()))
+        stored = self._settle(taken, owner, _renewed(answer, asked_at, self.clock()))
         if stored is None or stored.status != AuthorizerStatus.AUTHORIZED:
             raise AuthorizerUnavailableError(
                 AuthorizerStatus.REVOKED.value,
@@ -363,8 +364,10 @@ class AuthorizerTokenManager:
         # The quota comes back at midnight in Beijing; a cleared quota ends the pause sooner.
         reset = ((now + BEIJING_OFFSET) // DAY + 1) * DAY - BEIJING_OFFSET
 
-        def pause(record: ComponentRecord) -> ComponentRecord:
+        def pause(record: ComponentRecord) -> ComponentRecord | None:
             last = record.authorizer_token_quota_until
+            if last is not None and last > now:
+                return None  # calls in flight together: one burst of 45009 is one strike
             strikes = record.authorizer_token_quota_strikes + 1
             if last is None or now - last > DAY:
                 strikes = 1
@@ -383,7 +386,7 @@ def _token(record: AuthorizerRecord) -> AuthorizerToken:
 
 
 def _renewed(
-    used: str, answer: AuthorizerAccessToken, asked_at: float, now: float
+    answer: AuthorizerAccessToken, asked_at: float, now: float
 ) -> Callable[[AuthorizerRecord], dict[str, Any]]:
     # WeChat's 7200 s start when it answers; counting from the request is safer.
     expires_at = asked_at + answer.expires_in
@@ -392,10 +395,11 @@ def _renewed(
         if current.status != AuthorizerStatus.AUTHORIZED:
             return {}  # revoked meanwhile: keep nothing of it
         changes: dict[str, Any] = {"refreshed_at": now, "last_error": None, "last_error_at": None}
-        # A refresh token someone else stored since we read ours (a re-authorization, or a
-        # refresher that took over our lease) is newer than ours: keep it.
-        if answer.refresh_token and current.refresh_token == used:
-            changes["refresh_token"] = answer.refresh_token
+        # The refresh token of the call asked last wins: WeChat issued it last. One stored
+        # meanwhile by a re-authorization, or by a refresher that took over our expired
+        # lease and asked after us, is newer than ours and stays.
+        if answer.refresh_token and asked_at > (current.refresh_token_asked_at or 0.0):
+            changes.update(refresh_token=answer.refresh_token, refresh_token_asked_at=asked_at)
         newest = current.access_token_expires_at
         if not current.access_token or newest is None or expires_at > newest:
             changes.update(access_token=answer.access_token, access_token_expires_at=expires_at)

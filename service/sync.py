@@ -191,9 +191,9 @@ def _listed(
         return base.but(sync_flag=None) if base.sync_flag else None
     if authorized:
         result.append("updated")
-        return base.but(refresh_token=refresh_token, sync_flag=None, updated_at=now).with_event(
-            now, "refresh_token_synced"
-        )
+        return base.but(
+            refresh_token=refresh_token, refresh_token_asked_at=now, sync_flag=None, updated_at=now
+        ).with_event(now, "refresh_token_synced")
     if (
         current is not None
         and current.status == AuthorizerStatus.NEEDS_REAUTHORIZATION
@@ -204,6 +204,7 @@ def _listed(
     return base.but(
         status=AuthorizerStatus.AUTHORIZED.value,
         refresh_token=refresh_token,
+        refresh_token_asked_at=now,
         access_token=None,
         access_token_expires_at=0.0,  # due: the next sweep or request renews it
         revoked_at=None,

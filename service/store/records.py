@@ -108,6 +108,8 @@ class AuthorizerRecord(Record):
     access_token: str | None = field(default=None, repr=False)
     access_token_expires_at: float | None = None
     refresh_token: str | None = field(default=None, repr=False)
+    # When the call that returned the stored refresh token was made: a later one wins.
+    refresh_token_asked_at: float | None = None
     # The newest CreateTime of an authorization push applied: older pushes are stale.
     last_push_time: int | None = None
     refresh_lease_owner: str | None = None

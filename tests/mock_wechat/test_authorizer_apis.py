@@ -17,10 +17,11 @@ from mock_wechat.authorization import AuthRequest
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentPatch, InvalidField
 from mock_wechat.faults import FaultRule
-from mock_wechat.inputs import parse_account, parse_quota_rules
+from mock_wechat.inputs import SeedInput, parse_account, parse_quota_rules, parse_seed
 from mock_wechat.merchants import Account
-from mock_wechat.models import MockWeChat
+from mock_wechat.models import MockWeChat, UnknownComponentError
 from mock_wechat.quotas import QuotaRule, beijing_day, next_midnight
+from service.wechat.accounts import AccountType, permission_sets_for
 from tests.mock_wechat.helpers import APPID, OTHER, SECRET, T0, config
 
 MIDNIGHT = T0 + 64000  # 2023-11-16 00:00 UTC+8
@@ -726,3 +727,117 @@ def test_authorizer_token_latency_is_per_component(state: MockWeChat) -> None:
         with pytest.raises(InvalidField) as info:
             ComponentPatch(authorizer_token_latency=bad)
         assert info.value.field == "authorizer_token_latency"
+
+
+def test_delay_after_rules_are_processed_and_a_lost_answer_is_logged(state: MockWeChat) -> None:
+    raw = json.dumps({"component_appid": APPID}).encode()
+    for rule in (FaultRule(api="*", delay_after=1), FaultRule(api="*", delay_after=1, drop=True)):
+        # No fault answer: the HTTP layer processes the call, then waits (and drops).
+        assert state.fault_outcome("api_create_preauthcode", raw, rule) is None
+    assert state.calls() == []
+    query = ctoken(state)
+    answered = state.call_api("api_create_preauthcode", raw, query)
+    lost = state.call_api("api_create_preauthcode", raw, query, answer_lost=True)
+    assert answered["pre_auth_code"] != lost["pre_auth_code"]  # both processed
+    logged = state.calls("api_create_preauthcode")
+    assert [(c["errcode"], c["http_status"], c["fault"]) for c in logged] == [
+        (0, 200, False),
+        (0, None, True),
+    ]
+
+
+# ----- seeded authorizers ----------------------------------------------------------------
+
+
+def seeded_list(state: MockWeChat) -> dict[str, str]:
+    answer = call(
+        state, "api_get_authorizer_list", ctoken(state), component_appid=APPID, offset=0, count=500
+    )
+    return {i["authorizer_appid"]: i["refresh_token"] for i in answer["list"]}
+
+
+def test_seeded_official_accounts_behave_like_authorized_ones(state: MockWeChat) -> None:
+    seeded = state.seed_authorizers(APPID, AccountType.OFFICIAL_ACCOUNT, 3)
+    assert len({g.authorizer_appid for g in seeded}) == 3
+    assert seeded_list(state) == {g.authorizer_appid: g.refresh_token for g in seeded}
+    every_set = [s.id for s in permission_sets_for(AccountType.OFFICIAL_ACCOUNT)]
+    first = seeded[0]
+    view = state.authorizations.account_view(first.authorizer_appid)
+    assert view["type"] == "official_account"
+    [authorization] = view["authorizations"]
+    assert authorization["func_info"] == every_set and authorization["code_exchanged"] is True
+    assert state.pushes() == [] and state.held_pushes() == []
+
+    answer = call(
+        state,
+        "api_authorizer_token",
+        ctoken(state),
+        component_appid=APPID,
+        authorizer_appid=first.authorizer_appid,
+        authorizer_refresh_token=first.refresh_token,
+    )
+    query = {"access_token": answer["authorizer_access_token"]}
+    assert call(state, "getaccountbasicinfo", query)["appid"] == first.authorizer_appid
+    text = {"touser": "oUser1", "msgtype": "text", "text": {"content": "hi"}}
+    assert errcode(call(state, "message_custom_send", query, **text)) == 0
+    info = call(
+        state,
+        "api_get_authorizer_info",
+        ctoken(state),
+        component_appid=APPID,
+        authorizer_appid=first.authorizer_appid,
+    )
+    assert info["authorization_info"]["authorizer_refresh_token"] == first.refresh_token
+
+
+def test_seeded_mini_programs_get_the_mini_program_sets(state: MockWeChat) -> None:
+    [seeded] = state.seed_authorizers(APPID, AccountType.MINI_PROGRAM, 1)
+    assert list(seeded.func_ids) == [s.id for s in permission_sets_for(AccountType.MINI_PROGRAM)]
+    answer = call(
+        state,
+        "api_authorizer_token",
+        ctoken(state),
+        component_appid=APPID,
+        authorizer_appid=seeded.authorizer_appid,
+        authorizer_refresh_token=seeded.refresh_token,
+    )
+    categories = call(state, "getcategory", {"access_token": answer["authorizer_access_token"]})
+    assert errcode(categories) == 0
+
+
+def test_seeding_needs_a_registered_component(state: MockWeChat) -> None:
+    with pytest.raises(UnknownComponentError):
+        state.seed_authorizers(OTHER, AccountType.OFFICIAL_ACCOUNT, 1)
+    assert state.accounts.all() == []
+
+
+def test_reset_forgets_seeded_authorizers(state: MockWeChat) -> None:
+    state.seed_authorizers(APPID, AccountType.OFFICIAL_ACCOUNT, 2)
+    state.reset()
+    state.register_component(config(auto_push=False))
+    assert state.accounts.all() == [] and seeded_list(state) == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "count"),
+        ({"count": 0}, "count"),
+        ({"count": 20_001}, "count"),
+        ({"count": "5"}, "count"),
+        ({"count": True}, "count"),
+        ({"count": 1.5}, "count"),
+        ({"count": 1, "type": "channels"}, "type"),
+        ({"count": 1, "type": 1}, "type"),
+        ({"count": 1, "colour": "red"}, "colour"),
+    ],
+)
+def test_seed_input_is_validated(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidField) as info:
+        parse_seed(body)
+    assert info.value.field == field
+
+
+def test_seed_input_defaults_to_official_accounts() -> None:
+    assert parse_seed({"count": 20_000}) == SeedInput(20_000, AccountType.OFFICIAL_ACCOUNT)
+    assert parse_seed({"count": 1, "type": "mini_program"}).type is AccountType.MINI_PROGRAM

@@ -363,3 +363,156 @@ def test_authorizer_token_latency_and_delay_faults(platform: Platform) -> None:
         f"{mock.base}/_mock/components/{APPID}", json={"authorizer_token_latency": -1}, timeout=5
     )
     assert bad.status_code == 400 and bad.json()["error"].startswith("authorizer_token_latency")
+
+
+# ----- seeded authorizers and late answers -----------------------------------------------
+
+
+def seed(mock: MockClient, body: Any, component: str = APPID) -> requests.Response:
+    return requests.post(
+        f"{mock.base}/_mock/components/{component}/authorizers/seed", json=body, timeout=30
+    )
+
+
+def test_seeding_thousands_of_authorizers_is_fast_and_they_work(platform: Platform) -> None:
+    started = time.monotonic()
+    response = seed(platform.mock, {"count": 5000})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 201, response.text
+    assert elapsed < 2.0, f"seeding 5000 took {elapsed:.2f}s"
+    seeded = response.json()["authorizers"]
+    assert len(seeded) == 5000 and len({s["authorizer_appid"] for s in seeded}) == 5000
+    listed = platform.component("api_get_authorizer_list", offset=0, count=500)
+    assert listed["total_count"] == 5000
+    refresh = {s["authorizer_appid"]: s["refresh_token"] for s in seeded}
+    assert all(refresh[i["authorizer_appid"]] == i["refresh_token"] for i in listed["list"])
+
+    last = seeded[-1]
+    answer = platform.component(
+        "api_authorizer_token",
+        authorizer_appid=last["authorizer_appid"],
+        authorizer_refresh_token=last["refresh_token"],
+    )
+    info = platform.on_behalf(
+        "/cgi-bin/account/getaccountbasicinfo", answer["authorizer_access_token"]
+    )
+    assert info["appid"] == last["authorizer_appid"]
+    pushes = platform.mock.get("/_mock/pushes")["pushes"]
+    assert [p["info_type"] for p in pushes] == ["component_verify_ticket"]  # no authorized
+    assert platform.mock.get("/_mock/pushes/held")["held"] == []
+
+
+def test_seeding_mini_programs(platform: Platform) -> None:
+    response = seed(platform.mock, {"count": 2, "type": "mini_program"})
+    assert response.status_code == 201
+    appid = response.json()["authorizers"][0]["authorizer_appid"]
+    assert platform.mock.get(f"/_mock/accounts/{appid}")["type"] == "mini_program"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"count": 0}, "count"),
+        ({"count": 20_001}, "count"),
+        ({"count": "10"}, "count"),
+        ({}, "count"),
+        ({"count": 1, "type": "channels"}, "type"),
+        ([], "body"),
+    ],
+)
+def test_bad_seed_input_is_400_and_seeds_nothing(
+    platform: Platform, body: Any, reason: str
+) -> None:
+    response = seed(platform.mock, body)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(reason), response.json()
+    assert platform.mock.get("/_mock/accounts")["accounts"] == []
+
+
+def test_seeding_an_unknown_component_is_404(platform: Platform) -> None:
+    response = seed(platform.mock, {"count": 1}, component="wx00000000000000aa")
+    assert response.status_code == 404 and "wx00000000000000aa" in response.json()["error"]
+
+
+def test_delay_after_rotates_even_when_the_client_times_out(platform: Platform) -> None:
+    mock = platform.mock
+    response = requests.patch(
+        f"{mock.base}/_mock/components/{APPID}", json={"rotate_refresh_tokens": True}, timeout=5
+    )
+    assert response.status_code == 200
+    [seeded] = seed(mock, {"count": 1}).json()["authorizers"]
+    appid, old = seeded["authorizer_appid"], seeded["refresh_token"]
+    rule = {"api": "api_authorizer_token", "delay_after": 1.5, "times": 1}
+    mock.post("/_mock/faults", {"rules": [rule]})
+    body = {"component_appid": APPID, "authorizer_appid": appid, "authorizer_refresh_token": old}
+    query = {"component_access_token": platform.token}
+
+    started = time.monotonic()
+    with pytest.raises(requests.Timeout):
+        mock.api("api_authorizer_token", body, query, timeout=0.4)
+    assert time.monotonic() - started < 1.5  # the client gave up before the answer
+
+    def listed() -> str:
+        page = platform.component("api_get_authorizer_list", offset=0, count=1)
+        token: str = page["list"][0]["refresh_token"]
+        return token
+
+    # WeChat rotated while the client waited: only the list tells the client so.
+    new = listed()
+    assert new != old and new.startswith("refreshtoken@@@")
+    [call] = mock.get("/_mock/calls?api=api_authorizer_token")["calls"]
+    assert (call["errcode"], call["http_status"]) == (0, 200)
+
+    # The old refresh token works within the 300 s overlap, and rotates again.
+    again = platform.component(
+        "api_authorizer_token", authorizer_appid=appid, authorizer_refresh_token=old
+    )
+    assert "authorizer_access_token" in again, again
+    newest = again["authorizer_refresh_token"]
+    assert newest not in (old, new) and listed() == newest
+    platform.advance(301)  # the overlap of the token the timed-out call rotated in is over
+    stale = platform.component(
+        "api_authorizer_token", authorizer_appid=appid, authorizer_refresh_token=new
+    )
+    assert errcode(stale) == 61023
+    fresh = platform.component(
+        "api_authorizer_token", authorizer_appid=appid, authorizer_refresh_token=newest
+    )
+    assert "authorizer_access_token" in fresh
+
+
+def test_delay_after_answers_late_and_with_drop_loses_the_processed_answer(
+    platform: Platform,
+) -> None:
+    mock = platform.mock
+    [seeded] = seed(mock, {"count": 1}).json()["authorizers"]
+    body = {
+        "component_appid": APPID,
+        "authorizer_appid": seeded["authorizer_appid"],
+        "authorizer_refresh_token": seeded["refresh_token"],
+    }
+    query = {"component_access_token": platform.token}
+    rules = [
+        {"api": "api_authorizer_token", "delay_after": 0.3, "times": 1},
+        {"api": "api_authorizer_token", "delay_after": 0.3, "drop": True, "times": 1},
+    ]
+    assert mock.post("/_mock/faults", {"rules": rules})["rules"][0]["delay_after"] == 0.3
+
+    started = time.monotonic()
+    late = mock.api("api_authorizer_token", body, query)
+    assert time.monotonic() - started >= 0.3
+    assert "authorizer_access_token" in late.json()
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError):
+        mock.api("api_authorizer_token", body, query)
+    assert time.monotonic() - started >= 0.3
+    calls = mock.get("/_mock/calls?api=api_authorizer_token")["calls"]
+    assert [(c["errcode"], c["http_status"], c["fault"]) for c in calls] == [
+        (0, 200, False),
+        (0, None, True),  # processed (a new token was issued), answer never sent
+    ]
+    # The dropped call's token superseded the one answered before it.
+    first = late.json()["authorizer_access_token"]
+    platform.advance(301)
+    stale = platform.on_behalf("/cgi-bin/account/getaccountbasicinfo", first)
+    assert errcode(stale) == 40001

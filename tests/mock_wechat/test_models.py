@@ -413,12 +413,24 @@ def test_fault_outcomes_are_logged_as_faults(state: MockWeChat) -> None:
         ({"api": "*", "delay": 1, "times": 0}, "times"),
         ({"api": "*", "drop": True, "errcode": -1}, "drop"),
         ({"api": "*", "errcode": -1, "http_status": 500}, "errcode"),
+        ({"api": "*", "delay_after": -1}, "delay_after"),
+        ({"api": "*", "delay_after": 301}, "delay_after"),
+        ({"api": "*", "delay_after": float("nan")}, "delay_after"),
+        ({"api": "*", "delay_after": 1, "errcode": -1}, "delay_after"),
+        ({"api": "*", "delay_after": 1, "http_status": 503}, "delay_after"),
     ],
 )
 def test_fault_rules_are_validated(fields: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidField) as info:
         FaultRule(**fields)
     assert info.value.field == field
+
+
+def test_delay_after_alone_and_with_drop_are_valid_rules() -> None:
+    late = FaultRule(api="*", delay_after=0.5)
+    assert late.to_dict()["delay_after"] == 0.5 and not late.drops_unprocessed
+    assert not FaultRule(api="*", delay_after=0.5, drop=True).drops_unprocessed
+    assert FaultRule(api="*", drop=True).drops_unprocessed
 
 
 # ----- reset -----------------------------------------------------------------------------

@@ -367,6 +367,12 @@ VALID = {
         (
             "POST",
             "/_mock/faults",
+            {"rules": [{"api": "*", "delay_after": 1, "errcode": -1}]},
+            "rules[0].delay_after",
+        ),
+        (
+            "POST",
+            "/_mock/faults",
             {"rules": [{"api": "*", "delay": 1}, {"api": "*", "drop": True, "errcode": 1}]},
             "rules[1].drop",
         ),

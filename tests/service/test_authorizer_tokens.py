@@ -152,9 +152,13 @@ def test_a_refresh_token_stored_meanwhile_by_someone_else_wins(store: FirestoreS
     put(store)
     wechat = FakeWeChat(rotate=True)
 
-    def reauthorized() -> None:  # a re-authorization writes its own, newer refresh token
+    def reauthorized() -> None:  # a re-authorization, after our call, stores its own
         store.modify_authorizer(
-            COMPONENT, MERCHANT, lambda r: r and r.but(refresh_token="refreshtoken@@@new")
+            COMPONENT,
+            MERCHANT,
+            lambda r: (
+                r and r.but(refresh_token="refreshtoken@@@new", refresh_token_asked_at=time.time())
+            ),
         )
 
     wechat.during = reauthorized
