@@ -24,9 +24,8 @@ from typing import Any
 import requests
 
 from devstack.emulator import start_emulator
-from devstack.processes import ManagedProcess, free_port, start_process
+from devstack.processes import ManagedProcess, free_port
 from devstack.stack import (
-    REPO,
     MockControl,
     demo_component,
     mock_registration,
@@ -138,23 +137,17 @@ class BenchStack:
     def start_gunicorn(self, name: str, app: str) -> str:
         """Another WSGI ``app`` under the service's gunicorn settings; returns its URL."""
         port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            str(REPO / "service" / "gunicorn_conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(self.workers),
-            "--threads",
-            str(self.threads),
-            app,
-        ]
-        process = start_process(name, argv, self.logs / f"{name}.log", cwd=REPO)
+        process = start_service(
+            port,
+            {},
+            self.logs / f"{name}.log",
+            workers=self.workers,
+            threads=self.threads,
+            app=app,
+            ready_path="/",
+            name=name,
+        )
         self._processes.append(process)
-        process.wait_http(f"http://127.0.0.1:{port}/")
         return f"http://127.0.0.1:{port}"
 
     def cpu_seconds(self) -> dict[str, float]:

@@ -41,11 +41,15 @@ def start_service(
     threads: int = 4,
     host: str = "127.0.0.1",
     worker_connections: int | None = None,
+    app: str = "service:create_app()",
+    ready_path: str = "/healthz",
+    name: str = "service (gunicorn)",
 ) -> ManagedProcess:
-    """gunicorn with ``service:create_app()``, ready once ``/healthz`` answers 200.
+    """gunicorn with ``app`` (the service by default), ready once ``ready_path`` answers 200.
 
     ``worker_connections`` caps how many connections one worker accepts at a time, so a
-    burst of requests spreads over the workers instead of queueing in one.
+    burst of requests spreads over the workers instead of queueing in one. Another ``app``
+    runs under the very same settings (the benchmarks' baseline does).
     """
     argv = [
         sys.executable,
@@ -60,12 +64,10 @@ def start_service(
         "--threads",
         str(threads),
         *(["--worker-connections", str(worker_connections)] if worker_connections else []),
-        "service:create_app()",
+        app,
     ]
-    process = start_process(
-        "service (gunicorn)", argv, log_path, env={**os.environ, **env}, cwd=REPO
-    )
-    process.wait_http(f"http://{host}:{port}/healthz")
+    process = start_process(name, argv, log_path, env={**os.environ, **env}, cwd=REPO)
+    process.wait_http(f"http://{host}:{port}{ready_path}")
     return process
 
 

@@ -22,7 +22,6 @@ from tests.e2e.helpers import (
     create_merchant,
     proxy,
     put,
-    ready_component,
     request_token,
     stored_authorizer,
     sync,
@@ -36,17 +35,6 @@ pytestmark = pytest.mark.e2e
 
 BASIC_INFO = "cgi-bin/account/getaccountbasicinfo"
 UNKNOWN_APPID = "wx00000000000000ff"
-
-
-@pytest.fixture
-def ready(e2e: Stack) -> Stack:
-    ready_component(e2e)
-    return e2e
-
-
-@pytest.fixture
-def merchant(ready: Stack) -> str:
-    return authorized_merchant(ready)
 
 
 def api_get(stack: Stack, path: str, **params: Any) -> requests.Response:

@@ -30,7 +30,6 @@ from tests.e2e.helpers import (
     log_entries,
     make_due,
     proxy,
-    ready_component,
     refresh,
     request_token,
     seed_authorizers,
@@ -48,17 +47,6 @@ pytestmark = pytest.mark.e2e
 SWEEP_CONCURRENCY = 16  # the service's default (SWEEP_CONCURRENCY)
 QUOTA_BACKOFF = 300  # the service's default first pause after 45009 (QUOTA_BACKOFF)
 WORKER_CONNECTIONS = 4  # tests/stack.py: what one gunicorn worker serves at a time
-
-
-@pytest.fixture
-def ready(e2e: Stack) -> Stack:
-    ready_component(e2e)
-    return e2e
-
-
-@pytest.fixture
-def merchant(ready: Stack) -> str:
-    return authorized_merchant(ready)
 
 
 def set_token_faults(stack: Stack, *rules: dict[str, object]) -> None:
