@@ -142,12 +142,6 @@ class AuthorizerTokenManager:
                 if waited and record.last_error_at is not None and record.last_error_at >= started:
                     # The refresher we waited for failed: report it, do not stampede.
                     return self._fallback(record, now, record.last_error or "refresh failed")
-                paused = self.quota_paused_until(self.store.get_component(component_appid), now)
-                if paused is not None:
-                    # Renewing would need the quota; a still-valid token is better than none.
-                    if record.token_valid_at(now):
-                        return _token(record), Outcome.KEPT
-                    raise QuotaBackoffError(paused - now)
                 owner = new_lease_owner()
                 taken = self._take_lease(component_appid, appid, owner, now + self.policy.min_ttl)
                 if taken is not None:
@@ -156,6 +150,7 @@ class AuthorizerTokenManager:
                     except RefreshFailedError as exc:
                         return self._fallback(taken, self.clock(), str(exc))
                     except QuotaBackoffError:
+                        # Renewing needs the quota; a still-valid token is better than none.
                         if taken.token_valid_at(self.clock()):
                             return _token(taken), Outcome.KEPT
                         raise
@@ -214,8 +209,6 @@ class AuthorizerTokenManager:
 
         Never waits: a lease held elsewhere means someone is renewing it already.
         """
-        if self.quota_paused_until(self.store.get_component(component_appid), self.clock()):
-            return Outcome.QUOTA_EXCEEDED  # another sweep or request met 45009 meanwhile
         owner = new_lease_owner()
         taken = self._take_lease(component_appid, appid, owner, due_before)
         if taken is None:
@@ -229,11 +222,6 @@ class AuthorizerTokenManager:
         except RefreshFailedError:
             return Outcome.FAILED
         return Outcome.RENEWED
-
-    @staticmethod
-    def quota_paused_until(component: ComponentRecord, now: float) -> float | None:
-        until = component.authorizer_token_quota_until
-        return until if until is not None and until > now else None
 
     # ----- internals -------------------------------------------------------------------
 
@@ -295,7 +283,11 @@ class AuthorizerTokenManager:
                 lambda component_token: self.client.api_authorizer_token(
                     component_appid, appid, refresh_token, component_token
                 ),
+                token=self._component_token(component_appid),
             )
+        except QuotaBackoffError:
+            self._settle(taken, owner, lambda current: {})  # only the lease goes back
+            raise
         except RefreshTokenInvalidError as exc:
             self._settle(taken, owner, _refused(refresh_token, exc, self.clock()))
             log.error(
@@ -340,6 +332,16 @@ class AuthorizerTokenManager:
             },
         )
         return _token(stored)
+
+    def _component_token(self, component_appid: str) -> str:
+        """The component token, read with the 45009 pause: in a pause, no call is made."""
+        component, _ = self.component_tokens.obtain_record(component_appid)
+        now = self.clock()
+        paused = component.authorizer_token_paused_until(now)
+        if paused is not None:  # another sweep or request met 45009
+            raise QuotaBackoffError(paused - now)
+        assert component.component_token is not None
+        return component.component_token
 
     def _settle(
         self,

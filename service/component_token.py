@@ -72,6 +72,11 @@ class ComponentTokenManager:
 
     def obtain(self, appid: str) -> tuple[str, Outcome]:
         """A token valid beyond the refresh margin, renewing it if needed (one refresher)."""
+        record, outcome = self.obtain_record(appid)
+        return _token(record), outcome
+
+    def obtain_record(self, appid: str) -> tuple[ComponentRecord, Outcome]:
+        """``obtain``, with the whole record read: callers that need more of it read once."""
         started = self.clock()
         deadline = started + self.policy.lease_seconds + 5
         waited = False
@@ -79,7 +84,7 @@ class ComponentTokenManager:
             record = self.store.get_component(appid)
             now = self.clock()
             if record.token_valid_at(now + self.policy.refresh_margin):
-                return _token(record), Outcome.WAITED if waited else Outcome.FRESH
+                return record, Outcome.WAITED if waited else Outcome.FRESH
             if record.lease_free_at(now):
                 if waited and record.last_error_at is not None and record.last_error_at >= started:
                     # The refresher we waited for failed: report its error, do not stampede.
@@ -92,7 +97,7 @@ class ComponentTokenManager:
                 continue
             if record.token_valid_at(now):
                 # Another process is renewing; the current token is still good meanwhile.
-                return _token(record), Outcome.FRESH
+                return record, Outcome.FRESH
             if now >= deadline:
                 raise TokenUnavailableError("timed out waiting for another process to renew")
             waited = True
@@ -113,9 +118,14 @@ class ComponentTokenManager:
         )
         return invalidated
 
-    def call_with_token(self, appid: str, call: Callable[[str], _T]) -> _T:
-        """Run ``call(token)``; if WeChat rejects the token, invalidate it and retry once."""
-        token = self.get_token(appid)
+    def call_with_token(
+        self, appid: str, call: Callable[[str], _T], token: str | None = None
+    ) -> _T:
+        """Run ``call(token)``; if WeChat rejects the token, invalidate it and retry once.
+
+        ``token``: one the caller has just obtained, so it is not read again.
+        """
+        token = token or self.get_token(appid)
         try:
             return call(token)
         except TOKEN_REJECTED:
@@ -134,7 +144,7 @@ class ComponentTokenManager:
 
         return self.store.modify_component(appid, take).changed
 
-    def _renew(self, appid: str, owner: str) -> str:
+    def _renew(self, appid: str, owner: str) -> ComponentRecord:
         """Call WeChat while holding the lease; always give the lease back."""
         error: str | None = None
         try:
@@ -159,12 +169,12 @@ class ComponentTokenManager:
                 error = str(exc)
                 raise TokenUnavailableError(error) from None
             expires_at = asked_at + answer.expires_in
-            self._release(appid, owner, token=answer.token, expires_at=expires_at)
+            renewed = self._release(appid, owner, token=answer.token, expires_at=expires_at)
             log.info(
                 "component token renewed",
                 extra={"component_appid": appid, "expires_in": answer.expires_in},
             )
-            return answer.token
+            return renewed
         except BaseException:
             self._release(appid, owner, error=error or "unexpected error during refresh")
             if error:
@@ -181,7 +191,7 @@ class ComponentTokenManager:
         token: str | None = None,
         expires_at: float | None = None,
         error: str | None = None,
-    ) -> None:
+    ) -> ComponentRecord:
         now = self.clock()
 
         def release(record: ComponentRecord) -> ComponentRecord | None:
@@ -200,7 +210,7 @@ class ComponentTokenManager:
                 changes.update(last_error=error, last_error_at=now)
             return record.but(**changes) if changes else None
 
-        self.store.modify_component(appid, release)
+        return self.store.modify_component(appid, release).record
 
 
 def _token(record: ComponentRecord) -> str:

@@ -135,9 +135,7 @@ class RefreshSweep:
         policy = self.policy
         try:
             due = self.store.due_authorizers(component_appid, now + policy.margin + policy.jitter)
-            paused = self.authorizer_tokens.quota_paused_until(
-                self.store.get_component(component_appid), now
-            )
+            paused = self.store.get_component(component_appid).authorizer_token_paused_until(now)
         except StoreError as exc:
             report.failed += 1
             log.error(

@@ -66,6 +66,11 @@ class ComponentRecord(Record):
     def lease_free_at(self, moment: float) -> bool:
         return _lease_free(self.refresh_lease_owner, self.refresh_lease_until, moment)
 
+    def authorizer_token_paused_until(self, moment: float) -> float | None:
+        """The end of a 45009 pause still in force at ``moment``, if there is one."""
+        until = self.authorizer_token_quota_until
+        return until if until is not None and until > moment else None
+
 
 def _valid(token: str | None, expires_at: float | None, moment: float) -> bool:
     return bool(token) and expires_at is not None and expires_at > moment

@@ -24,8 +24,9 @@ from service.authorizer_tokens import (
     QuotaBackoffError,
     RefreshFailedError,
 )
+from service.component_token import Outcome as ComponentOutcome
 from service.store.firestore import FirestoreStore
-from service.store.records import AuthorizerRecord, AuthorizerStatus
+from service.store.records import AuthorizerRecord, AuthorizerStatus, ComponentRecord
 from service.wechat.client import AuthorizerAccessToken, ComponentClient
 from service.wechat.errors import (
     NotAuthorizedError,
@@ -41,8 +42,20 @@ T = TypeVar("T")
 
 
 class FakeComponentTokens:
-    def call_with_token(self, appid: str, call: Callable[[str], T]) -> T:
-        return call("component-token")
+    """Always has a component token; the rest of the component's record is the stored one
+    (so a 45009 pause written by the manager is seen)."""
+
+    def __init__(self, store: FirestoreStore) -> None:
+        self.store = store
+
+    def obtain_record(self, appid: str) -> tuple[ComponentRecord, ComponentOutcome]:
+        record = self.store.get_component(appid).but(
+            component_token="component-token", component_token_expires_at=time.time() + 7200
+        )
+        return record, ComponentOutcome.FRESH
+
+    def call_with_token(self, appid: str, call: Callable[[str], T], token: str | None = None) -> T:
+        return call(token or "component-token")
 
 
 class FakeWeChat(ComponentClient):
@@ -80,7 +93,7 @@ def manager(store: FirestoreStore, wechat: FakeWeChat, **policy: float) -> Autho
     return AuthorizerTokenManager(
         store,
         wechat,
-        FakeComponentTokens(),  # type: ignore[arg-type]
+        FakeComponentTokens(store),  # type: ignore[arg-type]
         AuthorizerTokenPolicy(**policy),
     )
 

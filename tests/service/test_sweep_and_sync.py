@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -18,27 +17,25 @@ from service.sweep import RefreshSweep, SweepPolicy
 from service.sync import AuthorizerSync
 from service.wechat.client import AuthorizerPage, ListedAuthorizer
 from service.wechat.errors import QuotaExceededError, SystemBusyError
+from tests.service.test_authorizer_tokens import FakeComponentTokens as StoredComponentTokens
 from tests.service.test_authorizer_tokens import FakeWeChat
 
 COMPONENT = "wx0123456789abcdef"
-T = TypeVar("T")
 
 
 def appid(n: int) -> str:
     return f"wx{n:016x}"
 
 
-class FakeComponentTokens:
-    def __init__(self) -> None:
+class FakeComponentTokens(StoredComponentTokens):
+    def __init__(self, store: FirestoreStore) -> None:
+        super().__init__(store)
         self.fail = False
 
     def obtain(self, appid: str) -> tuple[str, ComponentOutcome]:
         if self.fail:
             raise TokenUnavailableError("no component_verify_ticket received yet")
         return "component-token", ComponentOutcome.FRESH
-
-    def call_with_token(self, appid: str, call: Callable[[str], T]) -> T:
-        return call("component-token")
 
 
 class FakeTickets:
@@ -67,7 +64,7 @@ def make_sweep(
     component_tokens: FakeComponentTokens | None = None,
     **policy: Any,
 ) -> RefreshSweep:
-    components = component_tokens or FakeComponentTokens()
+    components = component_tokens or FakeComponentTokens(store)
     tokens = AuthorizerTokenManager(
         store,
         wechat,
@@ -143,7 +140,7 @@ def test_transient_failures_are_counted_and_keep_the_credentials(store: Firestor
 def test_without_a_component_token_no_authorizer_is_tried(store: FirestoreStore) -> None:
     seed(store, 3)
     wechat = FakeWeChat()
-    components = FakeComponentTokens()
+    components = FakeComponentTokens(store)
     components.fail = True
     report = make_sweep(store, wechat, components).run([COMPONENT])
     assert report.failed == 1 and wechat.calls == []
@@ -170,7 +167,7 @@ class ListingWeChat(FakeWeChat):
 
 
 def make_sync(store: FirestoreStore, wechat: ListingWeChat) -> AuthorizerSync:
-    return AuthorizerSync(store, wechat, FakeComponentTokens())  # type: ignore[arg-type]
+    return AuthorizerSync(store, wechat, FakeComponentTokens(store))  # type: ignore[arg-type]
 
 
 def listed(n: int, token: str | None = "refreshtoken@@@r0") -> ListedAuthorizer:
