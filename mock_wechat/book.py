@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 from mock_wechat.clock import Clock
 
 
-class Book:
+class Book(ABC):
     """Holds its records under the shared lock; ``clear()`` (re)creates them."""
 
     def __init__(self, lock: threading.RLock, clock: Clock) -> None:
@@ -15,5 +16,6 @@ class Book:
         self._clock = clock
         self.clear()
 
+    @abstractmethod
     def clear(self) -> None:
-        raise NotImplementedError
+        """Empty the records (each part says which)."""

@@ -32,11 +32,11 @@ from service.store.records import (
 )
 from service.wechat.client import AuthorizerAccessToken, ComponentClient
 from service.wechat.errors import (
-    TOKEN_REJECTED,
     NotAuthorizedError,
     QuotaExceededError,
     RefreshTokenInvalidError,
     WeChatError,
+    retry_once_if_rejected,
 )
 
 log = logging.getLogger(__name__)
@@ -185,12 +185,12 @@ class AuthorizerTokenManager:
 
     def call_with_token(self, component_appid: str, appid: str, call: Callable[[str], _T]) -> _T:
         """Run ``call(token)``; if WeChat rejects the token, invalidate it and retry once."""
-        token, _ = self.get(component_appid, appid)
-        try:
-            return call(token.access_token)
-        except TOKEN_REJECTED:
-            self.invalidate(component_appid, appid, token.access_token)
-        return call(self.get(component_appid, appid)[0].access_token)
+        return retry_once_if_rejected(
+            self.get(component_appid, appid)[0].access_token,
+            lambda rejected: self.invalidate(component_appid, appid, rejected),
+            lambda: self.get(component_appid, appid)[0].access_token,
+            call,
+        )
 
     def end_quota_pause(self, component_appid: str) -> None:
         """The quota was cleared: api_authorizer_token may be called again at once."""

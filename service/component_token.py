@@ -21,10 +21,10 @@ from service.store.records import ComponentRecord, ComponentStore
 from service.tickets import TicketKeeper
 from service.wechat.client import ComponentClient
 from service.wechat.errors import (
-    TOKEN_REJECTED,
     TicketExpiredError,
     TicketInvalidError,
     WeChatError,
+    retry_once_if_rejected,
 )
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,12 @@ class ComponentTokenManager:
 
         ``token``: one the caller has just obtained, so it is not read again.
         """
-        token = token or self.get_token(appid)
-        try:
-            return call(token)
-        except TOKEN_REJECTED:
-            self.invalidate(appid, token)
-        return call(self.get_token(appid))
+        return retry_once_if_rejected(
+            token or self.get_token(appid),
+            lambda rejected: self.invalidate(appid, rejected),
+            lambda: self.get_token(appid),
+            call,
+        )
 
     def _take_lease(self, appid: str, owner: str, now: float) -> bool:
         def take(record: ComponentRecord) -> ComponentRecord | None:

@@ -220,11 +220,12 @@ def _unexchanged(
 ) -> AuthorizerRecord | None:
     result.append("unexchanged")
     flagged = base.but(sync_flag=SyncFlag.UNEXCHANGED.value)
-    usable = current is not None and current.status == AuthorizerStatus.AUTHORIZED
-    if usable and current is not None and current.refresh_token:
-        return flagged if current.sync_flag != flagged.sync_flag else None
-    if current is not None and current.status == AuthorizerStatus.NEEDS_REAUTHORIZATION:
-        return flagged if current.sync_flag != flagged.sync_flag else None
+    # A usable refresh token of our own, or a status that says so already: flag only.
+    if current is not None and (
+        current.status == AuthorizerStatus.NEEDS_REAUTHORIZATION
+        or (current.status == AuthorizerStatus.AUTHORIZED and current.refresh_token)
+    ):
+        return None if current.sync_flag == flagged.sync_flag else flagged
     return flagged.but(
         status=AuthorizerStatus.NEEDS_REAUTHORIZATION.value, updated_at=now
     ).with_event(now, "listed_without_refresh_token")

@@ -6,6 +6,11 @@ tickets) never reach an exception's text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
 
 class WeChatError(Exception):
     """Base of every failure talking to WeChat."""
@@ -121,6 +126,21 @@ ERRCODE_CLASSES: dict[int, type[WeChatError]] = {
 
 # The token used for the call is no longer good: invalidate it (if unchanged) and retry once.
 TOKEN_REJECTED = (InvalidCredentialError, AccessTokenExpiredError)
+
+
+def retry_once_if_rejected(
+    token: str,
+    invalidate: Callable[[str], object],
+    fresh_token: Callable[[], str],
+    call: Callable[[str], _T],
+) -> _T:
+    """``call(token)``; if WeChat rejects the token, ``invalidate`` it and call once more
+    with ``fresh_token()``. WeChat did nothing with a rejected call, so repeating is safe."""
+    try:
+        return call(token)
+    except TOKEN_REJECTED:
+        invalidate(token)
+    return call(fresh_token())
 
 
 def error_for(errcode: int, errmsg: str, api: str = "") -> WeChatError:
