@@ -15,7 +15,6 @@ def runtime() -> Runtime:
 def register_blueprints(app: Flask) -> None:
     from service.web import (
         authorize,
-        authorizers_api,
         errors,
         events,
         health,
@@ -28,5 +27,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(internal_api.bp)
-    app.register_blueprint(authorizers_api.bp)
     app.register_blueprint(authorize.bp)

@@ -1,31 +1,105 @@
-"""The internal API under /api/v1 (SERVICE_API_KEYS locally; Cloud Run IAM in the cloud)."""
+"""The internal API under /api/v1/components/<c>: authorization links, authorizers, their
+tokens, calls on their behalf, options, sync and quotas.
+
+Everything here needs the bearer key (SERVICE_API_KEYS locally; Cloud Run IAM in the
+cloud) and a configured component; an authorizer appid in the path must look like one.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
 
+from service.authorizer_tokens import (
+    AuthorizerNotFoundError,
+    AuthorizerTokenError,
+    AuthorizerUnavailableError,
+    QuotaBackoffError,
+)
 from service.component_token import TokenUnavailableError
+from service.proxy import ProxyCall, ProxyPathError, UpstreamError
+from service.store.records import AuthorizerRecord, AuthorizerStatus, StoreError
 from service.web import runtime
-from service.web.auth import require_api_key
+from service.web.auth import api_key_refusal
 from service.web.errors import error_response
-from service.wechat.errors import WeChatError
+from service.wechat.accounts import APPID_PATTERN, AccountType, permission_set_name
+from service.wechat.errors import ClearQuotaLimitError, InvalidOptionError, WeChatError
 from service.wechat.links import LinkParamError, parse_link_request
 
-bp = Blueprint("internal_api", __name__, url_prefix="/api/v1")
+bp = Blueprint("internal_api", __name__, url_prefix="/api/v1/components/<component_appid>")
+
+MAX_PAGE_SIZE = 500
+OPTION_NAME = re.compile(r"[a-z_]{1,64}")
+OPTION_VALUE = re.compile(r"[0-9]{1,4}")
+OPTION_VIAS = ("component_token", "authorizer_token")
+STATUSES = tuple(s.value for s in AuthorizerStatus)
+TYPES = tuple(t.value for t in AccountType)
 
 
-def _known(component_appid: str) -> bool:
-    return component_appid in runtime().settings.components
-
-
-@bp.post("/components/<component_appid>/authorize-links")
-@require_api_key
-def authorize_links(component_appid: str) -> tuple[Response, int]:
-    rt = runtime()
-    if not _known(component_appid):
+@bp.before_request
+def guard() -> ResponseReturnValue | None:
+    refusal = api_key_refusal()
+    if refusal is not None:
+        return refusal
+    args = request.view_args or {}
+    component_appid = args.get("component_appid", "")
+    if component_appid not in runtime().settings.components:
         return error_response(404, f"unknown component {component_appid}")
+    appid = args.get("authorizer_appid")
+    if appid is not None and not APPID_PATTERN.match(appid):
+        return error_response(400, "authorizer appid must be 'wx' followed by 16 hex digits")
+    return None
+
+
+@bp.errorhandler(AuthorizerTokenError)
+def token_error(exc: AuthorizerTokenError) -> ResponseReturnValue:
+    if isinstance(exc, AuthorizerNotFoundError):
+        return error_response(404, str(exc))
+    if isinstance(exc, AuthorizerUnavailableError):
+        return jsonify(error=str(exc), status=exc.status), 409
+    if isinstance(exc, QuotaBackoffError):
+        response = jsonify(error=str(exc), errcode=45009)
+        response.headers["Retry-After"] = str(int(exc.retry_after))
+        return response, 429
+    return error_response(503, str(exc))
+
+
+@bp.errorhandler(TokenUnavailableError)
+def component_token_error(exc: TokenUnavailableError) -> ResponseReturnValue:
+    return error_response(503, f"component token unavailable: {exc}")
+
+
+@bp.errorhandler(StoreError)
+def store_error(exc: StoreError) -> ResponseReturnValue:
+    return error_response(503, f"store unavailable: {exc}")
+
+
+@bp.errorhandler(WeChatError)
+def wechat_error(exc: WeChatError) -> ResponseReturnValue:
+    if isinstance(exc, InvalidOptionError):
+        status = 400
+    elif isinstance(exc, ClearQuotaLimitError):
+        status = 429
+    else:
+        status = 502
+    return jsonify(error=str(exc), errcode=exc.errcode), status
+
+
+def _shown(record: AuthorizerRecord) -> dict[str, Any]:
+    body = record.public()
+    body["permission_sets"] = [{"id": i, "name": permission_set_name(i)} for i in record.func_info]
+    return body
+
+
+# ----- authorization links -----------------------------------------------------------
+
+
+@bp.post("/authorize-links")
+def authorize_links(component_appid: str) -> ResponseReturnValue:
+    rt = runtime()
     data = request.get_json(force=True, silent=True)
     if not isinstance(data, dict):
         return error_response(400, "body must be a JSON object")
@@ -33,12 +107,7 @@ def authorize_links(component_appid: str) -> tuple[Response, int]:
         link_request = parse_link_request(data, rt.settings.callback_url(component_appid))
     except LinkParamError as exc:
         return jsonify(error=str(exc), param=exc.param), 400
-    try:
-        issued = rt.authorization.issue_links(component_appid, link_request)
-    except TokenUnavailableError as exc:
-        return error_response(503, f"component token unavailable: {exc}")
-    except WeChatError as exc:
-        return jsonify(error=str(exc), errcode=exc.errcode), 502
+    issued = rt.authorization.issue_links(component_appid, link_request)
     links = issued.links
     body: dict[str, Any] = {
         "pc_url": links.pc_url,
@@ -51,3 +120,171 @@ def authorize_links(component_appid: str) -> tuple[Response, int]:
         "redirect_uri": link_request.redirect_uri,
     }
     return jsonify(body), 201
+
+
+# ----- authorizers -----------------------------------------------------------------------
+
+
+@bp.get("/authorizers")
+def list_authorizers(component_appid: str) -> ResponseReturnValue:
+    status, kind = request.args.get("status"), request.args.get("type")
+    if status is not None and status not in STATUSES:
+        return error_response(400, f"status must be one of {', '.join(STATUSES)}")
+    if kind is not None and kind not in TYPES:
+        return error_response(400, f"type must be one of {', '.join(TYPES)}")
+    raw_size = request.args.get("page_size", "100")
+    if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+        return error_response(400, f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    page_size = int(raw_size)
+    after = request.args.get("page_token") or None
+    if after is not None and not APPID_PATTERN.match(after):
+        return error_response(400, "page_token must be the next_page_token of a previous page")
+    records = runtime().store.list_authorizers(
+        component_appid, status=status, account_type=kind, after=after, limit=page_size + 1
+    )
+    page = records[:page_size]
+    more = len(records) > page_size
+    return jsonify(
+        authorizers=[_shown(r) for r in page],
+        next_page_token=page[-1].appid if more else None,
+    )
+
+
+@bp.get("/authorizers/<authorizer_appid>")
+def get_authorizer(component_appid: str, authorizer_appid: str) -> ResponseReturnValue:
+    record = runtime().store.get_authorizer(component_appid, authorizer_appid)
+    if record is None:
+        return error_response(404, f"no authorizer {authorizer_appid} for {component_appid}")
+    return jsonify(_shown(record))
+
+
+@bp.post("/authorizers/<authorizer_appid>/token")
+def token(component_appid: str, authorizer_appid: str) -> ResponseReturnValue:
+    invalid_token: str | None = None
+    if request.get_data():
+        data = request.get_json(force=True, silent=True)
+        if not isinstance(data, dict):
+            return error_response(400, "body must be a JSON object (or empty)")
+        invalid_token = data.get("invalid_token")
+        if invalid_token is not None and (not isinstance(invalid_token, str) or not invalid_token):
+            return error_response(400, "invalid_token must be the token WeChat refused")
+    issued, outcome = runtime().authorizer_tokens.get(
+        component_appid, authorizer_appid, invalid_token
+    )
+    response = jsonify(
+        access_token=issued.access_token,
+        expires_at=int(issued.expires_at),
+        outcome=outcome.value,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route(
+    "/authorizers/<authorizer_appid>/proxy/<path:wechat_path>",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+)
+def proxy(component_appid: str, authorizer_appid: str, wechat_path: str) -> ResponseReturnValue:
+    call = ProxyCall(
+        method=request.method,
+        path=wechat_path,
+        query=tuple(request.args.items(multi=True)),
+        body=request.get_data(),
+        content_type=request.content_type,
+    )
+    try:
+        answer = runtime().proxy.forward(component_appid, authorizer_appid, call)
+    except ProxyPathError as exc:
+        return error_response(400, str(exc))
+    except UpstreamError as exc:
+        return error_response(exc.status, str(exc))
+    response = Response(answer.body, status=answer.status, headers=answer.headers)
+    if answer.retried:
+        response.headers["X-Gateway-Token-Renewed"] = "1"
+    return response
+
+
+# ----- options (§3.8) ----------------------------------------------------------------------
+
+
+def _option_args(name: str) -> tuple[str, ResponseReturnValue | None]:
+    via = request.args.get("via", "component_token")
+    if via not in OPTION_VIAS:
+        return via, error_response(400, f"via must be one of {', '.join(OPTION_VIAS)}")
+    if not OPTION_NAME.fullmatch(name):
+        return via, error_response(400, "option name must be lowercase letters and '_'")
+    return via, None
+
+
+@bp.get("/authorizers/<authorizer_appid>/options/<name>")
+def get_option(component_appid: str, authorizer_appid: str, name: str) -> ResponseReturnValue:
+    via, refusal = _option_args(name)
+    if refusal is not None:
+        return refusal
+    rt = runtime()
+    client = rt.client
+    if via == "component_token":
+        option = rt.component_tokens.call_with_token(
+            component_appid,
+            lambda t: client.api_get_authorizer_option(component_appid, authorizer_appid, name, t),
+        )
+    else:
+        option = rt.authorizer_tokens.call_with_token(
+            component_appid,
+            authorizer_appid,
+            lambda t: client.get_authorizer_option(name, t),
+        )
+    return jsonify(option_name=option.name, option_value=option.value, via=via)
+
+
+@bp.put("/authorizers/<authorizer_appid>/options/<name>")
+def set_option(component_appid: str, authorizer_appid: str, name: str) -> ResponseReturnValue:
+    via, refusal = _option_args(name)
+    if refusal is not None:
+        return refusal
+    data = request.get_json(force=True, silent=True)
+    value = data.get("option_value") if isinstance(data, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not OPTION_VALUE.fullmatch(value):
+        return error_response(400, 'body must be {"option_value": "<digits>"}')
+    rt = runtime()
+    client = rt.client
+    if via == "component_token":
+        rt.component_tokens.call_with_token(
+            component_appid,
+            lambda t: client.api_set_authorizer_option(
+                component_appid, authorizer_appid, name, value, t
+            ),
+        )
+    else:
+        rt.authorizer_tokens.call_with_token(
+            component_appid,
+            authorizer_appid,
+            lambda t: client.set_authorizer_option(name, value, t),
+        )
+    return jsonify(option_name=name, option_value=value, via=via)
+
+
+# ----- recovery and quotas ---------------------------------------------------------------
+
+
+@bp.post("/sync")
+def sync(component_appid: str) -> ResponseReturnValue:
+    return jsonify(runtime().sync.run(component_appid).to_json())
+
+
+@bp.post("/clear_quota")
+def clear_component_quota(component_appid: str) -> ResponseReturnValue:
+    rt = runtime()
+    rt.client.clear_quota(component_appid, rt.settings.components[component_appid].secret)
+    rt.authorizer_tokens.end_quota_pause(component_appid)
+    return jsonify(cleared=component_appid)
+
+
+@bp.post("/authorizers/<authorizer_appid>/clear_quota")
+def clear_authorizer_quota(component_appid: str, authorizer_appid: str) -> ResponseReturnValue:
+    rt = runtime()
+    secret = rt.settings.components[component_appid].secret
+    rt.client.clear_quota(component_appid, secret, authorizer_appid)
+    return jsonify(cleared=authorizer_appid)
