@@ -71,11 +71,13 @@ def refresh(service_url: str, api_key: str) -> str:
         )
     except requests.RequestException as exc:
         return f"refresh failed: {type(exc).__name__}"
-    if response.status_code != 200:
+    if response.status_code not in (200, 503) or "failed" not in response.text:
         return f"refresh answered HTTP {response.status_code}: {response.text[:200]}"
     report = response.json()
     counts = ("renewed", "skipped", "failed", "needs_reauthorization", "quota_exceeded")
-    return " ".join(f"{name}={report[name]}" for name in counts)
+    line = " ".join(f"{name}={report[name]}" for name in counts)
+    # 503: some refresh failed; Cloud Scheduler would retry.
+    return line if response.status_code == 200 else f"{line} (HTTP 503, retryable)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from devstack.processes import ManagedProcess, start_process
-from service.config import ComponentConfig
+from service.config import COMPONENT_APPIDS_VAR, COMPONENT_VARS, ComponentConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,6 +98,16 @@ def components_env(*components: ComponentConfig) -> str:
             for c in components
         ]
     )
+
+
+def component_variables(*components: ComponentConfig) -> dict[str, str]:
+    """The same components in the form Cloud Run mounts them: one variable per secret."""
+    env = {COMPONENT_APPIDS_VAR: ",".join(c.appid for c in components)}
+    for c in components:
+        values = {"secret": c.secret, "token": c.token, "encoding_aes_key": c.encoding_aes_key}
+        for key, value in values.items():
+            env[COMPONENT_VARS[key].format(appid=c.appid.upper())] = value
+    return env
 
 
 def service_env(

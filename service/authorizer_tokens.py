@@ -24,6 +24,11 @@ from typing import Any, TypeVar
 
 from service.component_token import ComponentTokenManager, TokenUnavailableError
 from service.leases import new_lease_owner
+from service.log_events import (
+    AUTHORIZER_QUOTA_EXCEEDED,
+    AUTHORIZER_REFRESH_FAILED,
+    REFRESH_TOKEN_REJECTED,
+)
 from service.store.records import (
     AuthorizationStore,
     AuthorizerRecord,
@@ -292,7 +297,7 @@ class AuthorizerTokenManager:
             self._settle(taken, owner, _refused(refresh_token, exc, self.clock()))
             log.error(
                 "authorizer refresh token rejected (61023): the merchant must authorize again",
-                extra=where,
+                extra={**where, "event": REFRESH_TOKEN_REJECTED},
             )
             raise AuthorizerUnavailableError(
                 AuthorizerStatus.NEEDS_REAUTHORIZATION.value,
@@ -308,12 +313,18 @@ class AuthorizerTokenManager:
         except QuotaExceededError as exc:
             self._settle(taken, owner, _failed(str(exc), self.clock()))
             retry_after = self._pause_for_quota(component_appid)
-            log.error("api_authorizer_token over its daily quota (45009)", extra=where)
+            log.error(
+                "api_authorizer_token over its daily quota (45009)",
+                extra={**where, "event": AUTHORIZER_QUOTA_EXCEEDED},
+            )
             raise QuotaBackoffError(retry_after) from None
         except (WeChatError, TokenUnavailableError) as exc:
             # Transient or not, the credentials stay: only the error is recorded.
             self._settle(taken, owner, _failed(str(exc), self.clock()))
-            log.warning("authorizer token refresh failed", extra={**where, "error": str(exc)})
+            log.warning(
+                "authorizer token refresh failed",
+                extra={**where, "event": AUTHORIZER_REFRESH_FAILED, "error": str(exc)},
+            )
             raise RefreshFailedError(str(exc)) from None
         except BaseException:
             self._settle(taken, owner, _failed("unexpected error during refresh", self.clock()))

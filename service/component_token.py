@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from service.config import ComponentConfig
 from service.leases import new_lease_owner
+from service.log_events import COMPONENT_TOKEN_REFRESH_FAILED
 from service.store.records import ComponentRecord, ComponentStore
 from service.tickets import TicketKeeper
 from service.wechat.client import ComponentClient
@@ -180,7 +181,11 @@ class ComponentTokenManager:
             if error:
                 log.error(
                     "component token refresh failed",
-                    extra={"component_appid": appid, "error": error},
+                    extra={
+                        "event": COMPONENT_TOKEN_REFRESH_FAILED,
+                        "component_appid": appid,
+                        "error": error,
+                    },
                 )
             raise
 

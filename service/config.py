@@ -21,6 +21,23 @@ class ConfigError(ValueError):
     pass
 
 
+# SERVICE_ROLE: one image runs as two Cloud Run services. "public" serves WeChat's pushes and
+# the merchant's pages; "internal" the token API, the proxy and the tasks; "all" both (local).
+ROLES = ("all", "public", "internal")
+# INTERNAL_AUTH: "api_key" checks SERVICE_API_KEYS; "cloud_run_iam" trusts Cloud Run's
+# invoker check, so it is only allowed on the internal role, which is never public.
+INTERNAL_AUTHS = ("api_key", "cloud_run_iam")
+# The per-component form of WECHAT_COMPONENTS: one environment variable per secret, as
+# Secret Manager mounts them. {appid} is upper-cased in the variable's name.
+COMPONENT_APPIDS_VAR = "WECHAT_COMPONENT_APPIDS"
+COMPONENT_VARS = {
+    "secret": "WECHAT_COMPONENT_{appid}_SECRET",
+    "token": "WECHAT_COMPONENT_{appid}_TOKEN",
+    "encoding_aes_key": "WECHAT_COMPONENT_{appid}_ENCODING_AES_KEY",
+    "previous_encoding_aes_key": "WECHAT_COMPONENT_{appid}_PREVIOUS_ENCODING_AES_KEY",
+}
+
+
 @dataclass(frozen=True)
 class ComponentConfig:
     """One third-party platform (component) and its secrets from the open platform console."""
@@ -76,6 +93,8 @@ class ComponentConfig:
 @dataclass(frozen=True)
 class Settings:
     components: Mapping[str, ComponentConfig]
+    service_role: str = "all"
+    internal_auth: str = "api_key"
     wechat_api_base: str = DEFAULT_API_BASE
     # The hosts of WeChat's authorization pages; locally both point at the mock.
     wechat_mp_base: str = DEFAULT_MP_BASE
@@ -112,10 +131,22 @@ class Settings:
             return None
         return f"{self.public_base_url}/authorize/{component_appid}/callback"
 
+    def serves(self, role: str) -> bool:
+        return self.service_role in ("all", role)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
+        role = _choice(env, "SERVICE_ROLE", ROLES)
+        internal_auth = _choice(env, "INTERNAL_AUTH", INTERNAL_AUTHS)
+        if internal_auth == "cloud_run_iam" and role != "internal":
+            raise ConfigError(
+                "INTERNAL_AUTH=cloud_run_iam needs SERVICE_ROLE=internal: only the internal "
+                "service, which never allows unauthenticated calls, may trust Cloud Run's IAM"
+            )
         return cls(
             components=_components_from_env(env),
+            service_role=role,
+            internal_auth=internal_auth,
             wechat_api_base=_url(env, "WECHAT_API_BASE", DEFAULT_API_BASE),
             wechat_mp_base=_url(env, "WECHAT_MP_BASE", DEFAULT_MP_BASE),
             wechat_open_base=_url(env, "WECHAT_OPEN_BASE", DEFAULT_OPEN_BASE),
@@ -144,8 +175,17 @@ class Settings:
 
 def _components_from_env(env: Mapping[str, str]) -> dict[str, ComponentConfig]:
     inline, path = env.get("WECHAT_COMPONENTS"), env.get("WECHAT_COMPONENTS_FILE")
-    if inline and path:
-        raise ConfigError("set WECHAT_COMPONENTS or WECHAT_COMPONENTS_FILE, not both")
+    appids = env.get(COMPONENT_APPIDS_VAR)
+    sources = {
+        "WECHAT_COMPONENTS": inline,
+        "WECHAT_COMPONENTS_FILE": path,
+        COMPONENT_APPIDS_VAR: appids,
+    }
+    given = [name for name, value in sources.items() if value]
+    if len(given) > 1:
+        raise ConfigError(f"set only one of {' and '.join(given)}: they are alternatives")
+    if appids:
+        return _components_from_variables(env, appids)
     if path:
         where = f"WECHAT_COMPONENTS_FILE ({path})"
         try:
@@ -158,7 +198,8 @@ def _components_from_env(env: Mapping[str, str]) -> dict[str, ComponentConfig]:
         raise ConfigError(
             "no components configured: set WECHAT_COMPONENTS to a JSON array of "
             '{"appid", "secret", "token", "encoding_aes_key"} objects, '
-            "or WECHAT_COMPONENTS_FILE to a file holding it"
+            f"or WECHAT_COMPONENTS_FILE to a file holding it, or {COMPONENT_APPIDS_VAR} "
+            "with one variable per secret (WECHAT_COMPONENT_<APPID>_SECRET, ...)"
         )
     try:
         items = json.loads(text)
@@ -176,6 +217,37 @@ def _components_from_env(env: Mapping[str, str]) -> dict[str, ComponentConfig]:
             raise ConfigError(f"{where}: component {component.appid} is listed twice")
         components[component.appid] = component
     return components
+
+
+def _components_from_variables(env: Mapping[str, str], appids: str) -> dict[str, ComponentConfig]:
+    components: dict[str, ComponentConfig] = {}
+    for appid in (a.strip() for a in appids.split(",")):
+        if not appid:
+            continue
+        if not APPID_PATTERN.match(appid):
+            raise ConfigError(
+                f"{COMPONENT_APPIDS_VAR}: {appid!r} is not 'wx' followed by 16 hex digits"
+            )
+        if appid in components:
+            raise ConfigError(f"{COMPONENT_APPIDS_VAR}: component {appid} is listed twice")
+        item = {"appid": appid}
+        for key, pattern in COMPONENT_VARS.items():
+            name = pattern.format(appid=appid.upper())
+            if env.get(name):
+                item[key] = env[name]
+            elif key != "previous_encoding_aes_key":
+                raise ConfigError(f"{name} is required: {COMPONENT_APPIDS_VAR} lists {appid}")
+        components[appid] = ComponentConfig.from_json(item, COMPONENT_APPIDS_VAR)
+    if not components:
+        raise ConfigError(f"{COMPONENT_APPIDS_VAR}: list at least one component appid")
+    return components
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _is_aes_key(value: object) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 from service.authorizer_tokens import AuthorizerTokenManager, Outcome
 from service.component_token import ComponentTokenManager, TokenUnavailableError
 from service.component_token import Outcome as ComponentOutcome
+from service.log_events import AUTHORIZER_REFRESH_FAILED, SWEEP_DONE
 from service.store.records import AuthorizationStore, AuthorizerRecord, StoreError
 from service.tickets import TicketKeeper
 
@@ -100,6 +101,7 @@ class RefreshSweep:
         log.info(
             "refresh sweep done",
             extra={
+                "event": SWEEP_DONE,
                 "renewed": report.renewed,
                 "skipped": report.skipped,
                 "failed": report.failed,
@@ -140,7 +142,11 @@ class RefreshSweep:
             report.failed += 1
             log.error(
                 "refresh sweep: cannot list authorizers",
-                extra={"component_appid": component_appid, "error": str(exc)},
+                extra={
+                    "event": AUTHORIZER_REFRESH_FAILED,
+                    "component_appid": component_appid,
+                    "error": str(exc),
+                },
             )
             return {"due": 0, "failed": 1}
         counts: Counter[str] = Counter(due=len(due))
@@ -165,13 +171,21 @@ class RefreshSweep:
             except StoreError as exc:
                 log.error(
                     "refresh sweep: store failed",
-                    extra={"authorizer_appid": record.appid, "error": str(exc)},
+                    extra={
+                        "event": AUTHORIZER_REFRESH_FAILED,
+                        "authorizer_appid": record.appid,
+                        "error": str(exc),
+                    },
                 )
                 return Outcome.FAILED
             except Exception as exc:  # one authorizer's bug must not end the sweep
                 log.exception(
                     "refresh sweep: unexpected error",
-                    extra={"authorizer_appid": record.appid, "error_type": type(exc).__name__},
+                    extra={
+                        "event": AUTHORIZER_REFRESH_FAILED,
+                        "authorizer_appid": record.appid,
+                        "error_type": type(exc).__name__,
+                    },
                 )
                 return Outcome.FAILED
             if outcome is Outcome.QUOTA_EXCEEDED:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from service.config import ComponentConfig
+from service.log_events import TICKET_STALE
 from service.store.records import ComponentRecord, ComponentStore
 from service.wechat.client import ComponentClient
 from service.wechat.errors import WeChatError
@@ -74,7 +75,18 @@ class TicketKeeper:
     def check(self, appid: str) -> bool:
         """The watchdog: request a push if the ticket is missing or stale. True if requested."""
         record = self.store.get_component(appid)
-        return self.is_stale(record) and self.request_push(appid)
+        if not self.is_stale(record):
+            return False
+        received = record.ticket_received_at
+        log.warning(
+            "component_verify_ticket is stale: WeChat's pushes are not arriving",
+            extra={
+                "event": TICKET_STALE,
+                "component_appid": appid,
+                "ticket_age_seconds": None if received is None else round(self.clock() - received),
+            },
+        )
+        return self.request_push(appid)
 
     def request_push(self, appid: str) -> bool:
         """Call api_start_push_ticket unless some process did so within ``min_interval``."""

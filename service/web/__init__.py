@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, request
 
 from service.runtime import Runtime
+from service.web.errors import error_response
 
 
 def runtime() -> Runtime:
@@ -12,19 +13,33 @@ def runtime() -> Runtime:
     return rt
 
 
-def register_blueprints(app: Flask) -> None:
-    from service.web import (
-        authorize,
-        errors,
-        events,
-        health,
-        internal_api,
-        tasks,
-    )
+# Where each role's routes live, so the other role can say where to go instead of a bare 404.
+ROLE_PREFIXES = {"public": ("/wechat/", "/authorize/"), "internal": ("/api/", "/tasks/")}
 
+
+def register_blueprints(app: Flask) -> None:
+    from service.web import authorize, errors, events, health, internal_api, tasks
+
+    rt: Runtime = app.extensions["gateway"]
     errors.register(app)
-    app.register_blueprint(events.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(tasks.bp)
-    app.register_blueprint(internal_api.bp)
-    app.register_blueprint(authorize.bp)
+    if rt.settings.serves("public"):
+        app.register_blueprint(events.bp)
+        app.register_blueprint(authorize.bp)
+    if rt.settings.serves("internal"):
+        app.register_blueprint(tasks.bp)
+        app.register_blueprint(internal_api.bp)
+    if rt.settings.service_role != "all":
+        app.register_error_handler(404, _other_role_refusal)
+
+
+def _other_role_refusal(exc: Exception) -> tuple[Response, int]:
+    role = runtime().settings.service_role
+    for other, prefixes in ROLE_PREFIXES.items():
+        if other != role and request.path.startswith(prefixes):
+            return error_response(
+                404,
+                f"{request.path} is served by the {other} service; this is the {role} "
+                f"service (SERVICE_ROLE={role})",
+            )
+    return error_response(404, "not found")

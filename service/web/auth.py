@@ -1,4 +1,5 @@
-"""The internal API's guard: a bearer key from SERVICE_API_KEYS (Cloud Run IAM in the cloud)."""
+"""The internal API's guard: a bearer key from SERVICE_API_KEYS, or Cloud Run IAM in the cloud
+(INTERNAL_AUTH=cloud_run_iam, allowed on the internal service only)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,20 @@ from service.web import runtime
 from service.web.errors import error_response
 
 P = ParamSpec("P")
+# Cloud Run also takes the identity token here, leaving Authorization to the application.
+SERVERLESS_AUTH = "X-Serverless-Authorization"
 
 
 def api_key_refusal() -> ResponseReturnValue | None:
     """The error response for a request without an accepted key, or None if it has one."""
-    keys = runtime().settings.service_api_keys
+    settings = runtime().settings
+    if settings.internal_auth == "cloud_run_iam":
+        # Cloud Run has checked the caller's identity token and its run.invoker role before
+        # the request got here; a request without one means the service was exposed.
+        if not request.headers.get("Authorization", request.headers.get(SERVERLESS_AUTH)):
+            return error_response(401, "missing identity token (Cloud Run IAM)")
+        return None
+    keys = settings.service_api_keys
     if not keys:
         return error_response(503, "internal API is disabled: set SERVICE_API_KEYS")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")

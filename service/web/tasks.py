@@ -12,7 +12,9 @@ bp = Blueprint("tasks", __name__)
 
 @bp.post("/tasks/refresh")
 @require_api_key
-def refresh() -> Response:
+def refresh() -> tuple[Response, int]:
     rt = runtime()
     report = rt.sweep.run(rt.settings.components)
-    return jsonify(report.to_json())
+    # 503 when something failed that a retry may fix, so Cloud Scheduler retries with
+    # backoff; 61023, 61003 and 45009 are not retried (a retry cannot help).
+    return jsonify(report.to_json()), 503 if report.failed else 200

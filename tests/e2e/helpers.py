@@ -15,10 +15,13 @@ from service.wechat.messages import build_envelope
 from tests.stack import Stack
 
 
-def refresh(stack: Stack) -> dict[str, Any]:
+def refresh(stack: Stack, status: int | None = 200) -> dict[str, Any]:
+    """One sweep's report, answered 503 exactly when something failed that Cloud Scheduler
+    should retry. ``status=None`` when a race decides which."""
     response = requests.post(f"{stack.service_url}/tasks/refresh", headers=stack.auth, timeout=60)
-    assert response.status_code == 200, response.text
     report: dict[str, Any] = response.json()
+    assert response.status_code == (503 if report["failed"] else 200), response.text
+    assert status is None or response.status_code == status, response.text
     return report
 
 

@@ -100,8 +100,20 @@ def test_system_busy_once_is_retried_and_succeeds(e2e: Stack) -> None:
     assert health(e2e)["component_token_expires_in_seconds"] > 7000
 
 
+def test_a_failed_refresh_answers_503_so_cloud_scheduler_retries(e2e: Stack) -> None:
+    e2e.mock.push_ticket(e2e.demo.appid)
+    e2e.mock.set_faults([{"api": "api_component_token", "errcode": 61004, "times": 1}])
+    report = refresh(e2e, status=503)
+    assert report["failed"] == 1
+    assert report["components"][e2e.demo.appid]["component_token"] == "failed"
+    assert "61004" in report["components"][e2e.demo.appid]["error"]
+    assert '"event": "component_token_refresh_failed"' in e2e.service.log_text()
+    # The retry succeeds once WeChat does.
+    assert refresh(e2e, status=200)["renewed"] == 1
+
+
 def test_missing_ticket_makes_the_service_ask_for_a_push(e2e: Stack) -> None:
-    first = refresh(e2e)
+    first = refresh(e2e, status=None)  # the pushed ticket may land before the token call
     assert first["components"][e2e.demo.appid]["ticket_push_requested"] is True
     assert [c["errcode"] for c in e2e.mock.calls("api_start_push_ticket")] == [0]
     deadline = time.monotonic() + 5

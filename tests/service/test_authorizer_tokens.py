@@ -25,6 +25,7 @@ from service.authorizer_tokens import (
     RefreshFailedError,
 )
 from service.component_token import Outcome as ComponentOutcome
+from service.log_events import AUTHORIZER_REFRESH_FAILED, REFRESH_TOKEN_REJECTED
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizerRecord, AuthorizerStatus, ComponentRecord
 from service.wechat.client import AuthorizerAccessToken, ComponentClient
@@ -193,7 +194,9 @@ def test_invalid_token_renews_only_the_current_token(store: FirestoreStore) -> N
 @pytest.mark.parametrize(
     "error", [SystemBusyError(-1, "system error"), WeChatError(40013, "invalid appid")]
 )
-def test_a_failed_refresh_keeps_every_credential(store: FirestoreStore, error: WeChatError) -> None:
+def test_a_failed_refresh_keeps_every_credential(
+    store: FirestoreStore, error: WeChatError, caplog: pytest.LogCaptureFixture
+) -> None:
     put(store)
     wechat = FakeWeChat()
     wechat.fail = error
@@ -204,6 +207,7 @@ def test_a_failed_refresh_keeps_every_credential(store: FirestoreStore, error: W
     assert record.refresh_token == "refreshtoken@@@r0"
     assert record.refresh_lease_owner is None and record.last_error
     assert "refreshtoken" not in (record.last_error or "")
+    assert AUTHORIZER_REFRESH_FAILED in [getattr(r, "event", None) for r in caplog.records]
 
 
 def test_a_failed_refresh_serves_the_still_valid_token(store: FirestoreStore) -> None:
@@ -227,7 +231,8 @@ def test_61023_marks_the_authorizer_for_reauthorization(
     record = stored(store)
     assert record.status == AuthorizerStatus.NEEDS_REAUTHORIZATION
     assert record.access_token is None and record.refresh_token == "refreshtoken@@@r0"
-    assert any(r.levelname == "ERROR" and "61023" in r.getMessage() for r in caplog.records)
+    rejected = [r for r in caplog.records if getattr(r, "event", None) == REFRESH_TOKEN_REJECTED]
+    assert [r.levelname for r in rejected] == ["ERROR"]
     with pytest.raises(AuthorizerUnavailableError):  # and no second call
         tokens.get(COMPONENT, MERCHANT)
     assert len(wechat.calls) == 1

@@ -19,6 +19,7 @@ from service.component_token import (
     TokenUnavailableError,
 )
 from service.config import ComponentConfig
+from service.log_events import TICKET_STALE
 from service.store.firestore import FirestoreStore
 from service.tickets import TicketKeeper, TicketPolicy
 from service.wechat.client import ComponentAccessToken, ComponentClient
@@ -140,7 +141,9 @@ def test_no_ticket_asks_for_a_push_at_most_once_a_minute(store: FirestoreStore) 
     )
 
 
-def test_stale_ticket_is_still_used_and_a_push_requested(store: FirestoreStore) -> None:
+def test_stale_ticket_is_still_used_and_a_push_requested(
+    store: FirestoreStore, caplog: pytest.LogCaptureFixture
+) -> None:
     wechat, clock = FakeWeChat(), Clock()
     manager, tickets = make(store, wechat, clock)
     push_ticket(tickets)
@@ -151,6 +154,8 @@ def test_stale_ticket_is_still_used_and_a_push_requested(store: FirestoreStore) 
     assert not tickets.check(APPID)  # rate-limited: asked less than a minute ago
     clock.now += 60
     assert tickets.check(APPID) and wechat.push_requests == 2
+    stale = [r for r in caplog.records if getattr(r, "event", None) == TICKET_STALE]
+    assert [r.ticket_age_seconds for r in stale] == [1201, 1261]  # type: ignore[attr-defined]
 
 
 def test_expired_ticket_error_asks_for_a_push(store: FirestoreStore) -> None:

@@ -11,6 +11,7 @@ import pytest
 from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPolicy
 from service.component_token import Outcome as ComponentOutcome
 from service.component_token import TokenUnavailableError
+from service.log_events import AUTHORIZER_QUOTA_EXCEEDED, SWEEP_DONE
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizerRecord, AuthorizerStatus, SyncFlag
 from service.sweep import RefreshSweep, SweepPolicy
@@ -114,13 +115,18 @@ def test_two_sweeps_at_once_renew_each_authorizer_once(store: FirestoreStore) ->
     assert sum(r.failed for r in reports) == 0
 
 
-def test_quota_stops_the_sweep_and_the_next_one(store: FirestoreStore) -> None:
+def test_quota_stops_the_sweep_and_the_next_one(
+    store: FirestoreStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
     seed(store, 10)
     wechat = FakeWeChat()
     wechat.fail = QuotaExceededError(45009, "reach max api daily quota limit")
     report = make_sweep(store, wechat, concurrency=1).run([COMPONENT])
     assert len(wechat.calls) == 1
     assert (report.quota_exceeded, report.renewed) == (10, 0)
+    assert [getattr(r, "event", None) for r in caplog.records].count(AUTHORIZER_QUOTA_EXCEEDED) == 1
+    assert getattr(caplog.records[-1], "event", None) == SWEEP_DONE
     again = make_sweep(store, wechat, concurrency=4).run([COMPONENT])
     assert again.quota_exceeded == 10 and len(wechat.calls) == 1
 

@@ -1,0 +1,12 @@
+"""The ``event`` field of the log lines that alerts count (Cloud Logging: ``jsonPayload.event``).
+
+The deployment's log-based metrics filter on these names (``infra/alerts.py``), so they are
+a contract: rename one only together with its metric.
+"""
+
+SWEEP_DONE = "refresh_sweep_done"
+AUTHORIZER_REFRESH_FAILED = "authorizer_refresh_failed"
+AUTHORIZER_QUOTA_EXCEEDED = "authorizer_quota_exceeded"
+COMPONENT_TOKEN_REFRESH_FAILED = "component_token_refresh_failed"
+REFRESH_TOKEN_REJECTED = "refresh_token_rejected"
+TICKET_STALE = "ticket_stale"
