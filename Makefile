@@ -9,7 +9,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps dev test test-fast lint format bench clean
+.PHONY: setup system-deps dev test test-fast lint format bench image deploy preview clean
 
 setup: $(STAMP) system-deps
 
@@ -54,6 +54,29 @@ $(BENCH_STAMP): pyproject.toml
 
 bench: setup $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m bench
+
+# Deployment (see README, "Deploy to Google Cloud"). Both need the Pulumi CLI and a stack;
+# `make image` also needs gcloud. STACK picks a stack other than the selected one.
+PULUMI := pulumi $(if $(STACK),--stack $(STACK))
+IMAGE_TAG ?= $(shell git describe --always --dirty 2>/dev/null || date +%Y%m%d%H%M%S)
+
+define need
+	@command -v $(1) >/dev/null || { echo "error: $(1) is not installed: $(2)" >&2; exit 1; }
+endef
+
+# Builds the image with Cloud Build into the stack's registry and sets the stack's `image`.
+image:
+	$(call need,pulumi,install the Pulumi CLI (see README))
+	$(call need,gcloud,install the Google Cloud CLI and run 'gcloud auth login')
+	@repo=$$($(PULUMI) stack output image_repository 2>/dev/null) || { 	  echo "error: the stack has no image_repository yet: run 'make deploy' once first" 	       "(without 'image' it creates the registry, the network and the secrets)" >&2; exit 1; }; 	project=$$($(PULUMI) config get gcp:project) && 	gcloud builds submit --project "$$project" --tag "$$repo/gateway:$(IMAGE_TAG)" . && 	$(PULUMI) config set image "$$repo/gateway:$(IMAGE_TAG)" && 	echo "image set to $$repo/gateway:$(IMAGE_TAG); now run: make deploy"
+
+preview: setup
+	$(call need,pulumi,install the Pulumi CLI (see README))
+	$(PULUMI) preview --diff
+
+deploy: setup
+	$(call need,pulumi,install the Pulumi CLI (see README))
+	$(PULUMI) up
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
