@@ -1,0 +1,99 @@
+"""The gateway's deployment: `pulumi up` runs this (Pulumi.yaml: `main: infra/`).
+
+Without the `image` config key only the foundation is created (the registry among it, so
+the image can be pushed); with it, the services, the refresh job and the alerts too.
+"""
+
+import sys
+from pathlib import Path
+
+_INFRA = Path(__file__).resolve().parent
+# Pulumi runs this directory with runpy, which puts infra/ itself first on sys.path, where
+# infra/config.py and friends could shadow top-level modules: import them as `infra.*`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _INFRA]
+if str(_INFRA.parent) not in sys.path:
+    sys.path.insert(0, str(_INFRA.parent))
+
+import pulumi  # noqa: E402
+import pulumi_gcp as gcp  # noqa: E402
+
+from infra.accounts import ServiceAccounts  # noqa: E402
+from infra.alerts import GatewayAlerts  # noqa: E402
+from infra.apis import ProjectApis  # noqa: E402
+from infra.component_secrets import ComponentSecrets  # noqa: E402
+from infra.config import read_config  # noqa: E402
+from infra.firestore import FirestoreDatabase  # noqa: E402
+from infra.names import ResourceNames  # noqa: E402
+from infra.network import EgressNetwork  # noqa: E402
+from infra.refresh_schedule import RefreshSchedule  # noqa: E402
+from infra.registry import ImageRegistry  # noqa: E402
+from infra.services import GatewayServices, deterministic_url  # noqa: E402
+from infra.urls import AuthorizationUrls, public_base_url  # noqa: E402
+
+config = read_config()
+names = ResourceNames(config.name_prefix)
+
+apis = ProjectApis("apis", config.project)
+registry = ImageRegistry("registry", config, depends_on=[apis])
+database = FirestoreDatabase("firestore", config, depends_on=[apis])
+accounts = ServiceAccounts("accounts", config, depends_on=[apis])
+secrets = ComponentSecrets("secrets", config, accessor=accounts.runtime, depends_on=[apis])
+network = EgressNetwork("egress", config, depends_on=[apis])
+
+pulumi.export("egress_ip", network.egress_ip)
+pulumi.export("image_repository", registry.url)
+pulumi.export("runtime_service_account", accounts.runtime.email)
+
+if config.image is None:
+    next_step = registry.url.apply(
+        lambda url: (
+            "No `image` is configured, so only the foundation was created. Run `make image` "
+            f"(it builds the image into {url}/gateway and sets `image`), then run "
+            "`pulumi up` again to create the Cloud Run services, the refresh job and the alerts."
+        )
+    )
+    pulumi.log.warn(
+        "No `image` is configured: creating the foundation only (no Cloud Run services, "
+        "refresh job or alerts). Run `make image`, then `pulumi up` again."
+    )
+    pulumi.export("next_step", next_step)
+else:
+    project_number = gcp.organizations.get_project_output(project_id=config.project).number
+    public_base = public_base_url(
+        config.public_domain,
+        project_number.apply(
+            lambda number: deterministic_url(names.public_service, number, config.region)
+        ),
+    )
+    services = GatewayServices(
+        "services",
+        config,
+        image=config.image,
+        runtime_account=accounts.runtime,
+        database_name=database.database_name,
+        public_base_url=public_base,
+        secrets=secrets.stored,
+        network=network,
+        depends_on=[apis, *secrets.access_grants, *accounts.runtime_project_roles],
+    )
+    schedule = RefreshSchedule(
+        "refresh",
+        config,
+        internal_service=services.internal,
+        scheduler_account=accounts.scheduler,
+        depends_on=[apis],
+    )
+    GatewayAlerts(
+        "alerts",
+        config,
+        service_names=[names.public_service, names.internal_service],
+        depends_on=[apis],
+    )
+    urls = AuthorizationUrls(public_base, config.appids)
+    pulumi.export("authorization_event_urls", urls.event_urls)
+    pulumi.export("authorization_entry_urls", urls.entry_urls)
+    pulumi.export("authorization_callback_urls", urls.callback_urls)
+    pulumi.export("authorization_domain", urls.domain)
+    pulumi.export("public_url", services.public.uri)
+    pulumi.export("internal_url", services.internal.uri)
+    pulumi.export("scheduler_job", schedule.job.name)

@@ -1,0 +1,215 @@
+"""Log-based metrics on the service's structured logs, and one alert policy per metric.
+
+``LOG_ALERTS`` is the one place the service's event names appear in infra; tests/infra checks
+them against ``service/log_events.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.config import GatewayConfig
+from infra.names import ResourceNames
+
+WINDOW = "300s"
+
+
+@dataclass(frozen=True)
+class LogAlert:
+    name: str  # of the log-based metric, after the name prefix
+    events: tuple[str, ...]  # values of jsonPayload.event that the metric counts
+    kind: Literal["any", "absent"]  # alert on any occurrence, or on none for `absent_for`
+    title: str
+    severity: Literal["CRITICAL", "ERROR", "WARNING"]
+    documentation: str
+    absent_for: str = "900s"
+
+
+LOG_ALERTS = (
+    LogAlert(
+        name="refresh-failures",
+        events=(
+            "authorizer_refresh_failed",
+            "component_token_refresh_failed",
+            "authorizer_quota_exceeded",
+        ),
+        kind="any",
+        title="WeChat token refresh failures",
+        severity="ERROR",
+        documentation="""\
+A component token or an authorizer token could not be refreshed (or WeChat's quota,
+errcode 45009, stopped a refresh). Tokens keep working until they expire, so act now:
+
+1. Read `last_error` for each component in `/healthz` on the internal service (it needs an
+   identity token: `curl -H "Authorization: Bearer $(gcloud auth print-identity-token)"
+   <internal_url>/healthz`), and an authorizer's own `last_error` under
+   `/api/v1/components/<component>/authorizers/<appid>`.
+2. errcode **61004**: the caller's IP is not whitelisted. Add the stack's `egress_ip` output
+   to the third-party platform's IP whitelist in the WeChat open platform console.
+3. errcode **45009**: the daily quota is spent; the service pauses and retries later. Clear
+   it in the console if it keeps happening.
+4. Otherwise read the service's logs for the event names in this metric's filter.
+""",
+    ),
+    LogAlert(
+        name="reauthorization-required",
+        events=("refresh_token_rejected",),
+        kind="any",
+        title="A merchant must authorize again (errcode 61023)",
+        severity="WARNING",
+        documentation="""\
+WeChat refused an authorizer's refresh token (errcode **61023**): the gateway can no longer
+act for that merchant. The authorizer is marked `needs_reauthorization`.
+
+Send the merchant a new authorization link (POST
+`/api/v1/components/<component>/authorize-links` on the internal service) and ask them to
+authorize again. The log entry names the authorizer's appid.
+""",
+    ),
+    LogAlert(
+        name="ticket-stale",
+        events=("ticket_stale",),
+        kind="any",
+        title="WeChat component_verify_ticket is stale",
+        severity="ERROR",
+        documentation="""\
+No fresh `component_verify_ticket` arrived for a component. WeChat pushes one every 10
+minutes; without it no new component token can be obtained once the current one expires.
+
+1. In the WeChat open platform console, check that the 授权事件接收URL is the stack's
+   `authorization_event_urls` output for that component.
+2. Check that the public service answers those pushes with `success` (its logs show each
+   push, and any signature or decryption error).
+3. Check that the Token and EncodingAESKey in the stack's secrets match the console.
+""",
+    ),
+    LogAlert(
+        name="sweep-done",
+        events=("refresh_sweep_done",),
+        kind="absent",
+        title="The token refresh sweep has not finished in 15 minutes",
+        severity="CRITICAL",
+        documentation="""\
+No refresh sweep finished in 15 minutes, so tokens are not being renewed and will expire.
+
+1. In Cloud Scheduler, check the stack's `scheduler_job`: is it enabled, and what did its
+   last runs answer (a 401/403 is an IAM problem, a 5xx or a timeout is the service)?
+2. Check the internal service's logs for POST /tasks/refresh.
+""",
+    ),
+)
+
+
+def metric_filter(alert: LogAlert, service_names: Sequence[str]) -> str:
+    services = " OR ".join(f'resource.labels.service_name="{name}"' for name in service_names)
+    events = " OR ".join(f'jsonPayload.event="{event}"' for event in alert.events)
+    return f'resource.type="cloud_run_revision" AND ({services}) AND ({events})'
+
+
+class GatewayAlerts(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        config: GatewayConfig,
+        service_names: Sequence[str],
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("wcg:gateway:GatewayAlerts", name, None, opts)
+        names = ResourceNames(config.name_prefix)
+        first = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+        channels: list[pulumi.Input[str]] = []
+        if config.alert_email is not None:
+            self.email_channel = gcp.monitoring.NotificationChannel(
+                "email",
+                project=config.project,
+                type="email",
+                display_name=f"{config.name_prefix} alerts",
+                labels={"email_address": config.alert_email},
+                opts=first,
+            )
+            channels.append(self.email_channel.name)
+        self.metrics: list[gcp.logging.Metric] = []
+        self.policies: list[gcp.monitoring.AlertPolicy] = []
+        for alert in LOG_ALERTS:
+            metric = gcp.logging.Metric(
+                alert.name,
+                project=config.project,
+                name=names.log_metric(alert.name),
+                description=f"Log entries with jsonPayload.event in {list(alert.events)}",
+                filter=metric_filter(alert, service_names),
+                metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+                    metric_kind="DELTA", value_type="INT64", unit="1"
+                ),
+                opts=first,
+            )
+            self.metrics.append(metric)
+            self.policies.append(
+                gcp.monitoring.AlertPolicy(
+                    alert.name,
+                    project=config.project,
+                    display_name=f"{config.name_prefix}: {alert.title}",
+                    combiner="OR",
+                    severity=alert.severity,
+                    conditions=[_condition(alert, metric)],
+                    documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                        content=alert.documentation,
+                        mime_type="text/markdown",
+                        subject=f"{config.name_prefix}: {alert.title}",
+                    ),
+                    notification_channels=channels,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[metric]),
+                )
+            )
+        self.register_outputs({"metrics": [m.name for m in self.metrics]})
+
+
+def _condition(
+    alert: LogAlert, metric: gcp.logging.Metric
+) -> gcp.monitoring.AlertPolicyConditionArgs:
+    series = metric.name.apply(
+        lambda name: (
+            f'metric.type="logging.googleapis.com/user/{name}" '
+            'AND resource.type="cloud_run_revision"'
+        )
+    )
+    if alert.kind == "absent":
+        return gcp.monitoring.AlertPolicyConditionArgs(
+            display_name=alert.title,
+            condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
+                filter=series,
+                duration=alert.absent_for,
+                # Summed over all revisions: a new revision's series replacing the old one's
+                # must not look like an absence.
+                aggregations=[
+                    gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
+                        alignment_period=WINDOW,
+                        per_series_aligner="ALIGN_SUM",
+                        cross_series_reducer="REDUCE_SUM",
+                    )
+                ],
+                trigger=gcp.monitoring.AlertPolicyConditionConditionAbsentTriggerArgs(count=1),
+            ),
+        )
+    return gcp.monitoring.AlertPolicyConditionArgs(
+        display_name=alert.title,
+        condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+            filter=series,
+            comparison="COMPARISON_GT",
+            threshold_value=0,
+            duration="0s",
+            aggregations=[
+                gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                    alignment_period=WINDOW,
+                    per_series_aligner="ALIGN_SUM",
+                    cross_series_reducer="REDUCE_SUM",
+                )
+            ],
+            trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(count=1),
+        ),
+    )

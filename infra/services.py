@@ -1,0 +1,175 @@
+"""The two Cloud Run services, public and internal, run from the one image.
+
+The public one takes WeChat's pushes and merchants' browsers; the internal one serves the
+provider's services and the refresh task, behind Cloud Run IAM. Both leave through the egress
+subnet (ALL_TRAFFIC), so every WeChat API call comes from the whitelisted NAT address.
+The environment built here is the contract with ``service/config.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.component_secrets import StoredSecret
+from infra.config import GatewayConfig
+from infra.names import ResourceNames
+from infra.network import EgressNetwork
+
+Role = Literal["public", "internal"]
+CONTAINER_PORT = 8080
+INGRESS = {
+    "public": "INGRESS_TRAFFIC_ALL",
+    "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "all": "INGRESS_TRAFFIC_ALL",
+}
+
+
+@dataclass(frozen=True)
+class ServiceShape:
+    role: Role
+    name: str
+    ingress: str
+    timeout: str
+
+
+def service_shapes(config: GatewayConfig) -> tuple[ServiceShape, ServiceShape]:
+    names = ResourceNames(config.name_prefix)
+    return (
+        # WeChat waits 5 s for a push's answer; a merchant's callback is one exchange.
+        ServiceShape("public", names.public_service, INGRESS["public"], "60s"),
+        # The refresh sweep may run for minutes.
+        ServiceShape("internal", names.internal_service, INGRESS[config.internal_ingress], "900s"),
+    )
+
+
+def deterministic_url(service_name: str, project_number: str, region: str) -> str:
+    """Cloud Run's URL for a service, known before the service exists (no dependency cycle)."""
+    return f"https://{service_name}-{project_number}.{region}.run.app"
+
+
+def secret_env_name(appid: str, env_suffix: str) -> str:
+    return f"WECHAT_COMPONENT_{appid.upper()}_{env_suffix}"
+
+
+def service_env(
+    role: Role,
+    config: GatewayConfig,
+    database_name: pulumi.Input[str],
+    public_base_url: pulumi.Input[str],
+    secrets: Sequence[StoredSecret],
+) -> list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgs]:
+    Env = gcp.cloudrunv2.ServiceTemplateContainerEnvArgs
+    env = [
+        Env(name="SERVICE_ROLE", value=role),
+        Env(name="GOOGLE_CLOUD_PROJECT", value=config.project),
+        Env(name="FIRESTORE_DATABASE", value=database_name),
+        # Both need it: the internal one issues authorization links whose callback is public.
+        Env(name="PUBLIC_BASE_URL", value=public_base_url),
+        Env(name="WECHAT_COMPONENT_APPIDS", value=",".join(config.appids)),
+    ]
+    if role == "internal":
+        # Cloud Run IAM has checked the caller before the request arrives.
+        env.append(Env(name="INTERNAL_AUTH", value="cloud_run_iam"))
+    for stored in secrets:
+        # By reference only, pinned to the version: a rotated secret rolls a new revision.
+        env.append(
+            Env(
+                name=secret_env_name(stored.appid, stored.kind.env_suffix),
+                value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
+                    secret_key_ref=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
+                        secret=stored.secret.id,
+                        version=stored.version.version,
+                    )
+                ),
+            )
+        )
+    return env
+
+
+class GatewayServices(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        config: GatewayConfig,
+        image: str,
+        runtime_account: gcp.serviceaccount.Account,
+        database_name: pulumi.Input[str],
+        public_base_url: pulumi.Input[str],
+        secrets: Sequence[StoredSecret],
+        network: EgressNetwork,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("wcg:gateway:GatewayServices", name, None, opts)
+        services: dict[Role, gcp.cloudrunv2.Service] = {}
+        for shape in service_shapes(config):
+            services[shape.role] = gcp.cloudrunv2.Service(
+                shape.role,
+                project=config.project,
+                location=config.region,
+                name=shape.name,
+                ingress=shape.ingress,
+                # Stateless: replacing or deleting it loses nothing.
+                deletion_protection=False,
+                template=gcp.cloudrunv2.ServiceTemplateArgs(
+                    service_account=runtime_account.email,
+                    timeout=shape.timeout,
+                    scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
+                        min_instance_count=config.min_instances,
+                        max_instance_count=config.max_instances,
+                    ),
+                    vpc_access=gcp.cloudrunv2.ServiceTemplateVpcAccessArgs(
+                        network_interfaces=[
+                            gcp.cloudrunv2.ServiceTemplateVpcAccessNetworkInterfaceArgs(
+                                network=network.network.name,
+                                subnetwork=network.subnetwork.name,
+                            )
+                        ],
+                        egress="ALL_TRAFFIC",
+                    ),
+                    containers=[
+                        gcp.cloudrunv2.ServiceTemplateContainerArgs(
+                            image=image,
+                            ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(
+                                container_port=CONTAINER_PORT
+                            ),
+                            envs=service_env(
+                                shape.role, config, database_name, public_base_url, secrets
+                            ),
+                        )
+                    ],
+                ),
+                # The first revision must start: its secrets and Firestore role exist first.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            )
+        self.public = services["public"]
+        self.internal = services["internal"]
+        # WeChat's pushes and merchants' browsers carry no Google identity.
+        self.public_invoker = gcp.cloudrunv2.ServiceIamMember(
+            "public-invoker-all-users",
+            project=config.project,
+            location=self.public.location,
+            name=self.public.name,
+            role="roles/run.invoker",
+            member="allUsers",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # The provider's own callers of the token API and the proxy (`internal_invokers`).
+        self.internal_invokers = [
+            gcp.cloudrunv2.ServiceIamMember(
+                f"internal-invoker-{member}",
+                project=config.project,
+                location=self.internal.location,
+                name=self.internal.name,
+                role="roles/run.invoker",
+                member=member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for member in config.internal_invokers
+        ]
+        self.register_outputs({"public_uri": self.public.uri, "internal_uri": self.internal.uri})

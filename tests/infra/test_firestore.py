@@ -1,0 +1,96 @@
+"""Firestore: the database, the indexes the service's queries need, and TTL policies.
+
+The expected indexes are written out here (not read from infra), and their collection and
+field names are checked against the service's own constants and records, so renaming a field
+in the service, or dropping an index in infra, fails a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from service.store import firestore as store
+from service.store.records import AuthorizerRecord, CodeExchange, InboxEntry
+from tests.infra.pulumi_mocks import REGION, Deployment, base_config, run_program
+
+DATABASE = "gcp:firestore/database:Database"
+INDEX = "gcp:firestore/index:Index"
+FIELD = "gcp:firestore/field:Field"
+ASC = "ASCENDING"
+
+# (collection, [(field, order)]): what FirestoreStore.due_authorizers and list_authorizers ask.
+EXPECTED_INDEXES = {
+    # status == authorized AND access_token_expires_at < t ORDER BY access_token_expires_at
+    (store.AUTHORIZERS, (("status", ASC), ("access_token_expires_at", ASC))),
+    # the listing API: equality filters, ordered (and paged) by appid
+    (store.AUTHORIZERS, (("status", ASC), ("appid", ASC))),
+    (store.AUTHORIZERS, (("account_type", ASC), ("appid", ASC))),
+    (store.AUTHORIZERS, (("status", ASC), ("account_type", ASC), ("appid", ASC))),
+}
+TTL_RECORDS = {store.INBOX: InboxEntry, store.AUTHORIZATION_CODES: CodeExchange}
+
+
+def field_names(record: type) -> set[str]:
+    return {f.name for f in fields(record)}
+
+
+def test_database_is_native_protected_and_in_the_region(deployment: Deployment) -> None:
+    database = deployment.one(DATABASE)
+    assert database.inputs["type"] == "FIRESTORE_NATIVE"
+    assert database.inputs["locationId"] == REGION
+    assert database.inputs["name"] == "(default)"
+    assert database.inputs["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
+    assert database.inputs.get("deletionPolicy", "ABANDON") != "DELETE"
+
+
+def test_database_location_and_name_from_config() -> None:
+    run = run_program(base_config(firestore_location="nam5", firestore_database="gateway"))
+    database = run.one(DATABASE)
+    assert (database.inputs["locationId"], database.inputs["name"]) == ("nam5", "gateway")
+    for resource in run.of_type(INDEX) + run.of_type(FIELD):
+        assert resource.inputs["database"] == "gateway", resource.name
+
+
+def test_composite_indexes(deployment: Deployment) -> None:
+    indexes = deployment.of_type(INDEX)
+    found = {
+        (i.inputs["collection"], tuple((f["fieldPath"], f["order"]) for f in i.inputs["fields"]))
+        for i in indexes
+    }
+    assert found == EXPECTED_INDEXES
+    assert len(indexes) == len(EXPECTED_INDEXES)
+    for index in indexes:
+        assert index.inputs["queryScope"] == "COLLECTION"  # authorizers/ under one component
+        assert index.inputs["database"] == "(default)"
+
+
+@pytest.mark.parametrize(
+    "index", sorted(EXPECTED_INDEXES), ids=lambda i: "-".join(f for f, _ in i[1])
+)
+def test_indexed_fields_exist_on_the_authorizer_record(
+    index: tuple[str, tuple[tuple[str, str], ...]],
+) -> None:
+    collection, index_fields = index
+    assert collection == store.AUTHORIZERS == "authorizers"
+    assert {name for name, _ in index_fields} <= field_names(AuthorizerRecord)
+
+
+def test_ttl_policies(deployment: Deployment) -> None:
+    ttl = {f.inputs["collection"]: f for f in deployment.of_type(FIELD)}
+    assert set(ttl) == set(TTL_RECORDS)
+    for collection, record in TTL_RECORDS.items():
+        policy = ttl[collection]
+        assert policy.inputs["field"] == "expire_at"
+        assert "expire_at" in field_names(record), record.__name__
+        assert "ttlConfig" in policy.inputs  # present (even empty) enables the TTL policy
+        # An empty index config exempts the ever-increasing timestamp from indexing.
+        assert policy.inputs["indexConfig"] == {}
+        assert policy.inputs["database"] == "(default)"
+
+
+def test_indexes_and_fields_wait_for_the_database(deployment: Deployment) -> None:
+    database = deployment.one(DATABASE)
+    for resource in deployment.of_type(INDEX) + deployment.of_type(FIELD):
+        assert database.urn in resource.dependencies, resource.name

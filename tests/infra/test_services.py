@@ -1,0 +1,132 @@
+"""The two Cloud Run services: the environment contract with the service, shape and order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.config import Settings
+from tests.infra.pulumi_mocks import (
+    APPID_A,
+    APPID_B,
+    GCP_PROJECT,
+    IMAGE,
+    PROJECT_NUMBER,
+    REGION,
+    SECRET_VALUES,
+    Deployment,
+    Registration,
+    base_config,
+    run_program,
+)
+
+SERVICE = "gcp:cloudrunv2/service:Service"
+PUBLIC = "wcg-dev-public"
+INTERNAL = "wcg-dev-internal"
+DETERMINISTIC_URL = f"https://{PUBLIC}-{PROJECT_NUMBER}.{REGION}.run.app"
+
+
+def plain_env(service: Registration) -> dict[str, Any]:
+    (container,) = service.inputs["template"]["containers"]
+    return {e["name"]: e.get("value") for e in container["envs"] if "valueSource" not in e}
+
+
+def test_both_services_run_the_image_on_port_8080(deployment: Deployment) -> None:
+    for name in (PUBLIC, INTERNAL):
+        service = deployment.named(SERVICE, name)
+        (container,) = service.inputs["template"]["containers"]
+        assert container["image"] == IMAGE
+        assert container["ports"] == {"containerPort": 8080}
+        assert service.inputs["location"] == REGION
+        assert service.inputs["deletionProtection"] is False
+
+
+def test_roles_and_timeouts(deployment: Deployment) -> None:
+    public = deployment.named(SERVICE, PUBLIC)
+    internal = deployment.named(SERVICE, INTERNAL)
+    assert plain_env(public)["SERVICE_ROLE"] == "public"
+    assert plain_env(internal)["SERVICE_ROLE"] == "internal"
+    assert public.inputs["template"]["timeout"] == "60s"
+    assert internal.inputs["template"]["timeout"] == "900s"
+
+
+def test_only_the_internal_service_trusts_cloud_run_iam(deployment: Deployment) -> None:
+    assert plain_env(deployment.named(SERVICE, INTERNAL))["INTERNAL_AUTH"] == "cloud_run_iam"
+    assert "INTERNAL_AUTH" not in plain_env(deployment.named(SERVICE, PUBLIC))
+
+
+def test_common_environment(deployment: Deployment, with_domain: Deployment) -> None:
+    for run, base in ((deployment, DETERMINISTIC_URL), (with_domain, "https://auth.example.com")):
+        for name in (PUBLIC, INTERNAL):
+            env = plain_env(run.named(SERVICE, name))
+            assert env["GOOGLE_CLOUD_PROJECT"] == GCP_PROJECT
+            assert env["FIRESTORE_DATABASE"] == "(default)"
+            assert env["PUBLIC_BASE_URL"] == base
+            assert env["WECHAT_COMPONENT_APPIDS"] == f"{APPID_A},{APPID_B}"
+    # The deterministic URL needs the project number, asked of GCP (not of the service).
+    assert ("gcp:organizations/getProject:getProject", {"projectId": GCP_PROJECT}) in (
+        deployment.calls
+    )
+
+
+def test_firestore_database_name_is_the_created_one() -> None:
+    run = run_program(base_config(firestore_database="gateway", name_prefix="wcg-x"))
+    database = run.one("gcp:firestore/database:Database")
+    for name in ("wcg-x-public", "wcg-x-internal"):
+        assert plain_env(run.named(SERVICE, name))["FIRESTORE_DATABASE"] == "gateway"
+    assert database.inputs["name"] == "gateway"
+
+
+def test_scaling_from_config(deployment: Deployment) -> None:
+    for name in (PUBLIC, INTERNAL):
+        scaling = deployment.named(SERVICE, name).inputs["template"]["scaling"]
+        assert scaling == {"minInstanceCount": 0, "maxInstanceCount": 10}
+    run = run_program(base_config(min_instances="1", max_instances="3"))
+    scaling = run.named(SERVICE, PUBLIC).inputs["template"]["scaling"]
+    assert scaling == {"minInstanceCount": 1, "maxInstanceCount": 3}
+
+
+def test_services_start_after_their_grants(deployment: Deployment) -> None:
+    grants = deployment.of_type("gcp:secretmanager/secretIamMember:SecretIamMember") + [
+        deployment.one("gcp:projects/iAMMember:IAMMember")
+    ]
+    assert len(grants) == 8
+    for name in (PUBLIC, INTERNAL):
+        service = deployment.named(SERVICE, name)
+        for grant in grants:
+            assert grant.urn in service.dependencies, f"{name} does not wait for {grant.name}"
+
+
+def resolved_env(deployment: Deployment, service: Registration) -> dict[str, str]:
+    """The environment Cloud Run would give the container: secret refs read from the
+    SecretVersion pulumi created for that secret and version."""
+    versions = {
+        (v.inputs["secret"], v.state["version"]): v.inputs["secretData"]["value"]
+        for v in deployment.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    }
+    (container,) = service.inputs["template"]["containers"]
+    env = {}
+    for item in container["envs"]:
+        if "valueSource" in item:
+            ref = item["valueSource"]["secretKeyRef"]
+            env[item["name"]] = versions[(ref["secret"], ref["version"])]
+        else:
+            env[item["name"]] = item["value"]
+    return env
+
+
+def test_the_service_accepts_the_environment(deployment: Deployment) -> None:
+    """The contract, checked by the service's own settings reader."""
+    for name, role in ((PUBLIC, "public"), (INTERNAL, "internal")):
+        settings = Settings.from_env(resolved_env(deployment, deployment.named(SERVICE, name)))
+        assert settings.service_role == role
+        assert settings.internal_auth == ("cloud_run_iam" if role == "internal" else "api_key")
+        assert settings.public_base_url == DETERMINISTIC_URL
+        assert settings.google_cloud_project == GCP_PROJECT
+        assert set(settings.components) == {APPID_A, APPID_B}
+        a, b = settings.components[APPID_A], settings.components[APPID_B]
+        assert a.secret == SECRET_VALUES[f"{APPID_A}_appsecret"]
+        assert a.token == SECRET_VALUES[f"{APPID_A}_token"]
+        assert a.encoding_aes_key == SECRET_VALUES[f"{APPID_A}_encoding_aes_key"]
+        assert a.previous_encoding_aes_key == SECRET_VALUES[f"{APPID_A}_previous_encoding_aes_key"]
+        assert b.encoding_aes_key == SECRET_VALUES[f"{APPID_B}_encoding_aes_key"]
+        assert b.previous_encoding_aes_key is None
