@@ -70,11 +70,11 @@ image:
 	$(call need,gcloud,install the Google Cloud CLI and run 'gcloud auth login')
 	@repo=$$($(PULUMI) stack output image_repository 2>/dev/null) || { 	  echo "error: the stack has no image_repository yet: run 'make deploy' once first" 	       "(without 'image' it creates the registry, the network and the secrets)" >&2; exit 1; }; 	project=$$($(PULUMI) config get gcp:project) && 	gcloud builds submit --project "$$project" --tag "$$repo/gateway:$(IMAGE_TAG)" . && 	$(PULUMI) config set image "$$repo/gateway:$(IMAGE_TAG)" && 	echo "image set to $$repo/gateway:$(IMAGE_TAG); now run: make deploy"
 
-preview: setup
+preview: $(STAMP)
 	$(call need,pulumi,install the Pulumi CLI (see README))
 	$(PULUMI) preview --diff
 
-deploy: setup
+deploy: $(STAMP)
 	$(call need,pulumi,install the Pulumi CLI (see README))
 	$(PULUMI) up
 
