@@ -25,7 +25,7 @@ def api_key_refusal() -> ResponseReturnValue | None:
     if settings.internal_auth == "cloud_run_iam":
         # Cloud Run has checked the caller's identity token and its run.invoker role before
         # the request got here; a request without one means the service was exposed.
-        if not request.headers.get("Authorization", request.headers.get(SERVERLESS_AUTH)):
+        if not (request.headers.get("Authorization") or request.headers.get(SERVERLESS_AUTH)):
             return error_response(401, "missing identity token (Cloud Run IAM)")
         return None
     keys = settings.service_api_keys
