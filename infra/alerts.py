@@ -1,7 +1,7 @@
 """Log-based metrics on the service's structured logs, and one alert policy per metric.
 
-``LOG_ALERTS`` is the one place the service's event names appear in infra; tests/infra checks
-them against ``service/log_events.py``.
+The event names are the service's own (``service/log_events.py``), so a rename there
+renames the metric's filter too; tests/infra checks that every event has its metric.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pulumi_gcp as gcp
 
 from infra.config import GatewayConfig
 from infra.names import ResourceNames
+from service import log_events
 
 WINDOW = "300s"
 
@@ -34,9 +35,9 @@ LOG_ALERTS = (
     LogAlert(
         name="refresh-failures",
         events=(
-            "authorizer_refresh_failed",
-            "component_token_refresh_failed",
-            "authorizer_quota_exceeded",
+            log_events.AUTHORIZER_REFRESH_FAILED,
+            log_events.COMPONENT_TOKEN_REFRESH_FAILED,
+            log_events.AUTHORIZER_QUOTA_EXCEEDED,
         ),
         kind="any",
         title="WeChat token refresh failures",
@@ -58,7 +59,7 @@ errcode 45009, stopped a refresh). Tokens keep working until they expire, so act
     ),
     LogAlert(
         name="reauthorization-required",
-        events=("refresh_token_rejected",),
+        events=(log_events.REFRESH_TOKEN_REJECTED,),
         kind="any",
         title="A merchant must authorize again (errcode 61023)",
         severity="WARNING",
@@ -73,7 +74,7 @@ authorize again. The log entry names the authorizer's appid.
     ),
     LogAlert(
         name="ticket-stale",
-        events=("ticket_stale",),
+        events=(log_events.TICKET_STALE,),
         kind="any",
         title="WeChat component_verify_ticket is stale",
         severity="ERROR",
@@ -90,7 +91,7 @@ minutes; without it no new component token can be obtained once the current one 
     ),
     LogAlert(
         name="sweep-done",
-        events=("refresh_sweep_done",),
+        events=(log_events.SWEEP_DONE,),
         kind="absent",
         title="The token refresh sweep has not finished in 15 minutes",
         severity="CRITICAL",

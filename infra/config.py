@@ -17,10 +17,12 @@ from typing import Any, Literal
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from service.wechat.accounts import APPID_PATTERN
+
 PROJECT = "wechat-component-gateway"
 EXAMPLE_APPID = "wx0123456789abcdef"
 
-APPID = re.compile(r"^wx[0-9a-f]{16}$")
+APPID = APPID_PATTERN
 # Letters, digits and inner hyphens, starting with a letter: valid as the start of every
 # derived name (service accounts, Cloud Run services, Artifact Registry repositories).
 NAME_PREFIX = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
@@ -49,7 +51,7 @@ class SecretKind:
     """One of a component's secrets: where it is configured and how the service reads it."""
 
     name: str  # the config key is "<appid>_<name>"
-    env_suffix: str  # the service reads WECHAT_COMPONENT_<APPID>_<env_suffix>
+    service_key: str  # its key in the service's COMPONENT_VARS (its env var's name)
     required: bool
     pattern: re.Pattern[str]
     rule: str  # what the pattern means, for error messages
@@ -65,7 +67,7 @@ class SecretKind:
 
 APPSECRET = SecretKind(
     "appsecret",
-    "SECRET",
+    "secret",
     True,
     re.compile(r"^\S+$"),
     "non-empty, without spaces",
@@ -73,7 +75,7 @@ APPSECRET = SecretKind(
 )
 TOKEN = SecretKind(
     "token",
-    "TOKEN",
+    "token",
     True,
     re.compile(r"^[A-Za-z0-9]{3,32}$"),
     "3 to 32 letters or digits (the open platform console's rule)",
@@ -81,7 +83,7 @@ TOKEN = SecretKind(
 )
 ENCODING_AES_KEY = SecretKind(
     "encoding_aes_key",
-    "ENCODING_AES_KEY",
+    "encoding_aes_key",
     True,
     re.compile(r"^[A-Za-z0-9]{43}$"),
     "exactly 43 letters or digits",
@@ -89,7 +91,7 @@ ENCODING_AES_KEY = SecretKind(
 )
 PREVIOUS_ENCODING_AES_KEY = SecretKind(
     "previous_encoding_aes_key",
-    "PREVIOUS_ENCODING_AES_KEY",
+    "previous_encoding_aes_key",
     False,
     ENCODING_AES_KEY.pattern,
     ENCODING_AES_KEY.rule,

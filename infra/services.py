@@ -19,6 +19,7 @@ from infra.component_secrets import StoredSecret
 from infra.config import GatewayConfig
 from infra.names import ResourceNames
 from infra.network import EgressNetwork
+from service.config import COMPONENT_APPIDS_VAR, COMPONENT_VARS
 
 Role = Literal["public", "internal"]
 CONTAINER_PORT = 8080
@@ -52,10 +53,6 @@ def deterministic_url(service_name: str, project_number: str, region: str) -> st
     return f"https://{service_name}-{project_number}.{region}.run.app"
 
 
-def secret_env_name(appid: str, env_suffix: str) -> str:
-    return f"WECHAT_COMPONENT_{appid.upper()}_{env_suffix}"
-
-
 def service_env(
     role: Role,
     config: GatewayConfig,
@@ -70,7 +67,7 @@ def service_env(
         Env(name="FIRESTORE_DATABASE", value=database_name),
         # Both need it: the internal one issues authorization links whose callback is public.
         Env(name="PUBLIC_BASE_URL", value=public_base_url),
-        Env(name="WECHAT_COMPONENT_APPIDS", value=",".join(config.appids)),
+        Env(name=COMPONENT_APPIDS_VAR, value=",".join(config.appids)),
     ]
     if role == "internal":
         # Cloud Run IAM has checked the caller before the request arrives.
@@ -79,7 +76,7 @@ def service_env(
         # By reference only, pinned to the version: a rotated secret rolls a new revision.
         env.append(
             Env(
-                name=secret_env_name(stored.appid, stored.kind.env_suffix),
+                name=COMPONENT_VARS[stored.kind.service_key].format(appid=stored.appid.upper()),
                 value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
                     secret_key_ref=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
                         secret=stored.secret.id,

@@ -1,7 +1,7 @@
 """The ``event`` field of the log lines that alerts count (Cloud Logging: ``jsonPayload.event``).
 
-The deployment's log-based metrics filter on these names (``infra/alerts.py``), so they are
-a contract: rename one only together with its metric.
+The deployment's log-based metrics filter on these names (``infra/alerts.py`` imports
+them), so every event here needs a metric there.
 """
 
 SWEEP_DONE = "refresh_sweep_done"

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from devstack.processes import ManagedProcess, free_port
-from devstack.stack import component_variables, start_service
+from devstack.stack import component_variables, service_env, start_service
 from tests.e2e.helpers import ADMIN, create_merchant, stored_authorizer
 from tests.stack import E2E_PROJECT, Stack
 
@@ -35,18 +35,13 @@ class Roles:
 
 def _start(role: str, stack: Stack, public_url: str, port: int, log: Path) -> ManagedProcess:
     env = {
-        **component_variables(stack.demo),
+        **service_env(
+            [stack.demo], public_url, stack.mock_url, E2E_PROJECT, stack.firestore_host, ""
+        ),
         "WECHAT_COMPONENTS": "",
-        "WECHAT_COMPONENTS_FILE": "",
-        "SERVICE_API_KEYS": "",
+        **component_variables(stack.demo),
         "SERVICE_ROLE": role,
         "INTERNAL_AUTH": "cloud_run_iam" if role == "internal" else "api_key",
-        "WECHAT_API_BASE": stack.mock_url,
-        "WECHAT_MP_BASE": stack.mock_url,
-        "WECHAT_OPEN_BASE": stack.mock_url,
-        "PUBLIC_BASE_URL": public_url,
-        "GOOGLE_CLOUD_PROJECT": E2E_PROJECT,
-        "FIRESTORE_EMULATOR_HOST": stack.firestore_host,
     }
     return start_service(port, env, log, workers=1, name=f"{role} service (gunicorn)")
 

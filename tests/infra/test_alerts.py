@@ -1,4 +1,4 @@
-"""Alerts count the service's log events: the names must be the service's own constants."""
+"""Alerts count the service's log events: each event once, and every event has a metric."""
 
 from __future__ import annotations
 
