@@ -16,18 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from service.authorization import AuthorizationFlow, Outcome
+from service.inbound import PushRejected, open_envelope
 from service.store.records import AuthorizationStore, InboxEntry
 from service.tickets import TicketKeeper
-from service.wechat.crypto import AppIdMismatchError, CryptoError, MessageCrypto, SignatureError
+from service.wechat.crypto import MessageCrypto
 from service.wechat.messages import (
     AuthorizationGranted,
     ComponentVerifyTicket,
     MessageError,
-    OversizedXmlError,
+    Notice,
     PushMessage,
     Unauthorized,
     UnknownInfo,
-    parse_envelope,
     parse_message,
 )
 
@@ -36,13 +36,6 @@ log = logging.getLogger(__name__)
 INBOX_TTL = 30 * 86400  # Firestore's TTL policy deletes inbox entries after this
 # Outcomes a redelivery of the same push should try again.
 RETRYABLE = (Outcome.ERROR, Outcome.IN_PROGRESS)
-
-
-class PushRejected(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True)
@@ -60,46 +53,16 @@ def open_push(
     max_bytes: int,
 ) -> Opened:
     """Verify the signatures and the timestamp, decrypt, parse and check the AppId."""
-    missing = [name for name in ("msg_signature", "timestamp", "nonce") if not query.get(name)]
-    if missing:
-        raise PushRejected(400, f"missing query parameter(s): {', '.join(missing)}")
-    encrypt_type = query.get("encrypt_type", "aes")
-    if encrypt_type != "aes":
-        raise PushRejected(400, f"encrypt_type must be 'aes', got {encrypt_type!r}")
-    timestamp, nonce = query["timestamp"], query["nonce"]
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise PushRejected(400, "timestamp is not an integer") from None
-    if abs(now - sent_at) > max_clock_skew:
-        raise PushRejected(400, f"timestamp is more than {max_clock_skew:.0f}s from our clock")
-    try:
-        envelope = parse_envelope(body, max_bytes)
-    except OversizedXmlError as exc:
-        raise PushRejected(413, str(exc)) from None
-    except MessageError as exc:
-        raise PushRejected(400, f"bad envelope: {exc}") from None
-    if envelope.app_id is not None and envelope.app_id != crypto.appid:
+    opened = open_envelope(crypto, query, body, now, max_clock_skew, max_bytes)
+    if opened.envelope.app_id is not None and opened.envelope.app_id != crypto.appid:
         raise PushRejected(400, "envelope AppId does not match this component")
     try:
-        if query.get("signature"):
-            crypto.verify_signature(query["signature"], timestamp, nonce)
-        decrypted = crypto.verify_and_decrypt(
-            query["msg_signature"], timestamp, nonce, envelope.encrypt
-        )
-    except SignatureError as exc:
-        raise PushRejected(403, str(exc)) from None
-    except AppIdMismatchError as exc:
-        raise PushRejected(400, str(exc)) from None
-    except CryptoError as exc:
-        raise PushRejected(400, f"cannot decrypt: {exc}") from None
-    try:
-        message = parse_message(decrypted.message, max_bytes)
+        message = parse_message(opened.decrypted.message, max_bytes)
     except MessageError as exc:
         raise PushRejected(400, f"bad message: {exc}") from None
     if message.app_id != crypto.appid:
         raise PushRejected(400, "message AppId does not match this component")
-    return Opened(message, decrypted.used_previous_key)
+    return Opened(message, opened.decrypted.used_previous_key)
 
 
 class PushDispatcher:
@@ -147,7 +110,7 @@ class PushDispatcher:
                 outcome=outcome,
                 final=final,
                 authorizer_appid=getattr(message, "authorizer_appid", None),
-                fields=dict(message.fields) if isinstance(message, UnknownInfo) else None,
+                fields=dict(message.fields) if isinstance(message, Notice | UnknownInfo) else None,
                 expire_at=datetime.fromtimestamp(now + self.inbox_ttl, UTC),
             )
         )
@@ -160,11 +123,23 @@ class PushDispatcher:
             return result.outcome.value, result.outcome not in RETRYABLE
         if isinstance(message, Unauthorized):
             return self.flow.on_unauthorized(message).value, True
-        log.info(
+        if isinstance(message, Notice):
+            # Recorded whole in the inbox; a later issue forwards them. Fields may hold
+            # codes (a fast registration's auth_code), so they are never logged.
+            log.info(
+                "notice recorded",
+                extra={
+                    "component_appid": message.app_id,
+                    "info_type": message.info_type,
+                    "about": message.description,
+                },
+            )
+            return "recorded", True
+        log.warning(
             "push of an unknown InfoType recorded",
             extra={"component_appid": message.app_id, "info_type": message.info_type},
         )
-        return "recorded", True
+        return "recorded_unknown", True
 
 
 def inbox_key(message: PushMessage) -> str:

@@ -184,7 +184,7 @@ class InboxEntry(Record):
     outcome: str
     final: bool  # False: processing failed transiently, a redelivery is processed again
     authorizer_appid: str | None = None
-    fields: dict[str, str] | None = None  # the whole message, for unknown InfoTypes
+    fields: dict[str, Any] | None = None  # the whole message, for notices and unknown ones
     expire_at: datetime | None = None  # Firestore TTL
 
 

@@ -7,7 +7,8 @@ import time
 
 from flask import Blueprint, Response, request
 
-from service.pushes import PushRejected, open_push
+from service.inbound import PushRejected
+from service.pushes import open_push
 from service.web import runtime
 from service.web.errors import error_response
 

@@ -14,7 +14,7 @@ import hmac
 import secrets
 import string
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from Crypto.Cipher import AES
@@ -122,7 +122,10 @@ def encrypt_with_key(key: bytes, msg: str, appid: str, prefix: bytes) -> str:
     return base64.b64encode(cipher.encrypt(pkcs7_pad(plain))).decode("ascii")
 
 
-def decrypt_with_key(key: bytes, encrypt: str, appid: str) -> str:
+def decrypt_with_key(
+    key: bytes, encrypt: str, appid: str, also_accept: Collection[str] = ()
+) -> tuple[str, str]:
+    """The message, and the trailing appid: ``appid`` or one of ``also_accept``."""
     try:
         raw = base64.b64decode(encrypt, validate=True)
     except (binascii.Error, ValueError):
@@ -137,10 +140,13 @@ def decrypt_with_key(key: bytes, encrypt: str, appid: str) -> str:
     if start + length > len(plain):
         raise IllegalBufferError("length field exceeds the buffer")
     body, tail = plain[start : start + length], plain[start + length :]
-    if not hmac.compare_digest(tail, appid.encode("ascii")):
+    sender = next(
+        (a for a in (appid, *also_accept) if hmac.compare_digest(tail, a.encode("ascii"))), None
+    )
+    if sender is None:
         raise AppIdMismatchError()
     try:
-        return body.decode("utf-8")
+        return body.decode("utf-8"), sender
     except UnicodeDecodeError:
         raise IllegalBufferError("message is not UTF-8") from None
 
@@ -149,6 +155,7 @@ def decrypt_with_key(key: bytes, encrypt: str, appid: str) -> str:
 class Decrypted:
     message: str
     used_previous_key: bool
+    appid: str  # the appid the message ended with
 
 
 @dataclass(frozen=True)
@@ -187,21 +194,28 @@ class MessageCrypto:
     def encrypt(self, msg: str) -> str:
         return encrypt_with_key(self._key, msg, self.appid, self._random_prefix())
 
-    def decrypt(self, encrypt: str) -> Decrypted:
-        """Decrypt with the current key, then the previous one (protocol §1.1)."""
+    def decrypt(self, encrypt: str, also_accept: Collection[str] = ()) -> Decrypted:
+        """Decrypt with the current key, then the previous one (protocol §1.1).
+
+        The message must end with our appid or one of ``also_accept``.
+        """
         try:
-            return Decrypted(decrypt_with_key(self._key, encrypt, self.appid), False)
+            message, sender = decrypt_with_key(self._key, encrypt, self.appid, also_accept)
+            return Decrypted(message, False, sender)
         except (Base64Error, DecryptError):
             raise
         except CryptoError as current_error:
             if self._previous_key is None:
                 raise
             try:
-                return Decrypted(decrypt_with_key(self._previous_key, encrypt, self.appid), True)
+                message, sender = decrypt_with_key(
+                    self._previous_key, encrypt, self.appid, also_accept
+                )
             except AppIdMismatchError:
                 raise
             except CryptoError:
                 raise current_error from None
+            return Decrypted(message, True, sender)
 
     def msg_signature(self, timestamp: str, nonce: str, encrypt: str) -> str:
         return msg_signature(self._token, timestamp, nonce, encrypt)
@@ -218,11 +232,16 @@ class MessageCrypto:
             raise SignatureError("signature")
 
     def verify_and_decrypt(
-        self, msg_signature: str, timestamp: str, nonce: str, encrypt: str
+        self,
+        msg_signature: str,
+        timestamp: str,
+        nonce: str,
+        encrypt: str,
+        also_accept: Collection[str] = (),
     ) -> Decrypted:
         """What a receiver does: check msg_signature first, then decrypt (CBC is malleable)."""
         self.verify_msg_signature(msg_signature, timestamp, nonce, encrypt)
-        return self.decrypt(encrypt)
+        return self.decrypt(encrypt, also_accept)
 
     def seal(self, msg: str, timestamp: str, nonce: str) -> SignedEnvelope:
         """What a sender does: encrypt and sign, as WeChat does for a push (protocol §1.5)."""

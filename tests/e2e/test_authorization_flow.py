@@ -19,7 +19,6 @@ from devstack.stack import REPO
 from mock_wechat.merchant import Merchant, MerchantError
 from service.store.records import AuthorizerRecord
 from service.wechat.accounts import AUTH_TYPES, AccountType
-from service.wechat.messages import build_xml
 from tests.e2e.helpers import refresh, signed_push
 from tests.stack import Stack
 
@@ -288,17 +287,20 @@ def test_unknown_code_and_missing_code(ready: Stack) -> None:
     assert denied.status_code == 400 and 'data-outcome="denied"' in denied.text
 
 
-def test_unknown_info_type_is_answered_success_and_recorded(ready: Stack) -> None:
-    xml = build_xml(
-        {
-            "AppId": ready.demo.appid,
-            "CreateTime": 1700000000,
-            "InfoType": "notify_third_fasteregister",
-            "appid": "wx00000000000000ab",
-            "status": 0,
-            "msg": "OK",
-        }
-    )
+FASTEREGISTER = """<xml><AppId><![CDATA[{appid}]]></AppId><CreateTime>1700000000</CreateTime>
+<InfoType><![CDATA[{info_type}]]></InfoType><appid><![CDATA[wx00000000000000ab]]></appid>
+<status>0</status><auth_code><![CDATA[secret-code]]></auth_code><msg><![CDATA[OK]]></msg>
+<info><name><![CDATA[某公司]]></name><code_type>1</code_type></info></xml>"""
+
+
+@pytest.mark.parametrize(
+    ("info_type", "outcome"),
+    [("notify_third_fasteregister", "recorded"), ("notify_not_invented_yet", "recorded_unknown")],
+)
+def test_other_info_types_are_answered_success_and_recorded_whole(
+    ready: Stack, info_type: str, outcome: str
+) -> None:
+    xml = FASTEREGISTER.format(appid=ready.demo.appid, info_type=info_type)
     for _ in range(2):
         response = signed_push(ready, xml)
         assert response.status_code == 200 and response.text == "success"
@@ -309,9 +311,11 @@ def test_unknown_info_type_is_answered_success_and_recorded(ready: Stack) -> Non
         .stream()
     )
     entries = [doc.to_dict() for doc in inbox]
-    assert len(entries) == 1
-    assert entries[0]["info_type"] == "notify_third_fasteregister"
-    assert entries[0]["fields"]["msg"] == "OK" and entries[0]["outcome"] == "recorded"
+    assert len(entries) == 1  # the second push was a duplicate
+    assert entries[0]["info_type"] == info_type and entries[0]["outcome"] == outcome
+    assert entries[0]["fields"]["msg"] == "OK"
+    assert entries[0]["fields"]["info"] == {"name": "某公司", "code_type": "1"}
+    assert "secret-code" not in ready.service.log_text()
 
 
 # ----- through the real pages ---------------------------------------------------------

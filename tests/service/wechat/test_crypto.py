@@ -94,7 +94,7 @@ def test_any_unicode_message_round_trips(message: str) -> None:
     c = MessageCrypto("token", KEY, APPID)
     sealed = c.seal(message, "1700000000", "42")
     assert c.verify_and_decrypt(sealed.msg_signature, "1700000000", "42", sealed.encrypt) == (
-        crypto.Decrypted(message, used_previous_key=False)
+        crypto.Decrypted(message, used_previous_key=False, appid=APPID)
     )
 
 
@@ -170,14 +170,31 @@ def test_previous_key_is_accepted_and_reported() -> None:
     old = MessageCrypto("token", KEY, APPID)
     rotated = MessageCrypto("token", OTHER_KEY, APPID, previous_encoding_aes_key=KEY)
     encrypt = old.encrypt("hello")
-    assert rotated.decrypt(encrypt) == crypto.Decrypted("hello", used_previous_key=True)
-    assert rotated.decrypt(rotated.encrypt("hi")) == crypto.Decrypted("hi", used_previous_key=False)
+    assert rotated.decrypt(encrypt) == crypto.Decrypted(
+        "hello", used_previous_key=True, appid=APPID
+    )
+    assert rotated.decrypt(rotated.encrypt("hi")) == crypto.Decrypted(
+        "hi", used_previous_key=False, appid=APPID
+    )
 
 
 def test_a_key_we_do_not_hold_is_rejected() -> None:
     stranger = MessageCrypto("token", OTHER_KEY, APPID)
     with pytest.raises((IllegalBufferError, AppIdMismatchError)):
         official().decrypt(stranger.encrypt("hello"))
+
+
+def test_a_second_accepted_appid_is_reported_and_others_still_refused() -> None:
+    # The message URL accepts the authorized account's appid too (UNCONFIRMED which).
+    account = "wx00000000000000aa"
+    by_account = MessageCrypto("token", KEY, account)
+    c = MessageCrypto("token", KEY, APPID)
+    assert c.decrypt(by_account.encrypt("hi"), also_accept=[account]).appid == account
+    assert c.decrypt(c.encrypt("hi"), also_accept=[account]).appid == APPID
+    with pytest.raises(AppIdMismatchError):
+        c.decrypt(by_account.encrypt("hi"))
+    with pytest.raises(AppIdMismatchError):
+        c.decrypt(by_account.encrypt("hi"), also_accept=["wx00000000000000bb"])
 
 
 def test_wrong_appid_under_previous_key_still_reports_appid() -> None:
