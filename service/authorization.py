@@ -38,6 +38,7 @@ from service.wechat.errors import (
 )
 from service.wechat.links import AuthorizeLinks, LinkRequest, build_links
 from service.wechat.messages import AuthorizationGranted, Unauthorized
+from service.wechat.release_accounts import is_release_test_appid
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,7 @@ class AuthorizationFlow:
                 last_error=None,
                 last_error_at=None,
                 sync_flag=None,
+                release_test=is_release_test_appid(appid),
                 authorized_at=base.authorized_at if was_authorized else now,
                 updated_at=now,
                 revoked_at=None,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from service.authorizer_tokens import AuthorizerTokenManager
@@ -36,10 +37,15 @@ class ProxyPathError(ValueError):
 
 
 class UpstreamError(Exception):
-    """WeChat gave no answer: a timeout (504) or a failed connection (502)."""
+    """WeChat gave no answer: a timeout (504) or a failed connection (502).
 
-    def __init__(self, status: int, reason: str) -> None:
+    ``reached`` is False only when the request surely never reached WeChat (it could not
+    connect), so only then may a call that is not safe to repeat be tried again.
+    """
+
+    def __init__(self, status: int, reason: str, reached: bool = True) -> None:
         self.status = status
+        self.reached = reached
         super().__init__(reason)
 
 
@@ -130,11 +136,15 @@ class AuthorizerProxy:
                 headers=headers,
                 timeout=self.timeout,
             )
+        except requests.ConnectTimeout:
+            raise UpstreamError(502, "could not connect to WeChat (timeout)", False) from None
         except requests.Timeout:
             raise UpstreamError(504, f"WeChat did not answer within {self.timeout:g} s") from None
         except requests.RequestException as exc:
             # The exception's text holds the URL, and the URL the token: keep only its type.
-            raise UpstreamError(502, f"request to WeChat failed ({type(exc).__name__})") from None
+            raise UpstreamError(
+                502, f"request to WeChat failed ({type(exc).__name__})", _reached(exc)
+            ) from None
         body = response.content
         return ProxyAnswer(
             status=response.status_code,
@@ -142,6 +152,13 @@ class AuthorizerProxy:
             headers={h: response.headers[h] for h in PASSED_HEADERS if h in response.headers},
             errcode=_errcode(body),
         )
+
+
+def _reached(exc: requests.RequestException) -> bool:
+    """False when the connection itself failed (urllib3 gave up on a new connection)."""
+    reason = exc.args[0] if exc.args else None
+    cause = getattr(reason, "reason", reason)
+    return not isinstance(cause, NewConnectionError)
 
 
 def _errcode(body: bytes) -> int | None:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from service.account_directory import AuthorizerDirectory
+from service.account_messages import AccountMessages
 from service.authorization import AuthorizationFlow, FlowPolicy
 from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPolicy
 from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
 from service.proxy import AuthorizerProxy
 from service.pushes import PushDispatcher
+from service.release_responder import ReleaseResponder
+from service.release_sends import ReleaseSendPolicy, ReleaseSends
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizationStore
 from service.sweep import RefreshSweep, SweepPolicy
@@ -97,6 +101,7 @@ class Runtime:
                 jitter=settings.sweep_jitter,
                 concurrency=settings.sweep_concurrency,
             ),
+            self.release_sends,
         )
 
     @cached_property
@@ -119,6 +124,21 @@ class Runtime:
             self.component_tokens,
             self.settings,
             FlowPolicy(lease_seconds=self.settings.refresh_lease_seconds),
+        )
+
+    @cached_property
+    def release_sends(self) -> ReleaseSends:
+        return ReleaseSends(
+            self.store,
+            self.authorization,
+            self.proxy,
+            ReleaseSendPolicy(lease_seconds=self.settings.refresh_lease_seconds),
+        )
+
+    @cached_property
+    def messages(self) -> AccountMessages:
+        return AccountMessages(
+            AuthorizerDirectory(self.store), ReleaseResponder(self.release_sends)
         )
 
     @cached_property

@@ -26,6 +26,7 @@ from service.authorizer_tokens import AuthorizerTokenManager, Outcome
 from service.component_token import ComponentTokenManager, TokenUnavailableError
 from service.component_token import Outcome as ComponentOutcome
 from service.log_events import AUTHORIZER_REFRESH_FAILED, SWEEP_DONE
+from service.release_sends import ReleaseSends
 from service.store.records import AuthorizationStore, AuthorizerRecord, StoreError
 from service.tickets import TicketKeeper
 
@@ -80,6 +81,7 @@ class RefreshSweep:
         component_tokens: ComponentTokenManager,
         authorizer_tokens: AuthorizerTokenManager,
         policy: SweepPolicy = SweepPolicy(),
+        release_sends: ReleaseSends | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -87,6 +89,7 @@ class RefreshSweep:
         self.component_tokens = component_tokens
         self.authorizer_tokens = authorizer_tokens
         self.policy = policy
+        self.release_sends = release_sends
         self.clock = clock
 
     def run(self, appids: Iterable[str]) -> SweepReport:
@@ -97,6 +100,8 @@ class RefreshSweep:
             report.components[appid] = detail
             if self._component(appid, report, detail):
                 detail["authorizers"] = self._authorizers(appid, report)
+            if self.release_sends is not None:
+                detail["release_sends"] = self._release_sends(appid)
         report.seconds = round(time.monotonic() - started, 3)
         log.info(
             "refresh sweep done",
@@ -131,6 +136,18 @@ class RefreshSweep:
             report.skipped += 1
         detail["component_token"] = outcome.value
         return True
+
+    def _release_sends(self, appid: str) -> dict[str, int]:
+        """The release check's customer-service texts a stopped process left behind."""
+        assert self.release_sends is not None
+        try:
+            return self.release_sends.recover(appid)
+        except StoreError as exc:
+            log.error(
+                "refresh sweep: cannot recover release sends",
+                extra={"component_appid": appid, "error": str(exc)},
+            )
+            return {"error": 1}
 
     def _authorizers(self, component_appid: str, report: SweepReport) -> dict[str, int]:
         now = self.clock()

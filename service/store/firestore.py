@@ -4,7 +4,7 @@ Writes are optimistic compare-and-set on the document's update time: cheap when 
 else writes, and no transaction locks (which stall for seconds under contention).
 
 Layout: ``components/<c>`` with the subcollections ``authorizers/<appid>``,
-``authorization_codes/<hash>`` and ``inbox/<hash>``.
+``authorization_codes/<hash>``, ``inbox/<hash>`` and ``release_sends/<hash>``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from service.store.records import (
+    OPEN_RELEASE_SEND_STATUSES,
     AuthorizerRecord,
     AuthorizerStatus,
     Change,
@@ -32,6 +34,7 @@ from service.store.records import (
     MaybeModified,
     Modified,
     Record,
+    ReleaseSend,
     StoreError,
 )
 
@@ -39,6 +42,7 @@ COMPONENTS = "components"
 AUTHORIZERS = "authorizers"
 AUTHORIZATION_CODES = "authorization_codes"
 INBOX = "inbox"
+RELEASE_SENDS = "release_sends"
 _LOST_RACE = (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Conflict, gexc.Aborted)
 R = TypeVar("R", bound=Record)
 
@@ -83,9 +87,9 @@ class FirestoreStore:
             self._client_pid = os.getpid()
         return self._client
 
-    def _read(self, ref: Any) -> Any:
+    def _read(self, ref: Any, deadline: float | None = None) -> Any:
         self.ops.add(reads=1)
-        return _read(ref)
+        return _read(ref, **_within(deadline))
 
     def _query(self, query: Any) -> list[Any]:
         try:
@@ -121,8 +125,10 @@ class FirestoreStore:
 
     # ----- authorizers --------------------------------------------------------------
 
-    def get_authorizer(self, component_appid: str, appid: str) -> AuthorizerRecord | None:
-        snapshot = self._read(self._child_ref(component_appid, AUTHORIZERS, appid))
+    def get_authorizer(
+        self, component_appid: str, appid: str, deadline: float | None = None
+    ) -> AuthorizerRecord | None:
+        snapshot = self._read(self._child_ref(component_appid, AUTHORIZERS, appid), deadline)
         if not snapshot.exists:
             return None
         return _authorizer(component_appid, appid)(snapshot.to_dict() or {})
@@ -202,6 +208,42 @@ class FirestoreStore:
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"Firestore write failed: {type(exc).__name__}") from None
 
+    # ----- the release check's customer-service sends --------------------------------
+
+    def create_release_send(self, send: ReleaseSend, deadline: float | None = None) -> bool:
+        ref = self._child_ref(send.component_appid, RELEASE_SENDS, send.key)
+        self.ops.add(writes=1)
+        try:
+            ref.create(send.to_document(), **_within(deadline))
+        except gexc.AlreadyExists:
+            return False
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"Firestore write failed: {type(exc).__name__}") from None
+        except gexc.RetryError:
+            raise StoreError(f"Firestore write took longer than {deadline} s") from None
+        return True
+
+    def modify_release_send(
+        self, component_appid: str, key: str, change: Change[ReleaseSend]
+    ) -> MaybeModified[ReleaseSend]:
+        return self._modify(
+            self._child_ref(component_appid, RELEASE_SENDS, key),
+            lambda data: ReleaseSend.from_document(data, component_appid=component_appid, key=key),
+            change,
+            "release send",
+        )
+
+    def open_release_sends(self, component_appid: str) -> list[ReleaseSend]:
+        query = (
+            self._component_ref(component_appid)
+            .collection(RELEASE_SENDS)
+            .where(filter=FieldFilter("status", "in", list(OPEN_RELEASE_SEND_STATUSES)))
+        )
+        return [
+            ReleaseSend.from_document(s.to_dict() or {}, component_appid=component_appid, key=s.id)
+            for s in self._query(query)
+        ]
+
     # ----- compare-and-set ----------------------------------------------------------
 
     def _modify(
@@ -234,11 +276,20 @@ class FirestoreStore:
         raise ContentionError(f"{what}: gave up after {self.max_attempts} conflicts")
 
 
-def _read(ref: Any) -> Any:
+def _within(deadline: float | None) -> dict[str, Any]:
+    """The arguments that bound a call, its retries included, to ``deadline`` seconds."""
+    if deadline is None:
+        return {}
+    return {"retry": gretry.Retry(timeout=deadline), "timeout": deadline}
+
+
+def _read(ref: Any, **bounds: Any) -> Any:
     try:
-        return ref.get()
+        return ref.get(**bounds)
     except gexc.GoogleAPICallError as exc:
         raise StoreError(f"Firestore read failed: {type(exc).__name__}") from None
+    except gexc.RetryError:
+        raise StoreError("Firestore read took longer than its deadline") from None
 
 
 def _authorizer(component_appid: str, appid: str) -> Callable[[dict[str, Any]], AuthorizerRecord]:

@@ -124,6 +124,8 @@ class AuthorizerRecord(Record):
     last_error_at: float | None = None
     # Set by sync when WeChat's list disagrees with this record (SyncFlag values).
     sync_flag: str | None = None
+    # One of the 全网发布 check's test accounts (service.wechat.release_accounts).
+    release_test: bool = False
     history: tuple[dict[str, Any], ...] = ()
 
     def token_valid_at(self, moment: float) -> bool:
@@ -188,6 +190,49 @@ class InboxEntry(Record):
     expire_at: datetime | None = None  # Firestore TTL
 
 
+class ReleaseSendStatus(StrEnum):
+    PENDING = "pending"  # written before the empty answer; nobody works on it
+    CLAIMED = "claimed"  # someone holds the lease and is getting the token
+    SENDING = "sending"  # the lease holder is calling custom/send: past here, never again
+    SENT = "sent"
+    FAILED = "failed"  # WeChat refused the send, or there is no token to send with
+    UNKNOWN = "unknown"  # the send may or may not have reached WeChat: not repeated
+
+
+OPEN_RELEASE_SEND_STATUSES = (
+    ReleaseSendStatus.PENDING.value,
+    ReleaseSendStatus.CLAIMED.value,
+    ReleaseSendStatus.SENDING.value,
+)
+
+
+@dataclass(frozen=True)
+class ReleaseSend(Record):
+    """The customer-service text the 全网发布 check waits for after ``QUERY_AUTH_CODE``
+    (components/<c>/release_sends/<hash of the message's dedup key>).
+
+    Written before the check's message is answered, so the send survives the instance.
+    """
+
+    component_appid: str
+    key: str
+    authorizer_appid: str
+    to_user: str  # the test user's openid
+    code: str = field(repr=False)  # the query auth code; the text is code + "_from_api"
+    status: str = ReleaseSendStatus.PENDING.value
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    attempts: int = 0
+    created_at: float | None = None
+    finished_at: float | None = None
+    errcode: int | None = None
+    error: str | None = None
+    expire_at: datetime | None = None  # Firestore TTL
+
+    def lease_free_at(self, moment: float) -> bool:
+        return _lease_free(self.lease_owner, self.lease_until, moment)
+
+
 R = TypeVar("R", bound=Record)
 ComponentChange = Callable[[ComponentRecord], ComponentRecord | None]
 # A change to a record that may not exist yet: it gets None, and may create one.
@@ -225,7 +270,11 @@ class ComponentStore(Protocol):
 
 
 class AuthorizationStore(ComponentStore, Protocol):
-    def get_authorizer(self, component_appid: str, appid: str) -> AuthorizerRecord | None: ...
+    def get_authorizer(
+        self, component_appid: str, appid: str, deadline: float | None = None
+    ) -> AuthorizerRecord | None:
+        """``deadline``: give up (StoreError) after this many seconds, retries included."""
+        ...
 
     def modify_authorizer(
         self, component_appid: str, appid: str, change: Change[AuthorizerRecord]
@@ -253,3 +302,15 @@ class AuthorizationStore(ComponentStore, Protocol):
     def get_inbox_entry(self, component_appid: str, key: str) -> InboxEntry | None: ...
 
     def put_inbox_entry(self, entry: InboxEntry) -> None: ...
+
+    def create_release_send(self, send: ReleaseSend, deadline: float | None = None) -> bool:
+        """Write ``send`` unless one with its key exists; True if written."""
+        ...
+
+    def modify_release_send(
+        self, component_appid: str, key: str, change: Change[ReleaseSend]
+    ) -> MaybeModified[ReleaseSend]: ...
+
+    def open_release_sends(self, component_appid: str) -> list[ReleaseSend]:
+        """The sends not finished yet (pending, claimed or sending)."""
+        ...

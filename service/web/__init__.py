@@ -18,13 +18,14 @@ ROLE_PREFIXES = {"public": ("/wechat/", "/authorize/"), "internal": ("/api/", "/
 
 
 def register_blueprints(app: Flask) -> None:
-    from service.web import authorize, errors, events, health, internal_api, tasks
+    from service.web import authorize, errors, events, health, internal_api, messages, tasks
 
     rt: Runtime = app.extensions["gateway"]
     errors.register(app)
     app.register_blueprint(health.bp)
     if rt.settings.serves("public"):
         app.register_blueprint(events.bp)
+        app.register_blueprint(messages.bp)
         app.register_blueprint(authorize.bp)
     if rt.settings.serves("internal"):
         app.register_blueprint(tasks.bp)

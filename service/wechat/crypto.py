@@ -191,8 +191,11 @@ class MessageCrypto:
     def __repr__(self) -> str:
         return f"MessageCrypto(appid={self.appid!r})"
 
-    def encrypt(self, msg: str) -> str:
-        return encrypt_with_key(self._key, msg, self.appid, self._random_prefix())
+    def encrypt(self, msg: str, use_previous_key: bool = False) -> str:
+        """Encrypt with the current key, or the previous one: a reply goes out under the
+        key its message came in with (protocol §1.1)."""
+        key = self._previous_key if use_previous_key and self._previous_key else self._key
+        return encrypt_with_key(key, msg, self.appid, self._random_prefix())
 
     def decrypt(self, encrypt: str, also_accept: Collection[str] = ()) -> Decrypted:
         """Decrypt with the current key, then the previous one (protocol §1.1).
@@ -243,9 +246,12 @@ class MessageCrypto:
         self.verify_msg_signature(msg_signature, timestamp, nonce, encrypt)
         return self.decrypt(encrypt, also_accept)
 
-    def seal(self, msg: str, timestamp: str, nonce: str) -> SignedEnvelope:
-        """What a sender does: encrypt and sign, as WeChat does for a push (protocol §1.5)."""
-        encrypt = self.encrypt(msg)
+    def seal(
+        self, msg: str, timestamp: str, nonce: str, use_previous_key: bool = False
+    ) -> SignedEnvelope:
+        """What a sender does: encrypt and sign, as WeChat does for a push (protocol §1.5),
+        and the message URL for a passive reply."""
+        encrypt = self.encrypt(msg, use_previous_key)
         return SignedEnvelope(
             encrypt=encrypt,
             timestamp=timestamp,

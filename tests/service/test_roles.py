@@ -27,6 +27,7 @@ def test_each_route_belongs_to_one_role() -> None:
     assert public | internal == everything
     assert public - SHARED == {
         "/wechat/<component_appid>/events",
+        "/wechat/<component_appid>/messages/<authorizer_appid>",
         "/authorize/<component_appid>",
         "/authorize/<component_appid>/callback",
     }

@@ -1,0 +1,194 @@
+"""The release check's customer-service text: sent once, recovered, never repeated.
+
+The store is the Firestore emulator. The code exchange and the WeChat call are stand-ins
+(the real ones are proven end to end in tests/e2e/test_release_check.py): what is tested
+here is the record's phases under every way a process can stop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+
+from service.authorization import AuthorizationFlow, ExchangeResult, Outcome
+from service.authorizer_tokens import AuthorizerUnavailableError, RefreshFailedError
+from service.proxy import AuthorizerProxy, ProxyAnswer, ProxyCall, UpstreamError
+from service.release_sends import ReleaseSendPolicy, ReleaseSends, send_key
+from service.store.firestore import FirestoreStore
+from service.store.records import ReleaseSend
+
+COMPONENT = "wx0123456789abcdef"
+ACCOUNT = "wx570bc396a51b8ff8"
+OPENID = "o_test_user"
+CODE = "queryauthcode@@@abc"
+
+
+@dataclass
+class FakeFlow:
+    outcome: Outcome = Outcome.ALREADY
+    codes: list[str] = field(default_factory=list)
+
+    def exchange(self, component_appid: str, code: str, source: str) -> ExchangeResult:
+        self.codes.append(code)
+        return ExchangeResult(self.outcome, reason="stand-in")
+
+
+@dataclass
+class FakeProxy:
+    """custom/send as WeChat answers it, or a failure to raise instead."""
+
+    failure: Exception | None = None
+    errcode: int = 0
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def forward(self, component_appid: str, appid: str, call: ProxyCall) -> ProxyAnswer:
+        self.calls.append((call.path, json.loads(call.body)))
+        if self.failure is not None:
+            raise self.failure
+        body = json.dumps({"errcode": self.errcode, "errmsg": "x"}).encode()
+        return ProxyAnswer(200, body, {}, self.errcode)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def sends(store: FirestoreStore, flow: FakeFlow, proxy: FakeProxy, clock: Clock) -> ReleaseSends:
+    return ReleaseSends(
+        store,
+        cast(AuthorizationFlow, flow),
+        cast(AuthorizerProxy, proxy),
+        ReleaseSendPolicy(lease_seconds=30, max_attempts=3),
+        clock=clock,
+    )
+
+
+def stored(store: FirestoreStore, key: str) -> ReleaseSend:
+    record = store.modify_release_send(COMPONENT, key, lambda current: None).record
+    assert record is not None
+    return record
+
+
+def test_a_send_is_queued_once_then_sent_with_the_exact_text(
+    store: FirestoreStore, clock: Clock
+) -> None:
+    flow, proxy = FakeFlow(), FakeProxy()
+    queue = sends(store, flow, proxy, clock)
+    key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    assert queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1") == key  # WeChat's retry
+    assert key == send_key(COMPONENT, ACCOUNT, "msg:1")
+    assert queue.run(COMPONENT, key) == "sent"
+    assert queue.run(COMPONENT, key) == "skipped"
+    assert proxy.calls == [
+        (
+            "cgi-bin/message/custom/send",
+            {"touser": OPENID, "msgtype": "text", "text": {"content": CODE + "_from_api"}},
+        )
+    ]
+    assert flow.codes == [CODE]
+    assert stored(store, key).status == "sent"
+    assert store.open_release_sends(COMPONENT) == []
+
+
+def test_a_claim_whose_holder_died_is_taken_over_after_its_lease(
+    store: FirestoreStore, clock: Clock
+) -> None:
+    proxy = FakeProxy()
+    queue = sends(store, FakeFlow(), proxy, clock)
+    key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    assert queue._claim(COMPONENT, key, "dead-process") is not None  # then it stopped
+    assert queue.recover(COMPONENT) == {"busy": 1}
+    clock.now += 31
+    assert queue.recover(COMPONENT) == {"sent": 1}
+    assert len(proxy.calls) == 1
+
+
+def test_a_send_abandoned_while_calling_wechat_is_never_repeated(
+    store: FirestoreStore, clock: Clock
+) -> None:
+    proxy = FakeProxy()
+    queue = sends(store, FakeFlow(), proxy, clock)
+    key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    taken = queue._claim(COMPONENT, key, "dead-process")
+    assert taken is not None and queue._advance(taken, "dead-process")  # then it stopped
+    clock.now += 31
+    assert queue.recover(COMPONENT) == {"unknown": 1}
+    assert queue.recover(COMPONENT) == {}
+    assert proxy.calls == [] and stored(store, key).status == "unknown"
+
+
+def test_an_answer_lost_on_the_way_back_is_unknown_and_not_repeated(
+    store: FirestoreStore, clock: Clock
+) -> None:
+    proxy = FakeProxy(failure=UpstreamError(504, "WeChat did not answer within 15 s"))
+    queue = sends(store, FakeFlow(), proxy, clock)
+    key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    assert queue.run(COMPONENT, key) == "unknown"
+    clock.now += 3600
+    assert queue.recover(COMPONENT) == {}
+    assert len(proxy.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        UpstreamError(502, "could not connect", reached=False),
+        RefreshFailedError("api_authorizer_token failed: -1"),
+    ],
+    ids=["not connected", "no token yet"],
+)
+def test_a_send_that_surely_never_reached_wechat_is_tried_again(
+    store: FirestoreStore, clock: Clock, failure: Exception
+) -> None:
+    proxy = FakeProxy(failure=failure)
+    queue = sends(store, FakeFlow(), proxy, clock)
+    key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    assert queue.run(COMPONENT, key) == "retry"
+    assert stored(store, key).status == "pending"
+    proxy.failure = None
+    assert queue.recover(COMPONENT) == {"sent": 1}
+
+
+def test_a_transient_code_exchange_failure_leaves_it_pending(
+    store: FirestoreStore, clock: Clock
+) -> None:
+    flow, proxy = FakeFlow(outcome=Outcome.ERROR), FakeProxy()
+    queue = sends(store, flow, proxy, clock)
+    key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    assert queue.run(COMPONENT, key) == "retry"
+    assert proxy.calls == []
+    flow.outcome = Outcome.REFUSED  # exchanged elsewhere: the stored token is used
+    assert queue.run(COMPONENT, key) == "sent"
+
+
+def test_wechat_refusing_the_send_or_no_authorizer_fails_it_for_good(
+    store: FirestoreStore, clock: Clock
+) -> None:
+    proxy = FakeProxy(errcode=45015)
+    queue = sends(store, FakeFlow(), proxy, clock)
+    refused = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    assert queue.run(COMPONENT, refused) == "failed"
+    assert stored(store, refused).errcode == 45015
+    proxy.failure = AuthorizerUnavailableError("revoked", "authorizer has cancelled")
+    gone = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:2")
+    assert queue.run(COMPONENT, gone) == "failed"
+    assert queue.recover(COMPONENT) == {}
+
+
+def test_after_too_many_attempts_it_fails(store: FirestoreStore, clock: Clock) -> None:
+    queue = sends(store, FakeFlow(outcome=Outcome.ERROR), FakeProxy(), clock)
+    key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    outcomes = [queue.run(COMPONENT, key) for _ in range(4)]
+    assert outcomes == ["retry", "retry", "retry", "failed"]
