@@ -91,6 +91,7 @@ else:
     )
     urls = AuthorizationUrls(public_base, config.appids)
     pulumi.export("authorization_event_urls", urls.event_urls)
+    pulumi.export("message_event_urls", urls.message_urls)
     pulumi.export("authorization_entry_urls", urls.entry_urls)
     pulumi.export("authorization_callback_urls", urls.callback_urls)
     pulumi.export("authorization_domain", urls.domain)

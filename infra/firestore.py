@@ -53,7 +53,7 @@ COMPOSITE_INDEXES = (
 
 TTL_FIELD = "expire_at"
 # Collection groups whose documents Firestore deletes once `expire_at` has passed.
-TTL_COLLECTION_GROUPS = ("inbox", "authorization_codes")
+TTL_COLLECTION_GROUPS = ("inbox", "authorization_codes", "release_sends")
 
 
 class FirestoreDatabase(pulumi.ComponentResource):

@@ -22,6 +22,11 @@ def event_url(base: str, appid: str) -> str:
     return f"{base}/wechat/{appid}/events"
 
 
+def message_url(base: str, appid: str) -> str:
+    """The 消息与事件接收URL: WeChat puts each authorized account's appid for ``$APPID$``."""
+    return f"{base}/wechat/{appid}/messages/$APPID$"
+
+
 def entry_url(base: str, appid: str) -> str:
     """Where a merchant starts authorizing (its host is the 授权发起页域名)."""
     return f"{base}/authorize/{appid}"
@@ -40,6 +45,7 @@ class AuthorizationUrls:
 
     def __init__(self, base: pulumi.Output[str], appids: Sequence[str]) -> None:
         self.event_urls = base.apply(lambda b: {a: event_url(b, a) for a in appids})
+        self.message_urls = base.apply(lambda b: {a: message_url(b, a) for a in appids})
         self.entry_urls = base.apply(lambda b: {a: entry_url(b, a) for a in appids})
         self.callback_urls = base.apply(lambda b: {a: callback_url(b, a) for a in appids})
         self.domain = base.apply(host)

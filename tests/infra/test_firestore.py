@@ -12,7 +12,7 @@ from dataclasses import fields
 import pytest
 
 from service.store import firestore as store
-from service.store.records import AuthorizerRecord, CodeExchange, InboxEntry
+from service.store.records import AuthorizerRecord, CodeExchange, InboxEntry, ReleaseSend
 from tests.infra.pulumi_mocks import REGION, Deployment, base_config, run_program
 
 DATABASE = "gcp:firestore/database:Database"
@@ -29,7 +29,11 @@ EXPECTED_INDEXES = {
     (store.AUTHORIZERS, (("account_type", ASC), ("appid", ASC))),
     (store.AUTHORIZERS, (("status", ASC), ("account_type", ASC), ("appid", ASC))),
 }
-TTL_RECORDS = {store.INBOX: InboxEntry, store.AUTHORIZATION_CODES: CodeExchange}
+TTL_RECORDS = {
+    store.INBOX: InboxEntry,
+    store.AUTHORIZATION_CODES: CodeExchange,
+    store.RELEASE_SENDS: ReleaseSend,
+}
 
 
 def field_names(record: type) -> set[str]:

@@ -10,6 +10,7 @@ from infra.apis import REQUIRED_APIS
 from service.web import ROLE_PREFIXES
 from service.web.authorize import bp as authorize_blueprint
 from service.web.events import bp as events_blueprint
+from service.web.messages import bp as messages_blueprint
 from service.web.tasks import bp as tasks_blueprint
 from tests.infra.pulumi_mocks import (
     APPID_A,
@@ -41,6 +42,9 @@ def test_outputs_with_the_deterministic_url(deployment: Deployment) -> None:
     assert out["authorization_entry_urls"] == {
         a: f"{base}/authorize/{a}" for a in (APPID_A, APPID_B)
     }
+    assert out["message_event_urls"] == {
+        a: f"{base}/wechat/{a}/messages/$APPID$" for a in (APPID_A, APPID_B)
+    }
     assert out["authorization_callback_urls"] == {
         a: f"{base}/authorize/{a}/callback" for a in (APPID_A, APPID_B)
     }
@@ -71,25 +75,36 @@ def test_outputs_with_a_public_domain(with_domain: Deployment) -> None:
         f"https://auth.example.com/authorize/{APPID_A}/callback"
     )
     assert out["authorization_domain"] == "auth.example.com"
+    assert out["message_event_urls"][APPID_B] == (
+        f"https://auth.example.com/wechat/{APPID_B}/messages/$APPID$"
+    )
 
 
 def test_output_urls_are_the_public_services_routes(deployment: Deployment) -> None:
     app = Flask(__name__)
-    for blueprint in (events_blueprint, authorize_blueprint, tasks_blueprint):
+    for blueprint in (
+        events_blueprint,
+        messages_blueprint,
+        authorize_blueprint,
+        tasks_blueprint,
+    ):
         app.register_blueprint(blueprint)
     routes = app.url_map.bind("gateway.test")
     expected = (
         ("authorization_event_urls", "POST", "events."),
+        ("message_event_urls", "POST", "messages."),
         ("authorization_entry_urls", "GET", "authorize.entry"),
         ("authorization_callback_urls", "GET", "authorize.callback"),
     )
     for output, method, endpoint in expected:
         for appid, url in deployment.outputs[output].items():
-            path = urlsplit(url).path
+            # WeChat puts an authorized account's appid in place of $APPID$.
+            path = urlsplit(url.replace("$APPID$", "wx570bc396a51b8ff8")).path
             assert path.startswith(ROLE_PREFIXES["public"]), url
             matched, args = routes.match(path, method=method)
             assert matched.startswith(endpoint), (url, matched)
-            assert args == {"component_appid": appid}
+            assert args.pop("component_appid") == appid
+            assert args in ({}, {"authorizer_appid": "wx570bc396a51b8ff8"})
 
 
 def test_the_image_repository(deployment: Deployment) -> None:
