@@ -6,6 +6,12 @@ or answer a bare status. A rule's ``delay`` is slept before the call is processe
 So is a component's ``authorizer_token_latency``, slept before each api_authorizer_token
 answer (and before any fault rule), outside the model's lock. Everything else is
 ``MockWeChat.call_api``.
+
+A custom message (``message_custom_send``) first waits, up to 1 s and outside the lock,
+for a message push to its ``touser`` that is still waiting for the service's answer: an
+honest service answers and then sends, and its send must not count as ``before_reply``
+only because the mock has not read the answer yet. A service that sends before answering
+blocks its own answer on this very call, so the push is still in flight after the wait.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ bp = Blueprint("wechat_api", __name__)
 # What a logged real WeChat reply carried (protocol §0, Response).
 JSON_CONTENT_TYPE = "application/json; encoding=utf-8"
 DROPPED = "mock_wechat.dropped"
+CUSTOM_SEND = "message_custom_send"
+REPLY_WAIT = 1.0  # seconds a custom message waits for a push to its user to be answered
 
 
 def wechat_json(body: dict[str, Any], status: int = 200) -> Response:
@@ -73,6 +81,8 @@ def answer(api: str) -> Response:
             if outcome.body is not None:
                 return wechat_json(outcome.body, outcome.http_status)
             return bare_status(outcome.http_status)
+    if api == CUSTOM_SEND:
+        state.wait_for_reply(raw, request.args, REPLY_WAIT)
     lost = rule is not None and rule.drop
     body = state.call_api(api, raw, request.args, answer_lost=lost)
     if rule is not None and rule.delay_after:

@@ -196,7 +196,10 @@ def _basic_info(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
 
 def _custom_send(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     grant, account = _acting(state, query.get("access_token"), ext.CUSTOM_MESSAGE_SETS)
-    state.outbox.send(grant.component, account.appid, body)
+    message = ext.parse_custom_message(body)
+    state.deliveries.check_window(account.appid, message.touser)
+    before_reply = state.deliveries.in_flight(account.appid, message.touser)
+    state.outbox.send(grant.component, account.appid, message, before_reply)
     return ext.ok()
 
 

@@ -289,6 +289,35 @@ class Authorizations:
         )
         return seeded
 
+    def pre_authorize(self, component: str, spec: AccountSpec) -> Confirmation:
+        """What WeChat does to a test account before a release check (messages doc §4.2):
+        the account (created from ``spec`` if missing) is authorized with every permission
+        set of its type (a live authorization is granted again) and a fresh code is made.
+
+        The ``authorized`` push is never held: the caller delivers it directly.
+        """
+        if spec.appid is None:
+            raise ValueError("a pre-authorized account needs its fixed appid")
+        with self._lock:
+            self._config(component)
+            account = self._accounts.find(spec.appid) or self._accounts.add(spec)
+            sets = [s.id for s in permission_sets_for(account.type)]
+            now = self._clock.now()
+            grant, _ = self._grants.grant(component, account.appid, sets, now)
+            code = self._grants.issue_code(grant, now)
+            message = granted_message(AUTHORIZED, component, now, account.appid, code.value, "")
+            push = PendingPush(component, AUTHORIZED, message, now)
+        log.info(
+            "test account pre-authorized",
+            extra={"component": component, "authorizer": account.appid},
+        )
+        return Confirmation(code.value, AUTH_CODE_TTL, AUTHORIZED, None, Notice(push, held=False))
+
+    def code_queries(self, value: str) -> int:
+        """How many api_query_auth calls named the code ``value``, refused ones too."""
+        with self._lock:
+            return self._grants.code_queries(value)
+
     def unauthorize(self, component: str, authorizer_appid: str) -> Notice:
         """The merchant cancels on mp.weixin.qq.com: tokens die, ``unauthorized`` is pushed."""
         with self._lock:

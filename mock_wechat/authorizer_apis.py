@@ -4,7 +4,9 @@ Each API needs one of a few permission sets (权限集) in the authorization, el
 
 - account basic info: none beyond a live authorization (the newer document names sets 3
   and 30; the mock follows protocol §8, which asks for none);
-- custom messages: 1 (official accounts) or 19 (mini programs);
+- custom messages: 1 (official accounts) or 19 (mini programs); then the body (40003,
+  40008, 44004, 47001), then the customer-service window (45015: the user has not written
+  to the account in the last 48 h of mock time, ``deliveries``);
 - mini-program categories: 18; an official account cannot hold 18, so it gets 61007;
 - open platform account management: 24 (official accounts) or 25 (mini programs).
 
@@ -177,7 +179,9 @@ class SentMessage:
     touser: str
     msgtype: str
     content: dict[str, Any] = field(repr=False)  # the object named by msgtype
-    time: float
+    time: float  # mock time
+    # Sent while a message push to this user was still waiting for the service's answer.
+    before_reply: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,10 +191,18 @@ class SentMessage:
             "msgtype": self.msgtype,
             self.msgtype: copy.deepcopy(self.content),
             "time": self.time,
+            "before_reply": self.before_reply,
         }
 
 
-def parse_custom_message(body: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+@dataclass(frozen=True)
+class CustomMessage:
+    touser: str
+    msgtype: str
+    content: dict[str, Any] = field(repr=False)
+
+
+def parse_custom_message(body: Mapping[str, Any]) -> CustomMessage:
     """``touser``, ``msgtype`` and its object: 40003 no user, 40008 bad type, 44004 no text."""
     touser = text_field(body, "touser")
     if touser is None:
@@ -205,7 +217,7 @@ def parse_custom_message(body: Mapping[str, Any]) -> tuple[str, str, dict[str, A
         raise MockApiError(ec.DATA_FORMAT_ERROR)
     if msgtype == "text" and not text_field(content, "content"):
         raise MockApiError(ec.EMPTY_CONTENT)
-    return touser, msgtype, dict(content)
+    return CustomMessage(touser, msgtype, dict(content))
 
 
 class Outbox(Book):
@@ -215,11 +227,20 @@ class Outbox(Book):
         with self._lock:
             self._messages: list[SentMessage] = []
 
-    def send(self, component: str, authorizer: str, body: Mapping[str, Any]) -> None:
-        touser, msgtype, content = parse_custom_message(body)
+    def send(
+        self, component: str, authorizer: str, message: CustomMessage, before_reply: bool
+    ) -> None:
         with self._lock:
             self._messages.append(
-                SentMessage(component, authorizer, touser, msgtype, content, self._clock.now())
+                SentMessage(
+                    component,
+                    authorizer,
+                    message.touser,
+                    message.msgtype,
+                    message.content,
+                    self._clock.now(),
+                    before_reply,
+                )
             )
 
     def messages(self) -> list[dict[str, Any]]:

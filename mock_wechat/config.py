@@ -16,6 +16,7 @@ from service.wechat.crypto import IllegalAesKeyError, decode_aes_key
 DEFAULT_TICKET_INTERVAL = 600.0
 MAX_LATENCY = 30.0  # seconds an api_authorizer_token answer may be held back
 AUTH_PUSH_MODES = ("sync", "hold")  # deliver authorization pushes at once, or queue them
+APPID_PLACEHOLDER = "$APPID$"  # in a message_url: the authorized account's appid
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
@@ -32,6 +33,16 @@ def check_event_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidField("event_url", "must be an absolute http(s) URL")
+
+
+def check_message_url(url: str) -> None:
+    """The 消息与事件接收URL: WeChat's console requires ``$APPID$`` in it, which WeChat
+    replaces with the authorized account's appid on every message (messages doc §1)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidField("message_url", "must be an absolute http(s) URL")
+    if APPID_PLACEHOLDER not in url:
+        raise InvalidField("message_url", f"must contain {APPID_PLACEHOLDER} (WeChat requires it)")
 
 
 def check_ticket_interval(seconds: float) -> None:
@@ -77,6 +88,7 @@ class ComponentConfig:
     rotate_refresh_tokens: bool = False
     # Every api_authorizer_token answer waits this long first (a benchmark's network).
     authorizer_token_latency: float = 0.0
+    message_url: str | None = None  # 消息与事件接收URL, with $APPID$ in it
 
     def __post_init__(self) -> None:
         for name in ("appid", "secret", "token", "auth_domain"):
@@ -94,6 +106,14 @@ class ComponentConfig:
         check_push_retries(self.push_retries)
         check_auth_push(self.auth_push)
         check_latency(self.authorizer_token_latency)
+        if self.message_url is not None:
+            check_message_url(self.message_url)
+
+    def message_url_for(self, authorizer_appid: str) -> str | None:
+        """Where a message to ``authorizer_appid`` goes: ``$APPID$`` replaced."""
+        if self.message_url is None:
+            return None
+        return self.message_url.replace(APPID_PLACEHOLDER, authorizer_appid)
 
 
 @dataclass(frozen=True)
@@ -107,8 +127,11 @@ class ComponentPatch:
     auth_push: str | None = None
     rotate_refresh_tokens: bool | None = None
     authorizer_token_latency: float | None = None
+    message_url: str | None = None
 
     def __post_init__(self) -> None:
+        if self.message_url is not None:
+            check_message_url(self.message_url)
         if self.ticket_interval is not None:
             check_ticket_interval(self.ticket_interval)
         if self.push_retries is not None:

@@ -1,6 +1,6 @@
 """The control plane under ``/_mock/``: set up components, merchant accounts, faults,
-quotas, open platform accounts and the clock; play the merchant headlessly; read and
-replay the logs.
+quotas, open platform accounts and the clock; play the merchant headlessly; send users'
+messages to an account and run the 全网发布 check; read and replay the logs.
 
 JSON in and out. Bad input is HTTP 400 ``{"error": "<field>: <reason>"}``; an unknown
 component or account is 404; a duplicate or a state conflict is 409. A refused
@@ -17,7 +17,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from mock_wechat.auth_rules import AuthRuleError
 from mock_wechat.config import InvalidField
+from mock_wechat.deliveries import MessageRefused
 from mock_wechat.ext import services
+from mock_wechat.faults import MESSAGE_PUSH
 from mock_wechat.inputs import (
     json_object,
     parse_account,
@@ -30,13 +32,16 @@ from mock_wechat.inputs import (
     parse_open_account,
     parse_quota_rules,
     parse_redeliver,
+    parse_release_check,
     parse_seed,
     parse_update_authorization,
+    parse_user_message,
 )
 from mock_wechat.merchants import DuplicateAccountError, UnknownAccountError
 from mock_wechat.models import API_NAMES, UnknownComponentError
 from mock_wechat.open_accounts import OpenAccountConflict
 from mock_wechat.pusher import PushResult
+from mock_wechat.release_check import ReleaseCheck, choose_groups
 
 bp = Blueprint("mock_control", __name__, url_prefix="/_mock")
 
@@ -63,6 +68,11 @@ def duplicate_account(exc: DuplicateAccountError) -> tuple[Response, int]:
 
 @bp.errorhandler(OpenAccountConflict)
 def open_account_conflict(exc: OpenAccountConflict) -> tuple[Response, int]:
+    return jsonify(error=str(exc)), 409
+
+
+@bp.errorhandler(MessageRefused)
+def message_refused(exc: MessageRefused) -> tuple[Response, int]:
     return jsonify(error=str(exc)), 409
 
 
@@ -169,6 +179,29 @@ def update_authorization(appid: str) -> Response:
     return jsonify(auth_code=done.auth_code, push=_push(services().pusher.dispatch(done.notice)))
 
 
+@bp.post("/authorizers/<appid>/messages")
+def send_message(appid: str) -> Response:
+    """A user's message or event to an authorized account, delivered to the component's
+    message_url now; answers the delivery record once the final answer is judged."""
+    request_ = parse_user_message(_body())
+    return jsonify(services().messages.send(appid, request_).to_dict())
+
+
+@bp.get("/authorizers/<appid>/messages")
+def account_messages(appid: str) -> Response:
+    return jsonify(messages=services().state.account_messages(appid))
+
+
+@bp.post("/components/<appid>/release-check")
+def release_check(appid: str) -> Response:
+    """The 全网发布 check, run now against the component's URLs (takes seconds)."""
+    given = parse_release_check(_body())
+    found = services()
+    check = ReleaseCheck(found.state, found.pusher, found.messages, given.send_deadline)
+    report = check.run(appid, choose_groups(given.group, given.all_groups))
+    return jsonify(report.to_dict())
+
+
 @bp.get("/calls")
 def calls() -> Response:
     return jsonify(calls=services().state.calls(request.args.get("api")))
@@ -213,7 +246,7 @@ def list_faults() -> Response:
 @bp.post("/faults")
 def set_faults() -> Response:
     state = services().state
-    state.set_faults(parse_fault_rules(_body(), API_NAMES))
+    state.set_faults(parse_fault_rules(_body(), API_NAMES | {MESSAGE_PUSH}))
     return jsonify(rules=state.list_faults())
 
 

@@ -22,6 +22,7 @@ ACCESS_TOKEN_EXPIRED = 42001
 EMPTY_POST_DATA = 44002
 EMPTY_CONTENT = 44004
 QUOTA_EXCEEDED = 45009
+OUT_OF_TIME_LIMIT = 45015  # no user message in the last 48 h: the custom-message window
 DATA_FORMAT_ERROR = 47001
 API_UNAUTHORIZED = 48001
 CLEAR_QUOTA_LIMIT = 48006
@@ -58,6 +59,7 @@ ERRMSG: dict[int, str] = {
     EMPTY_POST_DATA: "empty post data",
     EMPTY_CONTENT: "empty content",
     QUOTA_EXCEEDED: "reach max api daily quota limit",
+    OUT_OF_TIME_LIMIT: "response out of time limit or subscription is canceled",
     DATA_FORMAT_ERROR: "data format error",
     API_UNAUTHORIZED: "api unauthorized",
     CLEAR_QUOTA_LIMIT: "forbid to clear quota because of reaching the limit",

@@ -1,4 +1,4 @@
-"""Where the Flask app keeps the mock's state and pusher, and how handlers reach them."""
+"""Where the Flask app keeps the mock's state and pushers, and how handlers reach them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import MockWeChat
 from mock_wechat.pusher import Pusher
 
@@ -15,7 +16,8 @@ _KEY = "mock_wechat"
 @dataclass(frozen=True)
 class Services:
     state: MockWeChat
-    pusher: Pusher
+    pusher: Pusher  # to the 授权事件接收URL
+    messages: MessagePusher  # to the 消息与事件接收URL
 
 
 def install(app: Flask, services: Services) -> None:

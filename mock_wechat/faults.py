@@ -7,6 +7,15 @@ state has changed (a token was issued, a refresh token rotated) whatever the cli
 With ``drop`` too, the connection is dropped after that sleep, so the answer is lost: a
 response lost on the wire. ``times`` counts matches down; a rule at 0 stays listed but no
 longer matches.
+
+``message_push`` is a pseudo-API: the mock's own message pushes to a component's
+消息与事件接收URL, where the mock is the client and the service answers. A rule naming it
+applies to each try of a push (``times`` counts tries): ``delay`` sleeps before the try is
+sent; ``delay_after`` holds the service's answer that long before the mock reads it (past
+the 5 s timeout, counted from the send, the try has timed out and the next one is made);
+``drop`` loses the answer (the connection is closed unread), so the try fails and is
+retried. There is no WeChat answer to replace, so errcode and http_status are refused, and
+``*`` rules never apply to it.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import Any
 from mock_wechat.config import InvalidField
 
 ANY_API = "*"
+MESSAGE_PUSH = "message_push"  # the mock's pushes to a message URL, not an API
 MAX_DELAY = 300.0
 
 
@@ -47,6 +57,14 @@ class FaultRule:
                 raise InvalidField(name, f"must be seconds from 0 to {MAX_DELAY:g}")
         if self.times is not None and self.times < 1:
             raise InvalidField("times", "must be an integer >= 1 (omit it for unlimited)")
+        if self.api == MESSAGE_PUSH:
+            for name in ("errcode", "http_status"):
+                if getattr(self, name) is not None:
+                    raise InvalidField(
+                        name,
+                        f"does not apply to {MESSAGE_PUSH} (the service answers those pushes); "
+                        "use delay, delay_after or drop",
+                    )
         answered = self.errcode is not None or self.http_status is not None
         # Refuse combinations where one part would be silently ignored.
         if self.drop and answered:
@@ -69,7 +87,9 @@ class FaultRule:
         return self.drop and not self.delay_after
 
     def matches(self, api: str) -> bool:
-        return self.times != 0 and self.api in (ANY_API, api)
+        if self.times == 0:
+            return False
+        return self.api == api or (self.api == ANY_API and api != MESSAGE_PUSH)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

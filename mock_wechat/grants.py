@@ -83,6 +83,7 @@ class AuthorizationCode:
     issued_at: float
     expires_at: float
     used: bool = False
+    queries: int = 0  # api_query_auth calls that named it, refused ones too
 
 
 @dataclass
@@ -154,6 +155,11 @@ class GrantBook:
         return [
             copy.copy(g) for g in self._grants.values() if g.component == component and g.active
         ]
+
+    def code_queries(self, value: str) -> int:
+        """How many api_query_auth calls named this code (0 for an unknown code)."""
+        code = self._codes.get(value)
+        return code.queries if code is not None else 0
 
     def code_exchanged(self, grant: Grant) -> bool:
         code = self._codes.get(grant.last_code or "")
@@ -233,6 +239,8 @@ class GrantBook:
     def query_auth(self, component: str, value: str | None, now: float) -> dict[str, Any]:
         """api_query_auth (protocol §3.4): exchange a single-use code for the tokens."""
         code = self._codes.get(value or "")
+        if code is not None:
+            code.queries += 1
         if code is None or code.component != component:
             raise MockApiError(ec.CODE_INVALID)
         if code.used or now >= code.expires_at:

@@ -19,7 +19,10 @@ from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
 from mock_wechat.faults import ANY_API, FaultRule
 from mock_wechat.merchants import AccountSpec, parse_account_type
 from mock_wechat.quotas import QuotaRule
+from mock_wechat.release_check import DEFAULT_SEND_DEADLINE, MAX_SEND_DEADLINE
+from mock_wechat.user_messages import UserMessage
 from service.wechat.accounts import AccountType
+from service.wechat.release_accounts import RELEASE_TEST_GROUPS
 
 _Rule = TypeVar("_Rule")
 
@@ -37,6 +40,7 @@ _COMPONENT_FIELDS = frozenset(
         "auth_push",
         "rotate_refresh_tokens",
         "authorizer_token_latency",
+        "message_url",
     }
 )
 _PATCH_FIELDS = frozenset(
@@ -48,6 +52,7 @@ _PATCH_FIELDS = frozenset(
         "auth_push",
         "rotate_refresh_tokens",
         "authorizer_token_latency",
+        "message_url",
     }
 )
 _ACCOUNT_FIELDS = frozenset(
@@ -81,6 +86,18 @@ _AUTHORIZE_FIELDS = frozenset(
 )
 _RULE_FIELDS = frozenset({"api", "errcode", "http_status", "delay", "delay_after", "drop", "times"})
 _QUOTA_FIELDS = frozenset({"api", "limit", "appid"})
+_MESSAGE_FIELDS = frozenset(
+    {
+        "component_appid",
+        "msg_type",
+        "content",
+        "event",
+        "from_user",
+        "fields",
+        "msg_id",
+        "create_time",
+    }
+)
 MAX_SEED_COUNT = 20_000  # a benchmark's worth; more would hold the state's lock too long
 SEED_TYPES = (AccountType.OFFICIAL_ACCOUNT, AccountType.MINI_PROGRAM)
 
@@ -160,6 +177,7 @@ def parse_component(data: Mapping[str, Any]) -> ComponentConfig:
         authorizer_token_latency=_number(
             data.get("authorizer_token_latency", 0), "authorizer_token_latency"
         ),
+        message_url=_optional_string(data, "message_url"),
     )
 
 
@@ -189,6 +207,7 @@ def parse_component_patch(data: Mapping[str, Any]) -> ComponentPatch:
             if "authorizer_token_latency" in data
             else None
         ),
+        message_url=_string(data, "message_url") if "message_url" in data else None,
     )
 
 
@@ -380,3 +399,61 @@ def parse_open_account(data: Mapping[str, Any]) -> tuple[str, list[str]]:
     if not isinstance(appids, list) or not all(isinstance(a, str) and a for a in appids):
         raise InvalidField("appids", "must be a list of account appids")
     return _string(data, "principal_name"), appids
+
+
+def _msg_id(value: Any) -> str | None:
+    """MsgId as decimal digits, given as a string or an integer (it is 64-bit)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and value:
+        return value  # its digits are checked by UserMessage
+    raise InvalidField("msg_id", "must be decimal digits, as a string or an integer")
+
+
+def parse_user_message(data: Mapping[str, Any]) -> UserMessage:
+    """``POST /_mock/authorizers/<appid>/messages``: a user's message or event."""
+    _only(data, _MESSAGE_FIELDS)
+    fields = data.get("fields", {})
+    if not isinstance(fields, dict):
+        raise InvalidField("fields", "must be an object of XML element names and values")
+    create_time = data.get("create_time")
+    return UserMessage(
+        component_appid=_string(data, "component_appid"),
+        msg_type=_string(data, "msg_type"),
+        content=_optional_string(data, "content"),
+        event=_optional_string(data, "event"),
+        from_user=_optional_string(data, "from_user"),
+        fields=dict(fields),
+        msg_id=_msg_id(data.get("msg_id")),
+        create_time=None if create_time is None else _integer(create_time, "create_time"),
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseCheckInput:
+    """``POST /_mock/components/<appid>/release-check``."""
+
+    group: int | None  # None with all_groups false: one group at random
+    all_groups: bool
+    send_deadline: float
+
+
+def parse_release_check(data: Mapping[str, Any]) -> ReleaseCheckInput:
+    _only(data, {"group", "all_groups", "send_deadline"})
+    group = data.get("group")
+    if group is not None and (
+        isinstance(group, bool) or not isinstance(group, int) or group not in RELEASE_TEST_GROUPS
+    ):
+        groups = ", ".join(str(g) for g in RELEASE_TEST_GROUPS)
+        raise InvalidField("group", f"must be one of {groups}")
+    all_groups = _boolean(data.get("all_groups", False), "all_groups")
+    if all_groups and group is not None:
+        raise InvalidField("group", "give group or all_groups, not both")
+    deadline = _number(data.get("send_deadline", DEFAULT_SEND_DEADLINE), "send_deadline")
+    if not 0 < deadline <= MAX_SEND_DEADLINE:
+        raise InvalidField(
+            "send_deadline", f"must be seconds above 0, at most {MAX_SEND_DEADLINE:g}"
+        )
+    return ReleaseCheckInput(group=group, all_groups=all_groups, send_deadline=deadline)

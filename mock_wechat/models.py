@@ -32,6 +32,7 @@ from mock_wechat.bodies import appid_in, parse_body
 from mock_wechat.bodies import text_field as _text
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig, ComponentPatch
+from mock_wechat.deliveries import Deliveries, Delivery, MessageRefused
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.faults import FaultBook, FaultRule
 from mock_wechat.grants import Grant, live_token, new_access_token, random_token
@@ -39,6 +40,7 @@ from mock_wechat.merchants import AccountBook
 from mock_wechat.open_accounts import OpenAccounts
 from mock_wechat.pushlog import PendingPush, PushLog, PushRecord
 from mock_wechat.quotas import Quotas
+from mock_wechat.user_messages import UserMessage, build_message
 from service.wechat.accounts import AccountType
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "FaultOutcome",
     "FaultRule",
     "MockApiError",
+    "MessageTarget",
     "MockWeChat",
     "PRE_AUTH_CODE_TTL",
     "PendingPush",
@@ -95,6 +98,7 @@ class Component:
         return {
             "appid": c.appid,
             "event_url": c.event_url,
+            "message_url": c.message_url,
             "auth_domain": c.auth_domain,
             "ticket_interval": c.ticket_interval,
             "auto_push": c.auto_push,
@@ -153,6 +157,21 @@ class PushTarget:
 
 
 @dataclass(frozen=True)
+class MessageTarget:
+    """What the deliverer needs to send one message to a 消息与事件接收URL, copied out of
+    the lock: the component's crypto, the URL, and who the reply must be addressed to."""
+
+    delivery_id: int
+    component_appid: str
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+    url: str  # the component's message_url, $APPID$ replaced
+    user_name: str  # the account's gh_ id: ToUserName of the message
+    openid: str  # FromUserName of the message
+    message: str = field(repr=False)  # the decrypted XML
+
+
+@dataclass(frozen=True)
 class FaultOutcome:
     """How the HTTP layer must answer a call a fault rule took over."""
 
@@ -180,6 +199,7 @@ class MockWeChat:
         self.quotas = Quotas(self._lock, self.clock)
         self.open_accounts = OpenAccounts(self._lock, self.clock)
         self.outbox = Outbox(self._lock, self.clock)
+        self.deliveries = Deliveries(self._lock, self.clock)
         self._clear()
 
     def _clear(self) -> None:
@@ -195,6 +215,7 @@ class MockWeChat:
         self.quotas.clear()
         self.open_accounts.clear()
         self.outbox.clear()
+        self.deliveries.clear()
 
     def now(self) -> float:
         return self.clock.now()
@@ -377,6 +398,78 @@ class MockWeChat:
         """Every held authorization push, oldest first, for the caller to deliver."""
         with self._lock:
             return self._push_log.take_held()
+
+    # ----- messages to the 消息与事件接收URL -----------------------------------------
+
+    def open_delivery(self, authorizer_appid: str, request: UserMessage) -> MessageTarget:
+        """Check and record a message to ``authorizer_appid``; the caller then sends it.
+
+        UnknownAccountError or UnknownComponentError (404); MessageRefused (409) when the
+        account has not authorized the component or the component has no message_url.
+        """
+        with self._lock:
+            account = self.accounts.get(authorizer_appid)
+            component = self._component(request.component_appid).config
+            grant = self.authorizations.grants.find(component.appid, authorizer_appid)
+            if grant is None or not grant.active:
+                raise MessageRefused(
+                    "authorization",
+                    f"account {authorizer_appid} has not authorized {component.appid}",
+                )
+            url = component.message_url_for(authorizer_appid)
+            if url is None:
+                raise MessageRefused("message_url", "component has no message_url")
+            built = build_message(request, authorizer_appid, account.user_name, self.now())
+            delivery_id = self.deliveries.open(
+                Delivery(
+                    id=0,
+                    component_appid=component.appid,
+                    authorizer_appid=authorizer_appid,
+                    openid=built.openid,
+                    msg_type=request.msg_type,
+                    event=request.event,
+                    msg_id=built.msg_id,
+                    create_time=built.create_time,
+                    message=built.xml,
+                    url=url,
+                    user_originated=request.user_originated,
+                )
+            )
+            return MessageTarget(
+                delivery_id=delivery_id,
+                component_appid=component.appid,
+                token=component.token,
+                encoding_aes_key=component.encoding_aes_key,
+                url=url,
+                user_name=account.user_name,
+                openid=built.openid,
+                message=built.xml,
+            )
+
+    def account_messages(self, authorizer_appid: str) -> list[dict[str, Any]]:
+        """The deliveries to one account, oldest first (UnknownAccountError if unknown)."""
+        with self._lock:
+            self.accounts.get(authorizer_appid)
+            return self.deliveries.of_account(authorizer_appid)
+
+    def wait_for_reply(self, raw_body: bytes, query: Mapping[str, str], timeout: float) -> None:
+        """Before a custom message is processed: wait, the lock released, until no message
+        push to its ``touser`` is waiting for the service's answer, at most ``timeout`` s.
+
+        A service that answers first and then sends may still have its send scheduled
+        before the mock has read the answer; this wait keeps that from counting as
+        ``before_reply``. A call the API will refuse anyway waits for nothing.
+        """
+        try:
+            touser = parse_body(raw_body).get("touser")
+            with self._lock:
+                token = self.authorizations.grants.check_token(
+                    query.get("access_token"), self.now()
+                )
+        except MockApiError:
+            return
+        if isinstance(touser, str) and touser:
+            self.deliveries.wait_until_answered(token.authorizer_appid, touser, timeout)
 
     # ----- fault rules --------------------------------------------------------------
 

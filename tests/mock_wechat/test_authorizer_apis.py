@@ -598,6 +598,8 @@ def test_account_basic_info(state: MockWeChat) -> None:
 def test_custom_messages_are_sent_and_checked(state: MockWeChat) -> None:
     oa, mp = account(state), account(state, "mini_program")
     q_oa, q_mp = atoken(state, oa, [1]), atoken(state, mp, [19])
+    state.deliveries.record_user_message(oa.appid, "oUser1")  # the users wrote first
+    state.deliveries.record_user_message(mp.appid, "oUser2")
     text = {"touser": "oUser1", "msgtype": "text", "text": {"content": "你好"}}
     assert call(state, "message_custom_send", q_oa, **text) == {"errcode": 0, "errmsg": "ok"}
     page = {"touser": "oUser2", "msgtype": "link", "link": {"title": "t", "url": "https://x"}}
@@ -608,6 +610,7 @@ def test_custom_messages_are_sent_and_checked(state: MockWeChat) -> None:
         (mp.appid, "oUser2", "link"),
     ]
     assert sent[0]["text"] == {"content": "你好"} and sent[0]["component_appid"] == APPID
+    assert (sent[0]["time"], sent[0]["before_reply"]) == (T0, False)
     bad: list[tuple[dict[str, Any], int]] = [
         ({"msgtype": "text", "text": {"content": "x"}}, 40003),
         ({"touser": "o", "msgtype": "fax", "fax": {}}, 40008),
@@ -778,6 +781,7 @@ def test_seeded_official_accounts_behave_like_authorized_ones(state: MockWeChat)
     )
     query = {"access_token": answer["authorizer_access_token"]}
     assert call(state, "getaccountbasicinfo", query)["appid"] == first.authorizer_appid
+    state.deliveries.record_user_message(first.authorizer_appid, "oUser1")
     text = {"touser": "oUser1", "msgtype": "text", "text": {"content": "hi"}}
     assert errcode(call(state, "message_custom_send", query, **text)) == 0
     info = call(

@@ -15,6 +15,7 @@ import requests
 from tests.mock_wechat.helpers import APPID, SECRET, MockClient
 
 EVENTS = "http://127.0.0.1:9/events"
+MESSAGES = "http://127.0.0.1:9/messages/$APPID$"  # nothing listens: every try fails at once
 
 
 class Platform:
@@ -22,7 +23,7 @@ class Platform:
 
     def __init__(self, mock: MockClient) -> None:
         self.mock = mock
-        mock.register(EVENTS, auth_push="hold")
+        mock.register(EVENTS, auth_push="hold", message_url=MESSAGES)
         self.token = mock.component_token()
 
     def component(self, name: str, **body: Any) -> dict[str, Any]:
@@ -71,6 +72,12 @@ class Platform:
         assert response.status_code == 200, response.text
         answer: dict[str, Any] = response.json()
         return answer
+
+    def user_writes(self, appid: str, openid: str) -> dict[str, Any]:
+        """``openid`` sends the account a text: the customer-service window opens."""
+        body = {"component_appid": APPID, "msg_type": "text", "from_user": openid}
+        record: dict[str, Any] = self.mock.post(f"/_mock/authorizers/{appid}/messages", body)
+        return record
 
     def advance(self, seconds: float) -> None:
         self.mock.post("/_mock/clock", {"advance": seconds})
@@ -253,7 +260,11 @@ def test_categories_and_custom_messages(platform: Platform) -> None:
     wxa = platform.on_behalf("/wxa/get_category", token, method="GET")
     assert wxa["category_list"][0]["first_class"] == "生活服务"
     message = {"touser": "oUser", "msgtype": "text", "text": {"content": "hello"}}
-    sent = platform.on_behalf("/cgi-bin/message/custom/send", token, message)
+    path = "/cgi-bin/message/custom/send"
+    assert errcode(platform.on_behalf(path, token, message)) == 45015  # oUser never wrote
+    written = platform.user_writes(mini, "oUser")
+    assert (written["outcome"], len(written["tries"])) == ("no_answer", 3)
+    sent = platform.on_behalf(path, token, message)
     assert sent == {"errcode": 0, "errmsg": "ok"}
     [logged] = platform.mock.get("/_mock/messages")["messages"]
     assert (logged["authorizer_appid"], logged["text"]) == (mini, {"content": "hello"})
@@ -316,6 +327,7 @@ def test_faults_apply_to_authorizer_apis(platform: Platform) -> None:
     mock = platform.mock
     appid = platform.account()
     token = platform.authorizer_token(appid, [1])
+    platform.user_writes(appid, "oUser")
     mock.post(
         "/_mock/faults", {"rules": [{"api": "message_custom_send", "errcode": -1, "times": 1}]}
     )
