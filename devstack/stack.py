@@ -156,10 +156,17 @@ def create_demo_merchants(control: MockControl) -> list[dict[str, Any]]:
 
 
 def mock_registration(
-    component: ComponentConfig, event_url: str, auth_domain: str, **extra: Any
+    component: ComponentConfig,
+    event_url: str,
+    auth_domain: str,
+    message_url: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The body of the mock's ``POST /_mock/components`` for the same component."""
-    return {
+    """The body of the mock's ``POST /_mock/components`` for the same component.
+
+    ``message_url`` is the 消息与事件接收URL, with ``$APPID$`` where the account's appid goes.
+    """
+    body: dict[str, Any] = {
         "appid": component.appid,
         "secret": component.secret,
         "token": component.token,
@@ -168,6 +175,9 @@ def mock_registration(
         "auth_domain": auth_domain,
         **extra,
     }
+    if message_url is not None:
+        body["message_url"] = message_url
+    return body
 
 
 class MockControl:
@@ -178,9 +188,9 @@ class MockControl:
         self.timeout = timeout
         self.session = requests.Session()
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         response = self.session.request(
-            method, f"{self.base_url}/_mock{path}", json=body, timeout=self.timeout
+            method, f"{self.base_url}/_mock{path}", json=body, timeout=timeout or self.timeout
         )
         if response.status_code >= 400:
             raise RuntimeError(f"mock {method} {path}: {response.status_code} {response.text}")
@@ -256,3 +266,63 @@ class MockControl:
 
     def release_held(self) -> Any:
         return self._call("POST", "/pushes/release")
+
+    def send_message(
+        self,
+        account: str,
+        component: str,
+        msg_type: str = "text",
+        content: str | None = None,
+        event: str | None = None,
+        from_user: str | None = None,
+        fields: Mapping[str, str | int] | None = None,
+        msg_id: str | None = None,
+        create_time: int | None = None,
+    ) -> dict[str, Any]:
+        """A user's message or event to ``account``, delivered to the component's
+        message_url as WeChat does; the delivery record once its answer is judged."""
+        given = {
+            "content": content,
+            "event": event,
+            "from_user": from_user,
+            "fields": dict(fields) if fields else None,
+            "msg_id": msg_id,
+            "create_time": create_time,
+        }
+        body = {
+            "component_appid": component,
+            "msg_type": msg_type,
+            **{k: v for k, v in given.items() if v is not None},
+        }
+        # Three 5 s tries and any fault delays: more than the default timeout.
+        record: dict[str, Any] = self._call(
+            "POST", f"/authorizers/{account}/messages", body, timeout=120
+        )
+        return record
+
+    def account_messages(self, account: str) -> list[dict[str, Any]]:
+        """The deliveries to ``account``, oldest first."""
+        records: list[dict[str, Any]] = self._call("GET", f"/authorizers/{account}/messages")[
+            "messages"
+        ]
+        return records
+
+    def release_check(
+        self,
+        component: str,
+        group: int | None = None,
+        all_groups: bool = False,
+        send_deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """Run the 全网发布 check: ``{"component_appid", "groups", "passed", "steps"}``."""
+        body: dict[str, Any] = {}
+        if group is not None:
+            body["group"] = group
+        if all_groups:
+            body["all_groups"] = True
+        if send_deadline is not None:
+            body["send_deadline"] = send_deadline
+        report: dict[str, Any] = self._call(
+            "POST", f"/components/{component}/release-check", body, timeout=3600
+        )
+        return report

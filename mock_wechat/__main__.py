@@ -1,8 +1,9 @@
-"""Command line: ``python -m mock_wechat serve --port 8081`` and ``... authorize``.
+"""Command line: ``python -m mock_wechat serve --port 8081``, and the client commands
+``authorize``, ``send-message`` and ``release-check`` that drive a running mock.
 
-Serves the WeChat API routes and the ``/_mock/`` control plane with werkzeug's threaded
-server, runs the ticket scheduler, logs JSON lines to stderr and exits cleanly on SIGTERM
-or SIGINT. One line on stdout says where it listens.
+``serve`` serves the WeChat API routes and the ``/_mock/`` control plane with werkzeug's
+threaded server, runs the ticket scheduler, logs JSON lines to stderr and exits cleanly on
+SIGTERM or SIGINT. One line on stdout says where it listens.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from mock_wechat import message_cli
 from mock_wechat.api import DROPPED
 from mock_wechat.app import create_app
 from mock_wechat.merchant import Merchant, MerchantError
@@ -30,6 +32,7 @@ from service.jsonlog import configure_logging
 from service.wechat.accounts import AUTH_TYPES
 
 log = logging.getLogger("mock_wechat")
+DEFAULT_MOCK = "http://127.0.0.1:8081"
 _QUERY = re.compile(r"\?\S*")
 
 
@@ -75,7 +78,10 @@ the path's last part, or the one in brackets. Component token in ?component_acce
 
 on an authorizer's behalf (?access_token=<authorizer_access_token>):
   GET|POST /cgi-bin/account/getaccountbasicinfo                 any live authorization
-  POST /cgi-bin/message/custom/send [message_custom_send]       needs permission set 1 or 19
+  POST /cgi-bin/message/custom/send [message_custom_send]       needs permission set 1 or 19;
+    45015 unless touser wrote to the account in the last 48 h of mock time; waits up to 1 s
+    for a message push to touser still awaiting the service's answer, and is recorded
+    before_reply if one still is
   GET  /cgi-bin/wxopen/getcategory, /wxa/get_category           needs set 18
   POST /cgi-bin/open/create|bind|unbind|get [open_create, ...]  needs set 24 or 25
   checks: token (41001 missing, 40001 unknown, revoked or superseded 300 s ago, 42001
@@ -95,11 +101,13 @@ control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 40
                                               auth_push?="sync"|"hold",
                                               rotate_refresh_tokens?=false,
                                               authorizer_token_latency?=0 (seconds before
-                                              every api_authorizer_token answer)}
+                                              every api_authorizer_token answer),
+                                              message_url? (消息与事件接收URL, must contain
+                                              $APPID$)}
   GET    /_mock/components[/<appid>]          list (secrets left out)
   PATCH  /_mock/components/<appid>            ticket_interval, auto_push, push_retries, event_url,
                                               auth_push, rotate_refresh_tokens,
-                                              authorizer_token_latency
+                                              authorizer_token_latency, message_url
   POST   /_mock/components/<appid>/push-ticket  issue and push a ticket now
   POST   /_mock/components/<appid>/authorizers/seed  {count 1..20000, type?="official_account"
                                               |"mini_program"}: that many new accounts, each
@@ -117,6 +125,29 @@ control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 40
                                               biz_appid?, category_id_list?}
   POST   /_mock/accounts/<appid>/unauthorize  {component_appid}: merchant cancels, push sent
   POST   /_mock/accounts/<appid>/update-authorization  {component_appid, category_ids}
+  POST   /_mock/authorizers/<appid>/messages  a user's message or event, delivered now to the
+                                              component's message_url ($APPID$ replaced) as
+                                              WeChat does: encrypted, 5 s per try, 3 tries
+                                              {component_appid, msg_type (text, image, voice,
+                                              video, shortvideo, location, link, event, ...),
+                                              content?, event? (with msg_type event),
+                                              from_user?, fields? {Name: value}, msg_id?,
+                                              create_time?}; answers the delivery {id,
+                                              openid, msg_id, message, tries [{http_status,
+                                              error, seconds}], outcome (reply, success,
+                                              empty, invalid, no_answer), reason, reply,
+                                              reply_xml, user_sees, sent_at, answered_at};
+                                              404 unknown account or component, 409 not
+                                              authorized or no message_url
+  GET    /_mock/authorizers/<appid>/messages  the deliveries to that account
+  POST   /_mock/components/<appid>/release-check  the 全网发布 check, run now {group? 1..5 |
+                                              all_groups? (neither: one group at random),
+                                              send_deadline?=10 (seconds for the customer-
+                                              service message; the mock's choice)}: {groups,
+                                              passed, steps [{group, account, account_type,
+                                              step, name, passed, reason, seconds}]}; steps
+                                              ticket, then per account authorize, text,
+                                              api_text, event
   GET    /_mock/calls[?api=NAME]              the API call log
   GET    /_mock/pushes                        the push log, with each decrypted message
   POST   /_mock/pushes/redeliver              {"index": N}: send log entry N again
@@ -126,13 +157,20 @@ control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 40
                                               delay_after?, drop?, times?}]}, matched
                                               first-wins; delay sleeps before the call is
                                               processed, delay_after after it (the state has
-                                              changed; with drop the answer is then lost)
+                                              changed; with drop the answer is then lost).
+                                              api "message_push": each try of a message push
+                                              (not matched by "*"; no errcode/http_status):
+                                              delay sleeps before the try, delay_after holds
+                                              the service's answer (past 5 s in all the try
+                                              timed out and is retried), drop loses the
+                                              answer (the try fails and is retried)
   GET|POST|DELETE /_mock/quotas               {"rules": [{api, limit, appid?}]}: daily limits per
                                               account (45009 past it); GET shows today's usage;
                                               counters reset at midnight UTC+8 and by clear_quota
   GET|POST /_mock/open-accounts               open platform accounts; POST {principal_name,
                                               appids?} makes one "on the website" (API: 89003)
-  GET    /_mock/messages                      custom messages sent through the API
+  GET    /_mock/messages                      custom messages sent through the API (mock time,
+                                              before_reply)
   GET|POST /_mock/clock                       {"advance": seconds} moves the mock clock forward
   POST   /_mock/reset                         start over
 """
@@ -191,9 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     authorize.add_argument("--service", required=True, help="the service's base URL")
     authorize.add_argument(
-        "--mock",
-        default="http://127.0.0.1:8081",
-        help="mock WeChat's base URL (default %(default)s)",
+        "--mock", default=DEFAULT_MOCK, help="mock WeChat's base URL (default %(default)s)"
     )
     authorize.add_argument("--component", required=True, help="the component appid")
     authorize.add_argument("--account", required=True, help="the merchant account's appid")
@@ -214,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated permission-set ids to keep ticked (default: all offered)",
     )
     authorize.add_argument("--deny", action="store_true", help="press deny instead of confirm")
+    message_cli.add_commands(commands, DEFAULT_MOCK)
     return parser
 
 
@@ -277,6 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "authorize":
         return play_merchant(args)
+    if args.command == "send-message":
+        return message_cli.send_message(args)
+    if args.command == "release-check":
+        return message_cli.release_check(args)
     configure_logging(args.log_level)
     serve(args.host, args.port, args.scheduler_tick)
     return 0
