@@ -10,7 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import crypto_bench, firestore_ops_bench, sweep_bench, token_api_bench
+from bench import (
+    crypto_bench,
+    firestore_ops_bench,
+    message_bench,
+    sweep_bench,
+    token_api_bench,
+)
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -29,7 +35,13 @@ def print_table(result: dict[str, Any]) -> None:
 def main() -> int:
     started = time.time()
     results = []
-    for bench in (crypto_bench, token_api_bench, sweep_bench, firestore_ops_bench):
+    for bench in (
+        crypto_bench,
+        message_bench,
+        token_api_bench,
+        sweep_bench,
+        firestore_ops_bench,
+    ):
         print(f"running {bench.__name__} ...", flush=True)
         result = bench.run()
         print_table(result)

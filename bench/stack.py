@@ -134,12 +134,18 @@ class BenchStack:
         )
         self._processes.append(self.service)
 
-    def start_gunicorn(self, name: str, app: str) -> str:
+    def start_gunicorn(self, name: str, app: str, env: Mapping[str, str] | None = None) -> str:
         """Another WSGI ``app`` under the service's gunicorn settings; returns its URL."""
+        return self.start_gunicorn_process(name, app, env)[0]
+
+    def start_gunicorn_process(
+        self, name: str, app: str, env: Mapping[str, str] | None = None
+    ) -> tuple[str, ManagedProcess]:
+        """``start_gunicorn``, with the process (to read its CPU time)."""
         port = free_port()
         process = start_service(
             port,
-            {},
+            dict(env or {}),
             self.logs / f"{name}.log",
             workers=self.workers,
             threads=self.threads,
@@ -148,7 +154,7 @@ class BenchStack:
             name=name,
         )
         self._processes.append(process)
-        return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{port}", process
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by the service, the emulator and the mock."""

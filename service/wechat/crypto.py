@@ -17,9 +17,10 @@ import struct
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from Crypto.Cipher import AES
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
-BLOCK_SIZE = 32
+BLOCK_SIZE = 32  # PKCS#7 padding's block (WXBizMsgCrypt), not AES's
+AES_BLOCK = 16
 RANDOM_PREFIX_LEN = 16
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
@@ -113,13 +114,20 @@ def pkcs7_unpad(data: bytes) -> bytes:
     return data[:-n]
 
 
+def _cbc(key: bytes) -> Cipher[modes.CBC]:
+    return Cipher(algorithms.AES(key), modes.CBC(key[:16]))
+
+
+def _run(context: CipherContext, data: bytes) -> bytes:
+    return context.update(data) + context.finalize()
+
+
 def encrypt_with_key(key: bytes, msg: str, appid: str, prefix: bytes) -> str:
     if len(prefix) != RANDOM_PREFIX_LEN:
         raise ValueError("the random prefix must be 16 bytes")
     body = msg.encode("utf-8")
     plain = prefix + struct.pack(">I", len(body)) + body + appid.encode("ascii")
-    cipher = AES.new(key, AES.MODE_CBC, key[:16])
-    return base64.b64encode(cipher.encrypt(pkcs7_pad(plain))).decode("ascii")
+    return base64.b64encode(_run(_cbc(key).encryptor(), pkcs7_pad(plain))).decode("ascii")
 
 
 def decrypt_with_key(
@@ -130,9 +138,9 @@ def decrypt_with_key(
         raw = base64.b64decode(encrypt, validate=True)
     except (binascii.Error, ValueError):
         raise Base64Error() from None
-    if not raw or len(raw) % AES.block_size:
+    if not raw or len(raw) % AES_BLOCK:
         raise DecryptError("ciphertext length is not a multiple of 16")
-    plain = pkcs7_unpad(AES.new(key, AES.MODE_CBC, key[:16]).decrypt(raw))
+    plain = pkcs7_unpad(_run(_cbc(key).decryptor(), raw))
     if len(plain) < RANDOM_PREFIX_LEN + 4:
         raise IllegalBufferError("too short")
     (length,) = struct.unpack(">I", plain[RANDOM_PREFIX_LEN : RANDOM_PREFIX_LEN + 4])

@@ -7,6 +7,7 @@ import hmac
 import struct
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,11 @@ OFFICIAL_ENCRYPT = (
     "tCOp3yZbGpy0VxpAe+77TszTfRd5RJSVO/HTnifJpXgCSUdUue1v6h0EIBYYI1BD1DlD+C0CR8e6OewpusjZ4uBl9Fy"
     "JvnhvQl+q5rv1ixrcpCumEPo5MJSgM9ehVsNPfUM669WuMyVWQLCzpu9GhglF2PE="
 )
+
+
+def raw_aes(key: bytes) -> Cipher[modes.CBC]:
+    """Plain AES-256-CBC with IV = key[:16], without the message layout or padding."""
+    return Cipher(algorithms.AES(key), modes.CBC(key[:16]))
 
 
 def official() -> MessageCrypto:
@@ -61,9 +67,7 @@ def test_official_sample_signatures() -> None:
 
 def test_official_sample_carries_the_appid_tail() -> None:
     key = crypto.decode_aes_key(KEY)
-    from Crypto.Cipher import AES
-
-    plain = AES.new(key, AES.MODE_CBC, key[:16]).decrypt(base64.b64decode(OFFICIAL_ENCRYPT))
+    plain = raw_aes(key).decryptor().update(base64.b64decode(OFFICIAL_ENCRYPT))
     plain = crypto.pkcs7_unpad(plain)
     (length,) = struct.unpack(">I", plain[16:20])
     assert plain[20 + length :] == APPID.encode()
@@ -223,10 +227,9 @@ def test_illegal_encoding_aes_keys(key: str) -> None:
 
 
 def _raw_encrypt(plain: bytes) -> str:
-    from Crypto.Cipher import AES
 
     key = crypto.decode_aes_key(KEY)
-    return base64.b64encode(AES.new(key, AES.MODE_CBC, key[:16]).encrypt(plain)).decode()
+    return base64.b64encode(raw_aes(key).encryptor().update(plain)).decode()
 
 
 @pytest.mark.parametrize(
