@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         control = MockControl(mock_url)
         control.register_component(
             mock_registration(
-                demo, event_url=f"{service_url}/wechat/{demo.appid}/events", auth_domain="127.0.0.1"
+                demo,
+                event_url=f"{service_url}/wechat/{demo.appid}/events",
+                auth_domain="127.0.0.1",
+                message_url=message_url(service_url, demo.appid),
             )
         )
         print(f"starting the service on {service_url} (gunicorn, 2 workers) ...", flush=True)
@@ -135,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             process.stop()
         if started:
             print("stopped: " + ", ".join(p.name for p in reversed(started)))
+
+
+def message_url(service_url: str, component_appid: str) -> str:
+    """The 消息与事件接收URL to enter in the console; WeChat fills in $APPID$."""
+    return f"{service_url}/wechat/{component_appid}/messages/$APPID$"
 
 
 def print_banner(
@@ -172,6 +180,10 @@ Where to look:
   {mock_url}/_mock/pushes      every push the mock sent to the service's event URL:
                                       {events}
 
+The console's two push URLs (here on the mock, which plays WeChat):
+  授权事件接收URL     {events}
+  消息与事件接收URL   {message_url(service_url, demo.appid)}
+
 Try:
   .venv/bin/python -m mock_wechat authorize --service {service_url} --mock {mock_url} \\
       --component {demo.appid} --account {merchants[0]["appid"]}
@@ -183,6 +195,12 @@ then, once it is authorized, its token and a call on its behalf:
   curl -H 'Authorization: Bearer {api_key}' $A/proxy/cgi-bin/account/getaccountbasicinfo
   curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
   curl -X POST -H 'Authorization: Bearer {api_key}' {service_url}/tasks/refresh
+a user's message to an authorized account, and what the user would see:
+  .venv/bin/python -m mock_wechat send-message --mock {mock_url} \
+      --component {demo.appid} --account {merchants[0]["appid"]} --text "hello"
+the 全网发布 release check, as WeChat runs it, on all ten test accounts:
+  .venv/bin/python -m mock_wechat release-check --mock {mock_url} \
+      --component {demo.appid} --all-groups
 
 The refresh task runs every {args.refresh_every:.0f}s, as Cloud Scheduler would.
 Ctrl-C stops everything.

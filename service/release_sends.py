@@ -9,8 +9,8 @@ or Cloud Run throttled its CPU, the next refresh sweep does (``recover``).
 custom/send is not safe to repeat (the user would read the text twice), so a send moves
 through phases, each a compare-and-set on its record:
 
-    pending -> claimed (lease; getting the token, repeatable) -> sending (calling WeChat)
-            -> sent | failed | unknown
+    pending -> claimed (lease; the code exchanged once, the token renewed if need be)
+            -> sending (calling custom/send) -> sent | failed | unknown
 
 A claim whose holder died is taken over. A send whose holder died while calling WeChat,
 or whose call timed out, is marked ``unknown`` and never repeated. WeChat's retry of the
@@ -32,6 +32,7 @@ from service.authorization import AuthorizationFlow
 from service.authorization import Outcome as ExchangeOutcome
 from service.authorizer_tokens import (
     AuthorizerTokenError,
+    AuthorizerTokenManager,
     QuotaBackoffError,
     RefreshFailedError,
 )
@@ -73,12 +74,14 @@ class ReleaseSends:
         self,
         store: AuthorizationStore,
         flow: AuthorizationFlow,
+        tokens: AuthorizerTokenManager,
         proxy: AuthorizerProxy,
         policy: ReleaseSendPolicy = ReleaseSendPolicy(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.flow = flow
+        self.tokens = tokens
         self.proxy = proxy
         self.policy = policy
         self.clock = clock
@@ -120,18 +123,24 @@ class ReleaseSends:
         where = _where(component_appid, taken.authorizer_appid, key)
         if taken.attempts > self.policy.max_attempts:
             return self._finish(taken, owner, ReleaseSendStatus.FAILED, error="too many attempts")
+        log.info("release check: customer-service text claimed", extra=where)
         # The code is exchanged once across the push, the browser and this: usually the
         # authorized push did it, and the stored token is used (nothing is called).
         exchanged = self.flow.exchange(component_appid, taken.code, source="release_check")
         if exchanged.outcome in (ExchangeOutcome.IN_PROGRESS, ExchangeOutcome.ERROR):
             return self._release(taken, owner, f"code exchange: {exchanged.reason}")
         if exchanged.outcome is ExchangeOutcome.REFUSED:
-            log.info(
-                "release check: WeChat refused the code; the stored token is used", extra=where
-            )
+            log.info("release check: code refused by WeChat; using the stored token", extra=where)
+        # A token valid for a while yet, renewed here if need be, while a crash costs nothing:
+        # past the next step the send is never repeated.
+        try:
+            self.tokens.get(component_appid, taken.authorizer_appid)
+        except (RefreshFailedError, QuotaBackoffError) as exc:
+            return self._release(taken, owner, str(exc))
+        except AuthorizerTokenError as exc:
+            return self._finish(taken, owner, ReleaseSendStatus.FAILED, error=str(exc))
         if not self._advance(taken, owner):
             return "skipped"
-        log.info("release check: sending the customer-service text", extra=where)
         body = {
             "touser": taken.to_user,
             "msgtype": "text",

@@ -131,6 +131,7 @@ class Runtime:
         return ReleaseSends(
             self.store,
             self.authorization,
+            self.authorizer_tokens,
             self.proxy,
             ReleaseSendPolicy(lease_seconds=self.settings.refresh_lease_seconds),
         )

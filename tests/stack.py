@@ -45,6 +45,11 @@ class Stack:
         return f"{self.service_url}/wechat/{self.demo.appid}/events"
 
     @property
+    def message_url(self) -> str:
+        """The 消息与事件接收URL as entered in the console: WeChat fills in $APPID$."""
+        return f"{self.service_url}/wechat/{self.demo.appid}/messages/$APPID$"
+
+    @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {API_KEY}"}
 
@@ -53,7 +58,11 @@ class Stack:
         # off by a clock jump could otherwise land after the next test emptied the store.
         self.mock.register_component(
             mock_registration(
-                self.demo, event_url=self.events_url, auth_domain="127.0.0.1", auto_push=False
+                self.demo,
+                event_url=self.events_url,
+                auth_domain="127.0.0.1",
+                message_url=self.message_url,
+                auto_push=False,
             )
         )
 
@@ -89,7 +98,8 @@ def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> 
         demo=demo,
         service_url=f"http://127.0.0.1:{service_port}",
         mock_url=mock_url,
-        mock=MockControl(mock_url),
+        # A message waits up to 3 x 5 s for its answers; a release check runs many.
+        mock=MockControl(mock_url, timeout=180),
         service=service,
         mock_process=mock_process,
         firestore_host=firestore_emulator,

@@ -50,6 +50,21 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{mock_port}/_mock/calls" in banner
         firestore_port = int(re.search(r"Firestore\s+127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
 
+        # The banner names the console's message URL, and its release-check command passes.
+        component_appid = re.search(r"Demo component: (wx[0-9a-f]{16})", banner).group(1)  # type: ignore[union-attr]
+        service_url = f"http://127.0.0.1:{service_port}"
+        assert (
+            f"消息与事件接收URL   {service_url}/wechat/{component_appid}/messages/$APPID$" in banner
+        )
+        command = re.search(r"python -m mock_wechat release-check [^\n]*\\\n\s+[^\n]+", banner)
+        assert command is not None, banner
+        args = command.group(0).replace("\\\n", " ").split()[1:]
+        check = subprocess.run(
+            [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "--all-groups" in args and check.stdout.count("✔") >= 41, check.stdout
+
         status, body = http_get(f"http://127.0.0.1:{service_port}/healthz")
         health = json.loads(body)
         assert status == 200 and health["status"] == "ok"

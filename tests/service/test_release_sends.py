@@ -14,7 +14,13 @@ from typing import Any, cast
 import pytest
 
 from service.authorization import AuthorizationFlow, ExchangeResult, Outcome
-from service.authorizer_tokens import AuthorizerUnavailableError, RefreshFailedError
+from service.authorizer_tokens import (
+    AuthorizerToken,
+    AuthorizerTokenManager,
+    AuthorizerUnavailableError,
+    RefreshFailedError,
+)
+from service.authorizer_tokens import Outcome as TokenOutcome
 from service.proxy import AuthorizerProxy, ProxyAnswer, ProxyCall, UpstreamError
 from service.release_sends import ReleaseSendPolicy, ReleaseSends, send_key
 from service.store.firestore import FirestoreStore
@@ -34,6 +40,18 @@ class FakeFlow:
     def exchange(self, component_appid: str, code: str, source: str) -> ExchangeResult:
         self.codes.append(code)
         return ExchangeResult(self.outcome, reason="stand-in")
+
+
+@dataclass
+class FakeTokens:
+    """The authorizer token: there, or a failure to raise instead."""
+
+    failure: Exception | None = None
+
+    def get(self, component_appid: str, appid: str) -> tuple[AuthorizerToken, TokenOutcome]:
+        if self.failure is not None:
+            raise self.failure
+        return AuthorizerToken("token", 1e10), TokenOutcome.FRESH
 
 
 @dataclass
@@ -65,10 +83,17 @@ def clock() -> Clock:
     return Clock()
 
 
-def sends(store: FirestoreStore, flow: FakeFlow, proxy: FakeProxy, clock: Clock) -> ReleaseSends:
+def sends(
+    store: FirestoreStore,
+    flow: FakeFlow,
+    proxy: FakeProxy,
+    clock: Clock,
+    tokens: FakeTokens | None = None,
+) -> ReleaseSends:
     return ReleaseSends(
         store,
         cast(AuthorizationFlow, flow),
+        cast(AuthorizerTokenManager, tokens or FakeTokens()),
         cast(AuthorizerProxy, proxy),
         ReleaseSendPolicy(lease_seconds=30, max_attempts=3),
         clock=clock,
@@ -141,23 +166,27 @@ def test_an_answer_lost_on_the_way_back_is_unknown_and_not_repeated(
     assert len(proxy.calls) == 1
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        UpstreamError(502, "could not connect", reached=False),
-        RefreshFailedError("api_authorizer_token failed: -1"),
-    ],
-    ids=["not connected", "no token yet"],
-)
 def test_a_send_that_surely_never_reached_wechat_is_tried_again(
-    store: FirestoreStore, clock: Clock, failure: Exception
+    store: FirestoreStore, clock: Clock
 ) -> None:
-    proxy = FakeProxy(failure=failure)
+    proxy = FakeProxy(failure=UpstreamError(502, "could not connect", reached=False))
     queue = sends(store, FakeFlow(), proxy, clock)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue.run(COMPONENT, key) == "retry"
     assert stored(store, key).status == "pending"
     proxy.failure = None
+    assert queue.recover(COMPONENT) == {"sent": 1}
+
+
+def test_the_token_is_ready_before_the_send_so_a_failure_there_is_retried(
+    store: FirestoreStore, clock: Clock
+) -> None:
+    proxy, tokens = FakeProxy(), FakeTokens(failure=RefreshFailedError("-1 from WeChat"))
+    queue = sends(store, FakeFlow(), proxy, clock, tokens)
+    key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
+    assert queue.run(COMPONENT, key) == "retry"
+    assert proxy.calls == [] and stored(store, key).status == "pending"
+    tokens.failure = None
     assert queue.recover(COMPONENT) == {"sent": 1}
 
 
@@ -176,12 +205,12 @@ def test_a_transient_code_exchange_failure_leaves_it_pending(
 def test_wechat_refusing_the_send_or_no_authorizer_fails_it_for_good(
     store: FirestoreStore, clock: Clock
 ) -> None:
-    proxy = FakeProxy(errcode=45015)
-    queue = sends(store, FakeFlow(), proxy, clock)
+    proxy, tokens = FakeProxy(errcode=45015), FakeTokens()
+    queue = sends(store, FakeFlow(), proxy, clock, tokens)
     refused = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue.run(COMPONENT, refused) == "failed"
     assert stored(store, refused).errcode == 45015
-    proxy.failure = AuthorizerUnavailableError("revoked", "authorizer has cancelled")
+    tokens.failure = AuthorizerUnavailableError("revoked", "authorizer has cancelled")
     gone = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:2")
     assert queue.run(COMPONENT, gone) == "failed"
     assert queue.recover(COMPONENT) == {}
