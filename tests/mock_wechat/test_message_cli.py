@@ -7,8 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.processes import free_port
+from devstack.stack import MockControl, mock_registration
 from mock_wechat.__main__ import main
-from tests.mock_wechat.helpers import APPID, MockClient, Receiver
+from service.config import ComponentConfig
+from tests.mock_wechat.helpers import AES_KEY, APPID, SECRET, TOKEN, MockClient, Receiver
 from tests.mock_wechat.responder import Responder
 
 
@@ -103,3 +105,27 @@ def test_release_check_prints_each_step_and_exits_by_the_result(
     assert main(["release-check", "--mock", nowhere, "--component", APPID]) == 2
     assert main(["release-check", "--mock", mock.base, "--component", "wxnope"]) == 2
     assert "unknown component: wxnope" in capsys.readouterr().err
+
+
+def test_mock_control_sends_messages_and_runs_the_check(mock: MockClient) -> None:
+    component = ComponentConfig(appid=APPID, secret=SECRET, token=TOKEN, encoding_aes_key=AES_KEY)
+    responder = Responder(mock.base)
+    control = MockControl(mock.base)
+    try:
+        registration = mock_registration(
+            component, responder.event_url, "127.0.0.1", message_url=responder.message_url
+        )
+        assert "message_url" not in mock_registration(component, responder.event_url, "h")
+        control.register_component({**registration, "auto_push": False})
+        [seeded] = control.seed_authorizers(APPID, 1)
+        account = seeded["authorizer_appid"]
+        record = control.send_message(
+            account, APPID, "event", event="VIEW", from_user="oFan", fields={"MenuId": 3}
+        )
+        assert (record["outcome"], record["user_sees"]) == ("reply", "VIEWfrom_callback")
+        assert "<MenuId>3</MenuId>" in record["message"]
+        assert control.account_messages(account) == [record]
+        report = control.release_check(APPID, group=5, send_deadline=2)
+        assert (report["groups"], report["passed"]) == ([5], True)
+    finally:
+        responder.close()

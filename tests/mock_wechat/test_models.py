@@ -110,12 +110,28 @@ def test_registered_component_is_listed_without_secrets(state: MockWeChat) -> No
         ({"ticket_interval": 0}, "ticket_interval"),
         ({"ticket_interval": float("inf")}, "ticket_interval"),
         ({"push_retries": -1}, "push_retries"),
+        ({"message_url": "http://x.example/messages"}, "message_url"),  # no $APPID$
+        ({"message_url": "ftp://x.example/$APPID$"}, "message_url"),
+        ({"message_url": "/wechat/$APPID$/messages"}, "message_url"),
     ],
 )
 def test_component_config_is_validated(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidField) as info:
         config(**overrides)
     assert info.value.field == field
+
+
+def test_message_url_is_shown_patched_and_filled_in_per_account(state: MockWeChat) -> None:
+    assert state.get_component(APPID)["message_url"] is None
+    url = "https://gw.example.com/wechat/$APPID$/messages?x=1"
+    assert state.update_component(APPID, ComponentPatch(message_url=url))["message_url"] == url
+    registered = config(message_url=url)
+    assert registered.message_url_for("wx570bc396a51b8ff8") == (
+        "https://gw.example.com/wechat/wx570bc396a51b8ff8/messages?x=1"
+    )
+    assert config().message_url_for("wx570bc396a51b8ff8") is None
+    with pytest.raises(InvalidField):
+        ComponentPatch(message_url="https://gw.example.com/messages")
 
 
 def test_update_component_and_unknown_component(state: MockWeChat) -> None:
