@@ -154,11 +154,6 @@ class Deliveries(Book):
 
     # ----- reading ------------------------------------------------------------------
 
-    def get(self, delivery_id: int) -> Delivery | None:
-        with self._lock:
-            delivery = self._records.get(delivery_id)
-            return copy.deepcopy(delivery) if delivery is not None else None
-
     def of_account(self, authorizer_appid: str) -> list[dict[str, Any]]:
         with self._lock:
             return [

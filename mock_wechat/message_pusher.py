@@ -73,10 +73,6 @@ class MessagePusher:
         self._tries = tries
         self._session_factory = session_factory
 
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
     def send(self, authorizer_appid: str, request: UserMessage) -> Delivery:
         """Check, record and deliver one message now, in this thread; the final record.
 

@@ -141,7 +141,7 @@ def choose_groups(
     return [group if group is not None else pick(RELEASE_TEST_GROUPS)]
 
 
-def test_openid() -> str:
+def fan_openid() -> str:
     """A fresh made-up openid for one run's simulated fan."""
     return "o" + "".join(secrets.choice(_OPENID_ALPHABET) for _ in range(27))
 
@@ -192,7 +192,7 @@ class ReleaseCheck:
         return report
 
     def _account_steps(self, component: str, test: ReleaseTestAccount) -> list[Step]:
-        openid = test_openid()
+        openid = fan_openid()
         codes: list[str] = []  # the authorize step's code, for the api_text step
 
         def authorize() -> str | None:
