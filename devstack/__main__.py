@@ -196,10 +196,10 @@ then, once it is authorized, its token and a call on its behalf:
   curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
   curl -X POST -H 'Authorization: Bearer {api_key}' {service_url}/tasks/refresh
 a user's message to an authorized account, and what the user would see:
-  .venv/bin/python -m mock_wechat send-message --mock {mock_url} \
+  .venv/bin/python -m mock_wechat send-message --mock {mock_url} \\
       --component {demo.appid} --account {merchants[0]["appid"]} --text "hello"
 the 全网发布 release check, as WeChat runs it, on all ten test accounts:
-  .venv/bin/python -m mock_wechat release-check --mock {mock_url} \
+  .venv/bin/python -m mock_wechat release-check --mock {mock_url} \\
       --component {demo.appid} --all-groups
 
 The refresh task runs every {args.refresh_every:.0f}s, as Cloud Scheduler would.
