@@ -144,6 +144,13 @@ def test_the_proxy_passes_calls_and_bodies_through(ready: Stack, merchant: str) 
     assert "X-Gateway-Token-Renewed" not in info.headers
 
     message = {"touser": "o-user-1", "msgtype": "text", "text": {"content": "你好, 世界"}}
+    # Outside the user's 48 h window WeChat refuses (45015), and the proxy says so as is.
+    refused = proxy(ready, merchant, "cgi-bin/message/custom/send", "POST", json=message)
+    assert refused.status_code == 200 and refused.json()["errcode"] == 45015
+    delivery = ready.mock.send_message(
+        merchant, ready.demo.appid, content="在吗", from_user="o-user-1"
+    )
+    assert delivery["outcome"] == "success", delivery  # the gateway took the user's message
     sent = proxy(ready, merchant, "cgi-bin/message/custom/send", "POST", json=message)
     assert sent.status_code == 200 and sent.json() == {"errcode": 0, "errmsg": "ok"}
     messages = mock_get(ready, "/messages")["messages"]
