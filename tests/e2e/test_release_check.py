@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +101,19 @@ def test_the_logs_show_types_and_appids_but_no_content_code_token_or_key(e2e: St
 # ----- each typical bug fails the step it should ---------------------------------------
 
 
-@pytest.fixture
-def mutant(e2e: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """The stack with a mutated service (2 workers) in place of the real one."""
+@contextmanager
+def serving_instead(
+    e2e: Stack,
+    log: Path,
+    settings: dict[str, str],
+    app: str = "service:create_app()",
+    name: str = "service (gunicorn)",
+) -> Iterator[Stack]:
+    """The stack with another gunicorn (2 workers) in the real service's place at the mock."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = service_env([e2e.demo], url, e2e.mock_url, E2E_PROJECT, e2e.firestore_host, API_KEY)
-    process = start_service(
-        port,
-        {**env, "GATEWAY_MUTATION": request.param},
-        tmp_path / "mutant.log",
-        workers=2,
-        app="tests.e2e.mutated_service:create_app()",
-        name=f"mutated service ({request.param})",
-    )
+    process = start_service(port, {**env, **settings}, log, workers=2, app=app, name=name)
     try:
         e2e.mock.register_component(
             mock_registration(
@@ -127,6 +127,19 @@ def mutant(e2e: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
         yield Stack(**{**vars(e2e), "service_url": url, "service": process})
     finally:
         process.stop()
+
+
+@pytest.fixture
+def mutant(e2e: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The stack with a mutated service in place of the real one."""
+    with serving_instead(
+        e2e,
+        tmp_path / "mutant.log",
+        {"GATEWAY_MUTATION": request.param},
+        app="tests.e2e.mutated_service:create_app()",
+        name=f"mutated service ({request.param})",
+    ) as stack:
+        yield stack
 
 
 @pytest.mark.parametrize(
@@ -157,24 +170,9 @@ def test_each_mutation_fails_the_steps_it_breaks(
 def fragile(e2e: Stack, tmp_path: Path) -> Iterator[Stack]:
     """The service with 3 s leases, renewing an authorizer token before every use (so the
     release send's token step calls WeChat, where a fault can hold it)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = service_env([e2e.demo], url, e2e.mock_url, E2E_PROJECT, e2e.firestore_host, API_KEY)
     settings = {"REFRESH_LEASE_SECONDS": "3", "AUTHORIZER_TOKEN_MIN_TTL": "7300"}
-    process = start_service(port, {**env, **settings}, tmp_path / "fragile.log", workers=2)
-    try:
-        e2e.mock.register_component(
-            mock_registration(
-                e2e.demo,
-                event_url=f"{url}/wechat/{e2e.demo.appid}/events",
-                auth_domain="127.0.0.1",
-                message_url=f"{url}/wechat/{e2e.demo.appid}/messages/$APPID$",
-                auto_push=False,
-            )
-        )
-        yield Stack(**{**vars(e2e), "service_url": url, "service": process})
-    finally:
-        process.stop()
+    with serving_instead(e2e, tmp_path / "fragile.log", settings) as stack:
+        yield stack
 
 
 def test_a_worker_killed_right_after_its_answer_still_ends_with_the_text_sent(

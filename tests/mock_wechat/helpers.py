@@ -43,6 +43,18 @@ def config(appid: str = APPID, **overrides: Any) -> ComponentConfig:
     return ComponentConfig(**fields)
 
 
+def serve_in_thread(
+    handler: type[http.server.BaseHTTPRequestHandler],
+) -> http.server.ThreadingHTTPServer:
+    """A threaded HTTP server on a free loopback port, serving in a daemon thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    return server
+
+
 def errcode_of(call: Callable[[], object]) -> int:
     """The errcode of the ``MockApiError`` that ``call()`` raises."""
     with pytest.raises(MockApiError) as info:
@@ -109,13 +121,8 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.port = free_port()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = serve_in_thread(Handler)
+        self.port = self._server.server_address[1]
 
     @property
     def url(self) -> str:

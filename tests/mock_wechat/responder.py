@@ -40,7 +40,7 @@ from service.wechat.release_accounts import (
     TEXT_PROBE,
     TEXT_REPLY,
 )
-from tests.mock_wechat.helpers import AES_KEY, APPID, SECRET, TOKEN
+from tests.mock_wechat.helpers import AES_KEY, APPID, SECRET, TOKEN, serve_in_thread
 
 MODES = ("correct", "plain", "no_callback", "send_first", "exchange_twice", "json", "slow")
 
@@ -97,13 +97,8 @@ class Responder:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.port = free_port()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = serve_in_thread(Handler)
+        self.port = self._server.server_address[1]
 
     @property
     def event_url(self) -> str:

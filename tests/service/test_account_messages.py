@@ -6,7 +6,6 @@ check's send, which needs it, is proven end to end in tests/e2e).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,11 +21,8 @@ from service.store.records import AuthorizerRecord
 from service.wechat.crypto import MessageCrypto
 from service.wechat.messages import build_xml, parse_xml
 from service.wechat.release_accounts import RELEASE_TEST_ACCOUNTS, TEXT_PROBE, TEXT_REPLY
+from tests.service.push_component import APPID, KEY, NEW_KEY, TOKEN, service_env
 
-APPID = "wx0123456789abcdef"
-TOKEN = "msgtoken"
-KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-NEW_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBAzyxwvutsrqponmlk0"
 MERCHANT = "wx00000000000000a1"
 MERCHANT_GH = "gh_00000000000a"
 OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
@@ -35,24 +31,7 @@ GROUP_3_OA = next(a for a in RELEASE_TEST_ACCOUNTS if a.group == 3 and a.appid.s
 
 @pytest.fixture
 def app(firestore_project: str) -> Flask:
-    return create_app(
-        {
-            "WECHAT_COMPONENTS": json.dumps(
-                [
-                    {
-                        "appid": APPID,
-                        "secret": "appsecret",
-                        "token": TOKEN,
-                        "encoding_aes_key": NEW_KEY,
-                        "previous_encoding_aes_key": KEY,
-                    }
-                ]
-            ),
-            "GOOGLE_CLOUD_PROJECT": firestore_project,
-            "WECHAT_API_BASE": "http://127.0.0.1:9",
-            "SERVICE_API_KEYS": "k1",
-        }
-    )
+    return create_app(service_env(firestore_project))
 
 
 @pytest.fixture

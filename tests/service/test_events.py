@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,31 +14,12 @@ from service.store.firestore import FirestoreStore
 from service.store.records import ComponentRecord
 from service.wechat.crypto import MessageCrypto
 from service.wechat.messages import build_envelope, build_xml
-
-APPID = "wx0123456789abcdef"
-TOKEN = "msgtoken"
-KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-NEW_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBAzyxwvutsrqponmlk0"
+from tests.service.push_component import APPID, KEY, NEW_KEY, TOKEN, service_env
 
 
 @pytest.fixture
 def env(firestore_project: str) -> dict[str, str]:
-    return {
-        "WECHAT_COMPONENTS": json.dumps(
-            [
-                {
-                    "appid": APPID,
-                    "secret": "appsecret",
-                    "token": TOKEN,
-                    "encoding_aes_key": NEW_KEY,
-                    "previous_encoding_aes_key": KEY,
-                }
-            ]
-        ),
-        "GOOGLE_CLOUD_PROJECT": firestore_project,
-        "WECHAT_API_BASE": "http://127.0.0.1:9",
-        "SERVICE_API_KEYS": "k1",
-    }
+    return service_env(firestore_project)
 
 
 @pytest.fixture
