@@ -1,15 +1,21 @@
-"""The gateway service: ``gunicorn "service:create_app()"``."""
+"""The gateway service: ``gunicorn "service:create_app()"``.
+
+Importing ``service`` is cheap: the factory and everything behind it (Flask, the settings,
+the runtime, the Firestore client) live in ``service.app`` and load on the first call of
+``create_app``. So ``service.wechat`` (the protocol: crypto, XML, tables) can be imported,
+by the mock too, without the production wiring.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from service.config import ConfigError, Settings
-from service.jsonlog import configure_logging
-from service.runtime import Runtime
+    from service.config import ConfigError, Settings
+    from service.runtime import Runtime
 
 __all__ = ["ConfigError", "Settings", "create_app"]
 
@@ -17,23 +23,16 @@ __all__ = ["ConfigError", "Settings", "create_app"]
 def create_app(
     config: Settings | Mapping[str, str] | None = None, runtime: Runtime | None = None
 ) -> Flask:
-    """The application factory.
+    """The application factory (``service.app.create_app``), imported on first call."""
+    from service.app import create_app as factory
 
-    ``config`` is either ready ``Settings`` or a mapping of environment-style overrides on
-    top of ``os.environ``. Nothing connects here: the store and the WeChat client are made
-    on first use, inside the serving process.
-    """
-    if isinstance(config, Settings):
-        settings = config
-    else:
-        settings = Settings.from_env({**os.environ, **(config or {})})
-    configure_logging(settings.log_level)
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.extensions["gateway"] = runtime or Runtime(settings)
+    return factory(config, runtime)
 
-    from service.web import register_blueprints
 
-    register_blueprints(app)
-    return app
+def __getattr__(name: str) -> Any:
+    """``service.ConfigError`` and ``service.Settings``, loaded when first asked for."""
+    if name in ("ConfigError", "Settings"):
+        from service import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'service' has no attribute {name!r}")
