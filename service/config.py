@@ -6,6 +6,7 @@ Errors name the variable and what is wrong, never the secret values themselves.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,50 @@ COMPONENT_VARS = {
     "encoding_aes_key": "WECHAT_COMPONENT_{appid}_ENCODING_AES_KEY",
     "previous_encoding_aes_key": "WECHAT_COMPONENT_{appid}_PREVIOUS_ENCODING_AES_KEY",
 }
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A numeric setting's environment variable, default and allowed range (inclusive)."""
+
+    name: str
+    default: float
+    low: float
+    high: float
+    whole: bool = False  # a count rather than seconds
+
+    @property
+    def field(self) -> str:
+        return self.name.lower()
+
+    def rule(self) -> str:
+        kind = "a whole number" if self.whole else "a number of seconds"
+        return f"{kind} from {self.low:g} to {self.high:g}"
+
+
+# Every numeric setting, finite and bounded by what it means. Only SWEEP_JITTER may be 0 (no
+# jitter); a lease, a skew or a timeout of 0 would switch its check off. WeChat's tokens
+# live 7200 s and a ticket 12 h; it pushes a ticket every 600 s.
+NUMERIC_SETTINGS: tuple[Bound, ...] = (
+    # Renew the component token this long before it expires: well inside its 7200 s.
+    Bound("COMPONENT_TOKEN_REFRESH_MARGIN", 600, 60, 3600),
+    # How long a refresher may hold a lease before another process takes over.
+    Bound("REFRESH_LEASE_SECONDS", 30, 1, 600),
+    # A ticket older than this (pushed every 600 s) makes the sweep ask for pushes again.
+    Bound("TICKET_STALE_AFTER", 1200, 900, 43200),
+    Bound("PUSH_TICKET_MIN_INTERVAL", 60, 10, 3600),
+    # Pushes further than this from our clock are refused as replays.
+    Bound("PUSH_MAX_CLOCK_SKEW", 300, 1, 3600),
+    # A token handed out is valid at least this long; 7200 (its lifetime) renews every time.
+    Bound("AUTHORIZER_TOKEN_MIN_TTL", 300, 1, 7200),
+    # The sweep renews tokens expiring within the margin plus up to the jitter (< 7200 s).
+    Bound("AUTHORIZER_TOKEN_REFRESH_MARGIN", 900, 60, 3600),
+    Bound("SWEEP_JITTER", 300, 0, 1800),
+    Bound("SWEEP_CONCURRENCY", 16, 1, 256, whole=True),
+    # The first pause after 45009, doubled while it repeats.
+    Bound("QUOTA_BACKOFF", 300, 1, 3600),
+    Bound("PROXY_TIMEOUT", 15, 1, 300),
+)
 
 
 @dataclass(frozen=True)
@@ -105,23 +150,17 @@ class Settings:
     firestore_database: str = "(default)"
     service_api_keys: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "INFO"
-    # Renew the component token this long before it expires (WeChat suggests ~10 minutes).
+    # The numeric settings: see NUMERIC_SETTINGS for what each means and its bounds.
     component_token_refresh_margin: float = 600.0
-    # How long a refresher may hold the lease before another process takes over.
     refresh_lease_seconds: float = 30.0
-    # Ask WeChat to restart ticket pushes when the newest ticket is older than this.
     ticket_stale_after: float = 1200.0
     push_ticket_min_interval: float = 60.0
-    # Authorizer tokens: a token handed out is valid at least this long (else renewed
-    # first); the sweep renews those expiring within the margin plus a random jitter.
     authorizer_token_min_ttl: float = 300.0
     authorizer_token_refresh_margin: float = 900.0
     sweep_jitter: float = 300.0
     sweep_concurrency: int = 16
-    # After 45009 on api_authorizer_token: the first pause, doubled each time again.
     quota_backoff: float = 300.0
     proxy_timeout: float = 15.0
-    # Pushes whose timestamp is further than this from our clock are refused (replays).
     push_max_clock_skew: float = 300.0
     max_body_bytes: int = 256 * 1024
 
@@ -143,6 +182,8 @@ class Settings:
                 "INTERNAL_AUTH=cloud_run_iam needs SERVICE_ROLE=internal: only the internal "
                 "service, which never allows unauthenticated calls, may trust Cloud Run's IAM"
             )
+        # Any: each goes to its own field, a float or (SWEEP_CONCURRENCY) an int.
+        numbers: dict[str, Any] = {b.field: _bounded(env, b) for b in NUMERIC_SETTINGS}
         return cls(
             components=_components_from_env(env),
             service_role=role,
@@ -159,17 +200,7 @@ class Settings:
                 key.strip() for key in env.get("SERVICE_API_KEYS", "").split(",") if key.strip()
             ),
             log_level=env.get("LOG_LEVEL", "INFO"),
-            component_token_refresh_margin=_seconds(env, "COMPONENT_TOKEN_REFRESH_MARGIN", 600),
-            refresh_lease_seconds=_seconds(env, "REFRESH_LEASE_SECONDS", 30),
-            ticket_stale_after=_seconds(env, "TICKET_STALE_AFTER", 1200),
-            push_ticket_min_interval=_seconds(env, "PUSH_TICKET_MIN_INTERVAL", 60),
-            push_max_clock_skew=_seconds(env, "PUSH_MAX_CLOCK_SKEW", 300),
-            authorizer_token_min_ttl=_seconds(env, "AUTHORIZER_TOKEN_MIN_TTL", 300),
-            authorizer_token_refresh_margin=_seconds(env, "AUTHORIZER_TOKEN_REFRESH_MARGIN", 900),
-            sweep_jitter=_seconds(env, "SWEEP_JITTER", 300),
-            sweep_concurrency=_count(env, "SWEEP_CONCURRENCY", 16, 1, 256),
-            quota_backoff=_seconds(env, "QUOTA_BACKOFF", 300),
-            proxy_timeout=_seconds(env, "PROXY_TIMEOUT", 15),
+            **numbers,
         )
 
 
@@ -267,27 +298,16 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return float(default)
+def _bounded(env: Mapping[str, str], bound: Bound) -> float | int:
+    """The setting's value: its default when unset, else a finite number within its bounds."""
+    raw = env.get(bound.name, "").strip()
+    if not raw:
+        return int(bound.default) if bound.whole else float(bound.default)
+    value: float | int
     try:
-        value = float(raw)
+        value = int(raw) if bound.whole else float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative")
-    return value
-
-
-def _count(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be from {low} to {high}, got {value}")
+        value = math.nan
+    if not (math.isfinite(value) and bound.low <= value <= bound.high):
+        raise ConfigError(f"{bound.name} must be {bound.rule()}, got {raw!r}")
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -151,3 +152,78 @@ def test_bad_configuration_says_what_and_how(env: dict[str, str], message: str) 
         Settings.from_env(env)
     assert message in str(caught.value)
     assert "TOPSECRET" not in str(caught.value)
+
+
+# ----- numeric settings: finite, and within the bounds each one's meaning allows -----------
+
+# (variable, Settings field, lowest, highest, zero allowed): the service's own table, restated
+# here so that a bound changed by accident shows up as a failing test.
+NUMERIC = [
+    ("COMPONENT_TOKEN_REFRESH_MARGIN", "component_token_refresh_margin", 60, 3600),
+    ("REFRESH_LEASE_SECONDS", "refresh_lease_seconds", 1, 600),
+    ("TICKET_STALE_AFTER", "ticket_stale_after", 900, 43200),
+    ("PUSH_TICKET_MIN_INTERVAL", "push_ticket_min_interval", 10, 3600),
+    ("PUSH_MAX_CLOCK_SKEW", "push_max_clock_skew", 1, 3600),
+    ("AUTHORIZER_TOKEN_MIN_TTL", "authorizer_token_min_ttl", 1, 7200),
+    ("AUTHORIZER_TOKEN_REFRESH_MARGIN", "authorizer_token_refresh_margin", 60, 3600),
+    ("SWEEP_JITTER", "sweep_jitter", 0, 1800),
+    ("SWEEP_CONCURRENCY", "sweep_concurrency", 1, 256),
+    ("QUOTA_BACKOFF", "quota_backoff", 1, 3600),
+    ("PROXY_TIMEOUT", "proxy_timeout", 1, 300),
+]
+WHOLE = {"SWEEP_CONCURRENCY"}
+
+
+def _bad_values(name: str, low: int, high: int) -> list[str]:
+    bad = ["nan", "NaN", "inf", "-inf", "Infinity", "-1", str(low - 1), str(high + 1), "soon"]
+    bad += ["1e9", "0x10", "10s"]
+    if low > 0:
+        bad.append("0")
+    if name in WHOLE:
+        bad.append("2.5")
+    else:
+        bad.append(f"{high}.5")
+    return sorted(set(bad))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name, _, low, high in NUMERIC for value in _bad_values(name, low, high)],
+)
+def test_numeric_settings_refuse_values_outside_their_bounds(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**PER_VARIABLE, name: value})
+    message = str(caught.value)
+    assert message.startswith(f"{name} must be")
+    low, high = next((lo, hi) for n, _, lo, hi in NUMERIC if n == name)
+    assert f"from {low} to {high}" in message
+
+
+@pytest.mark.parametrize(("name", "field", "low", "high"), NUMERIC)
+def test_numeric_settings_accept_their_edges_and_defaults(
+    name: str, field: str, low: int, high: int
+) -> None:
+    default = getattr(Settings.from_env(PER_VARIABLE), field)
+    assert low <= default <= high
+    # The dataclass's own default (used by Settings built in code) is the same.
+    assert getattr(Settings(components={}), field) == default
+    for value in (low, high):
+        assert getattr(Settings.from_env({**PER_VARIABLE, name: str(value)}), field) == value
+    assert getattr(Settings.from_env({**PER_VARIABLE, name: ""}), field) == default
+    assert getattr(Settings.from_env({**PER_VARIABLE, name: f" {low} "}), field) == low
+
+
+def test_zero_is_allowed_only_where_it_means_something() -> None:
+    assert Settings.from_env({**PER_VARIABLE, "SWEEP_JITTER": "0"}).sweep_jitter == 0
+    assert [name for name, _, low, _ in NUMERIC if low == 0] == ["SWEEP_JITTER"]
+
+
+def test_every_numeric_setting_is_in_the_table() -> None:
+    """A new timing setting must get bounds: every float/int field read from the environment
+    is one of the table's (the body limit is not read from the environment)."""
+    numeric = {
+        f.name
+        for f in dataclasses.fields(Settings)
+        if f.type in ("float", "int") and f.name != "max_body_bytes"
+    }
+    assert numeric == {field for _, field, _, _ in NUMERIC}
