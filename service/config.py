@@ -163,6 +163,8 @@ class Settings:
     proxy_timeout: float = 15.0
     push_max_clock_skew: float = 300.0
     max_body_bytes: int = 256 * 1024
+    # The public merchant pages' per-client rate limit: see PublicRateLimit.
+    public_rate_limit: PublicRateLimit = field(default_factory=lambda: PublicRateLimit())
 
     def callback_url(self, component_appid: str) -> str | None:
         """The default redirect_uri: our callback under PUBLIC_BASE_URL, if it is set."""
@@ -201,6 +203,7 @@ class Settings:
             ),
             log_level=env.get("LOG_LEVEL", "INFO"),
             **numbers,
+            public_rate_limit=_public_rate_limit(env),
         )
 
 
@@ -311,3 +314,31 @@ def _bounded(env: Mapping[str, str], bound: Bound) -> float | int:
     if not (math.isfinite(value) and bound.low <= value <= bound.high):
         raise ConfigError(f"{bound.name} must be {bound.rule()}, got {raw!r}")
     return value
+
+
+@dataclass(frozen=True)
+class PublicRateLimit:
+    """The per-client rate limit on the merchant's pages (entry, link, callback).
+
+    Each client has a bucket of ``burst`` tokens refilled at ``per_minute`` a minute, per
+    process; a page takes one, a request that calls WeChat several. ``per_minute=0`` turns
+    the limit off. The client is the ``client_ip_hops``-th address from the right of
+    X-Forwarded-For: 1 behind Cloud Run (its front end appends the address it saw), 2 with
+    a Google load balancer in front, 0 for the connection's own address (no proxy).
+    """
+
+    per_minute: int = 60
+    burst: int = 60
+    client_ip_hops: int = 1
+
+
+PUBLIC_RATE_LIMIT_SETTINGS = {
+    "per_minute": Bound("PUBLIC_RATE_LIMIT", 60, 0, 100_000, whole=True),
+    "burst": Bound("PUBLIC_RATE_BURST", 60, 1, 100_000, whole=True),
+    "client_ip_hops": Bound("PUBLIC_CLIENT_IP_HOPS", 1, 0, 8, whole=True),
+}
+
+
+def _public_rate_limit(env: Mapping[str, str]) -> PublicRateLimit:
+    values = {key: int(_bounded(env, b)) for key, b in PUBLIC_RATE_LIMIT_SETTINGS.items()}
+    return PublicRateLimit(**values)
