@@ -24,12 +24,12 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from mock_wechat import message_cli
 from mock_wechat.api import DROPPED
 from mock_wechat.app import create_app
+from mock_wechat.logs import log_json_lines
 from mock_wechat.merchant import Merchant, MerchantError
 from mock_wechat.models import MockWeChat
+from mock_wechat.protocol import AUTH_TYPE_LISTS, DEFAULT_AUTH_TYPE
 from mock_wechat.pusher import Pusher
 from mock_wechat.scheduler import TicketScheduler
-from service.jsonlog import configure_logging
-from service.wechat.accounts import AUTH_TYPES
 
 log = logging.getLogger("mock_wechat")
 DEFAULT_MOCK = "http://127.0.0.1:8081"
@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     authorize.add_argument(
         "--auth-type",
         type=int,
-        default=3,
-        choices=sorted(AUTH_TYPES),
+        default=DEFAULT_AUTH_TYPE,
+        choices=sorted(AUTH_TYPE_LISTS),
         help="which account types the page lists (default %(default)s)",
     )
     authorize.add_argument("--biz-appid", help="let only this account be authorized")
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return message_cli.send_message(args)
     if args.command == "release-check":
         return message_cli.release_check(args)
-    configure_logging(args.log_level)
+    log_json_lines(args.log_level)
     serve(args.host, args.port, args.scheduler_tick)
     return 0
 

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
 from mock_wechat.grants import AUTH_CODE_TTL
-from service.wechat.accounts import AUTH_TYPES
-from service.wechat.messages import build_xml
+from mock_wechat.protocol import AUTH_TYPE_LISTS
+from mock_wechat.wire import to_xml
 
-DEFAULT_AUTH_TYPE = 3  # §4.2: without auth_type, official accounts and mini programs
 AUTHORIZED = "authorized"
 UPDATEAUTHORIZED = "updateauthorized"
 UNAUTHORIZED = "unauthorized"
@@ -51,8 +50,8 @@ def parse_auth_type(text: str | None) -> int | None:
 
 
 def check_auth_type(value: int | None) -> None:
-    if value is not None and value not in AUTH_TYPES:
-        allowed = ", ".join(str(v) for v in AUTH_TYPES)
+    if value is not None and value not in AUTH_TYPE_LISTS:
+        allowed = ", ".join(str(v) for v in AUTH_TYPE_LISTS)
         raise AuthRuleError("auth_type", f"auth_type 无效 (must be one of {allowed})")
 
 
@@ -124,7 +123,7 @@ def granted_message(
 ) -> str:
     """``authorized`` / ``updateauthorized`` (protocol §2.2)."""
     create_time = int(now)
-    return build_xml(
+    return to_xml(
         {
             "AppId": component,
             "CreateTime": create_time,
@@ -138,7 +137,7 @@ def granted_message(
 
 
 def unauthorized_message(component: str, now: float, authorizer: str) -> str:
-    return build_xml(
+    return to_xml(
         {
             "AppId": component,
             "CreateTime": int(now),

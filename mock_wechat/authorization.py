@@ -23,7 +23,6 @@ from typing import Any
 from mock_wechat import errcodes as ec
 from mock_wechat.auth_rules import (
     AUTHORIZED,
-    DEFAULT_AUTH_TYPE,
     UNAUTHORIZED,
     UPDATEAUTHORIZED,
     AuthRuleError,
@@ -43,8 +42,14 @@ from mock_wechat.config import ComponentConfig
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.grants import AUTH_CODE_TTL, Grant, GrantBook, func_info, random_token
 from mock_wechat.merchants import Account, AccountBook, AccountSpec, authorizer_info
+from mock_wechat.protocol import (
+    AUTH_TYPE_LISTS,
+    DEFAULT_AUTH_TYPE,
+    AccountKind,
+    PermissionSet,
+    sets_of,
+)
 from mock_wechat.pushlog import PendingPush, PushLog
-from service.wechat.accounts import AUTH_TYPES, AccountType, PermissionSet, permission_sets_for
 
 log = logging.getLogger(__name__)
 
@@ -257,14 +262,14 @@ class Authorizations:
             account = self._account(authorizer_appid)
             return self._confirm(request, admin or account.admin, authorizer_appid, category_ids)
 
-    def seed(self, component: str, kind: AccountType, count: int) -> list[Grant]:
+    def seed(self, component: str, kind: AccountKind, count: int) -> list[Grant]:
         """``count`` new accounts of ``kind``, each authorized to ``component`` with every
         permission set of its type and its code already exchanged, as if the pages and the
         component's api_query_auth had run (one lock for the batch; no push is sent).
 
         Returns copies of the grants, in creation order.
         """
-        sets = [s.id for s in permission_sets_for(kind)]
+        sets = [s.id for s in sets_of(kind)]
         with self._lock:
             self._config(component)
             now = self._clock.now()
@@ -301,7 +306,7 @@ class Authorizations:
         with self._lock:
             self._config(component)
             account = self._accounts.find(spec.appid) or self._accounts.add(spec)
-            sets = [s.id for s in permission_sets_for(account.type)]
+            sets = [s.id for s in sets_of(account.type)]
             now = self._clock.now()
             grant, _ = self._grants.grant(component, account.appid, sets, now)
             code = self._grants.issue_code(grant, now)
@@ -341,7 +346,7 @@ class Authorizations:
             self._config(component)
             account = self._account(authorizer_appid)
             self._live_grant(component, authorizer_appid)
-            offered = [s.id for s in permission_sets_for(account.type)]
+            offered = [s.id for s in sets_of(account.type)]
             chosen = chosen_sets(offered, category_ids)
             now = self._clock.now()
             grant, _ = self._grants.grant(component, authorizer_appid, chosen, now)
@@ -473,7 +478,7 @@ class Authorizations:
                     409,
                 )
             return [biz] if biz.listable else []
-        shows = AUTH_TYPES[request.auth_type or DEFAULT_AUTH_TYPE].shows
+        shows = AUTH_TYPE_LISTS[request.auth_type or DEFAULT_AUTH_TYPE]
         return [
             a for a in self._accounts.all() if a.admin == admin and a.listable and a.type in shows
         ]
@@ -490,7 +495,7 @@ class Authorizations:
 
     def _offered(self, request: AuthRequest, account: Account) -> list[PermissionSet]:
         wanted = request.category_filter
-        return [s for s in permission_sets_for(account.type) if wanted is None or s.id in wanted]
+        return [s for s in sets_of(account.type) if wanted is None or s.id in wanted]
 
     def _confirm(
         self,

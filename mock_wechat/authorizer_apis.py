@@ -28,7 +28,7 @@ from mock_wechat.bodies import text_field
 from mock_wechat.book import Book
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.merchants import Account
-from service.wechat.accounts import AccountType
+from mock_wechat.protocol import AccountKind
 
 NO_SETS: frozenset[int] = frozenset()
 CUSTOM_MESSAGE_SETS = frozenset({1, 19})
@@ -89,9 +89,9 @@ def ok(**fields: Any) -> dict[str, Any]:
 
 def _account_type(account: Account) -> int:
     """1 订阅号, 2 服务号, 3 小程序; 0 for the other account types (the mock's own)."""
-    if account.type is AccountType.MINI_PROGRAM:
+    if account.type is AccountKind.MINI_PROGRAM:
         return 3
-    if account.type is AccountType.OFFICIAL_ACCOUNT:
+    if account.type is AccountKind.OFFICIAL_ACCOUNT:
         return 2 if account.service_type == 2 else 1
     return 0
 

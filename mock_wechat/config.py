@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from service.wechat.crypto import IllegalAesKeyError, decode_aes_key
+from mock_wechat.crypto import IllegalAesKeyError, decode_aes_key
 
 DEFAULT_TICKET_INTERVAL = 600.0
 MAX_LATENCY = 30.0  # seconds an api_authorizer_token answer may be held back

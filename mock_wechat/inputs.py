@@ -18,11 +18,10 @@ from mock_wechat.authorization import AuthRequest
 from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
 from mock_wechat.faults import ANY_API, FaultRule
 from mock_wechat.merchants import AccountSpec, parse_account_type
+from mock_wechat.protocol import RELEASE_GROUP_NUMBERS, AccountKind
 from mock_wechat.quotas import QuotaRule
 from mock_wechat.release_check import DEFAULT_SEND_DEADLINE, MAX_SEND_DEADLINE
 from mock_wechat.user_messages import UserMessage
-from service.wechat.accounts import AccountType
-from service.wechat.release_accounts import RELEASE_TEST_GROUPS
 
 _Rule = TypeVar("_Rule")
 
@@ -99,7 +98,7 @@ _MESSAGE_FIELDS = frozenset(
     }
 )
 MAX_SEED_COUNT = 20_000  # a benchmark's worth; more would hold the state's lock too long
-SEED_TYPES = (AccountType.OFFICIAL_ACCOUNT, AccountType.MINI_PROGRAM)
+SEED_TYPES = (AccountKind.OFFICIAL_ACCOUNT, AccountKind.MINI_PROGRAM)
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -331,7 +330,7 @@ class SeedInput:
     """``POST /_mock/components/<appid>/authorizers/seed``."""
 
     count: int
-    type: AccountType
+    type: AccountKind
 
 
 def parse_seed(data: Mapping[str, Any]) -> SeedInput:
@@ -345,7 +344,7 @@ def parse_seed(data: Mapping[str, Any]) -> SeedInput:
     if kind not in SEED_TYPES:  # a StrEnum member equals its value
         allowed = ", ".join(t.value for t in SEED_TYPES)
         raise InvalidField("type", f"must be one of {allowed}")
-    return SeedInput(count=count, type=AccountType(kind))
+    return SeedInput(count=count, type=AccountKind(kind))
 
 
 def parse_component_ref(data: Mapping[str, Any]) -> str:
@@ -444,9 +443,9 @@ def parse_release_check(data: Mapping[str, Any]) -> ReleaseCheckInput:
     _only(data, {"group", "all_groups", "send_deadline"})
     group = data.get("group")
     if group is not None and (
-        isinstance(group, bool) or not isinstance(group, int) or group not in RELEASE_TEST_GROUPS
+        isinstance(group, bool) or not isinstance(group, int) or group not in RELEASE_GROUP_NUMBERS
     ):
-        groups = ", ".join(str(g) for g in RELEASE_TEST_GROUPS)
+        groups = ", ".join(str(g) for g in RELEASE_GROUP_NUMBERS)
         raise InvalidField("group", f"must be one of {groups}")
     all_groups = _boolean(data.get("all_groups", False), "all_groups")
     if all_groups and group is not None:

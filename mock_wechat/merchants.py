@@ -1,14 +1,13 @@
 """Merchant accounts (公众号, 小程序, 视频号, ...) and the ``authorizer_info`` WeChat gives.
 
 An account is what a merchant's admin may authorize to a component on the authorization
-pages. The facts about account types live in ``service.wechat.accounts`` and are used
-from there. ``AccountBook`` takes the state's one lock, handed to it by ``MockWeChat``.
+pages. The facts about account kinds are the mock's own reading, in ``protocol``.
+``AccountBook`` takes the state's one lock, handed to it by ``MockWeChat``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import secrets
 import threading
 from collections.abc import Mapping
@@ -18,13 +17,10 @@ from typing import Any
 
 from mock_wechat.clock import Clock
 from mock_wechat.config import InvalidField
-from service.wechat.accounts import AUTH_TYPE_FOR_ACCOUNT, AccountType
+from mock_wechat.protocol import APPID, AUTH_TYPE_OF_KIND, INFO_MARKERS, USER_NAME, AccountKind
 
-APPID_PATTERN = re.compile(r"wx[0-9a-f]{16}")
-USER_NAME_PATTERN = re.compile(r"gh_[0-9a-f]{12}")
-
-# The account types an authorization page can list (every one has an auth_type).
-SUPPORTED_TYPES: frozenset[AccountType] = frozenset(AUTH_TYPE_FOR_ACCOUNT)
+# The account kinds an authorization page can list (every one has an auth_type).
+SUPPORTED_TYPES: frozenset[AccountKind] = frozenset(AUTH_TYPE_OF_KIND)
 
 
 class AccountStatus(IntEnum):
@@ -40,14 +36,14 @@ class AccountStatus(IntEnum):
 # Cancelled, banned and frozen accounts are never listed on the pages (protocol §4.2).
 UNLISTED_STATUSES = frozenset({AccountStatus.CANCELLED, AccountStatus.BANNED, AccountStatus.FROZEN})
 
-_OA, _MP = AccountType.OFFICIAL_ACCOUNT, AccountType.MINI_PROGRAM
+_OA, _MP = AccountKind.OFFICIAL_ACCOUNT, AccountKind.MINI_PROGRAM
 # service_type_info.id: official accounts 0 订阅号, 1 upgraded 订阅号, 2 服务号 (§3.6); mini
 # programs 0 普通小程序, 4 小游戏, 10 小商店, 12 试用小程序. Other types: 0 (UNCONFIRMED).
-SERVICE_TYPES: Mapping[AccountType, frozenset[int]] = {
+SERVICE_TYPES: Mapping[AccountKind, frozenset[int]] = {
     _OA: frozenset({0, 1, 2}),
     _MP: frozenset({0, 4, 10, 12}),
 }
-DEFAULT_SERVICE_TYPE: Mapping[AccountType, int] = {_OA: 2}
+DEFAULT_SERVICE_TYPE: Mapping[AccountKind, int] = {_OA: 2}
 # verify_type_info.id: -1 未认证, 0 微信认证, 1-5 微博/资质 variants (§3.6).
 VERIFY_TYPES = frozenset(range(-1, 6))
 
@@ -64,9 +60,9 @@ class DuplicateAccountError(ValueError):
         super().__init__(f"account {appid} already exists")
 
 
-def parse_account_type(value: str) -> AccountType:
+def parse_account_type(value: str) -> AccountKind:
     try:
-        kind = AccountType(value)
+        kind = AccountKind(value)
     except ValueError:
         kind = None
     if kind not in SUPPORTED_TYPES:
@@ -80,7 +76,7 @@ def parse_account_type(value: str) -> AccountType:
 class AccountSpec:
     """A validated ``POST /_mock/accounts``; ``None`` means "make one up"."""
 
-    type: AccountType
+    type: AccountKind
     nick_name: str
     principal_name: str
     admin: str
@@ -97,9 +93,9 @@ class AccountSpec:
         for name in ("nick_name", "principal_name", "admin"):
             if not getattr(self, name):
                 raise InvalidField(name, "must be a non-empty string")
-        if self.appid is not None and not APPID_PATTERN.fullmatch(self.appid):
+        if self.appid is not None and not APPID.fullmatch(self.appid):
             raise InvalidField("appid", "must be wx followed by 16 lowercase hex digits")
-        if self.user_name is not None and not USER_NAME_PATTERN.fullmatch(self.user_name):
+        if self.user_name is not None and not USER_NAME.fullmatch(self.user_name):
             raise InvalidField("user_name", "must be gh_ followed by 12 lowercase hex digits")
         allowed = SERVICE_TYPES.get(self.type, frozenset({0}))
         if self.service_type is not None and self.service_type not in allowed:
@@ -115,7 +111,7 @@ class AccountSpec:
 @dataclass(frozen=True)
 class Account:
     appid: str
-    type: AccountType
+    type: AccountKind
     nick_name: str
     principal_name: str
     admin: str  # the admin's WeChat id: who may authorize it
@@ -195,28 +191,26 @@ def authorizer_info(account: Account) -> dict[str, Any]:
 
 
 def _type_specific(account: Account) -> dict[str, Any]:
-    """The one type marker object a client tells the account type by (protocol §3.6)."""
-    if account.type is AccountType.MINI_PROGRAM:
+    """The one marker object a client tells the account's kind by (protocol §3.6), under
+    the name ``protocol.INFO_MARKERS`` gives; an official account has none."""
+    marker = INFO_MARKERS[account.type]
+    if marker is None:
+        return {}
+    if account.type is AccountKind.MINI_PROGRAM:
         domains = ("RequestDomain", "WsRequestDomain", "UploadDomain", "DownloadDomain")
         network: dict[str, list[str]] = {name: [] for name in domains}
         network.update(BizDomain=[], UDPDomain=[])
         return {
-            "MiniProgramInfo": {
+            marker: {
                 "network": network,
                 "categories": [{"first": "生活服务", "second": "丽人服务"}],
                 "visit_status": 0,
             }
         }
-    # UNCONFIRMED: the newer doc names channels_info and talent_info but their contents,
-    # and any marker for promoters, could not be retrieved; these are small plausible
-    # objects of the mock's own.
-    if account.type is AccountType.CHANNELS:
-        return {"channels_info": {"nickname": account.nick_name, "status": 1}}
-    if account.type is AccountType.TALENT:
-        return {"talent_info": {"nickname": account.nick_name, "status": 1}}
-    if account.type is AccountType.PROMOTER:
-        return {"promoter_info": {"nickname": account.nick_name, "status": 1}}
-    return {}
+    # UNCONFIRMED: the newer doc names channels_info and talent_info but not their
+    # contents, and no marker for promoters; these are small plausible objects of the
+    # mock's own.
+    return {marker: {"nickname": account.nick_name, "status": 1}}
 
 
 class AccountBook:

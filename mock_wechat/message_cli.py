@@ -15,8 +15,8 @@ from typing import Any
 
 import requests
 
+from mock_wechat.protocol import RELEASE_GROUP_NUMBERS
 from mock_wechat.replies import VALID_OUTCOMES
-from service.wechat.release_accounts import RELEASE_TEST_GROUPS
 
 SEND_TIMEOUT = (5.0, 120.0)  # connect, read: three 5 s tries and any fault delays fit
 CHECK_TIMEOUT = (5.0, None)  # a release check of every group may take minutes
@@ -184,7 +184,7 @@ def add_commands(commands: Any, default_mock: str) -> None:
     groups.add_argument(
         "--group",
         type=int,
-        choices=RELEASE_TEST_GROUPS,
+        choices=RELEASE_GROUP_NUMBERS,
         help="check this group (default: one at random, as WeChat picks)",
     )
     groups.add_argument("--all-groups", action="store_true", help="check all five groups")

@@ -36,14 +36,14 @@ from dataclasses import dataclass
 
 import requests
 
+from mock_wechat.crypto import MessageCrypto
 from mock_wechat.deliveries import Delivery, MessageRefused, Try
 from mock_wechat.faults import MESSAGE_PUSH, FaultRule
 from mock_wechat.models import MessageTarget, MockWeChat
 from mock_wechat.pusher import random_nonce
 from mock_wechat.replies import NO_ANSWER, UNAVAILABLE, Verdict, judge
 from mock_wechat.user_messages import UserMessage
-from service.wechat.crypto import MessageCrypto
-from service.wechat.messages import MAX_XML_BYTES, build_xml
+from mock_wechat.wire import MAX_XML_BYTES, message_envelope
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class MessagePusher:
             "encrypt_type": "aes",
             "msg_signature": sealed.msg_signature,
         }
-        body = build_xml({"ToUserName": target.user_name, "Encrypt": sealed.encrypt})
+        body = message_envelope(target.user_name, sealed.encrypt)
         try:
             response = session.post(
                 target.url,

@@ -38,10 +38,10 @@ from mock_wechat.faults import FaultBook, FaultRule
 from mock_wechat.grants import Grant, live_token, new_access_token, random_token
 from mock_wechat.merchants import AccountBook
 from mock_wechat.open_accounts import OpenAccounts
+from mock_wechat.protocol import AccountKind
 from mock_wechat.pushlog import PendingPush, PushLog, PushRecord
 from mock_wechat.quotas import Quotas
 from mock_wechat.user_messages import UserMessage, build_message
-from service.wechat.accounts import AccountType
 
 __all__ = [
     "API_NAMES",
@@ -282,7 +282,7 @@ class MockWeChat:
         with self._lock:
             return self._component(appid).public()
 
-    def seed_authorizers(self, appid: str, kind: AccountType, count: int) -> list[Grant]:
+    def seed_authorizers(self, appid: str, kind: AccountKind, count: int) -> list[Grant]:
         """``Authorizations.seed`` for a registered component (else UnknownComponentError)."""
         with self._lock:
             self._component(appid)

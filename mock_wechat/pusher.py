@@ -24,6 +24,7 @@ from typing import Any
 import requests
 
 from mock_wechat.authorization import Notice
+from mock_wechat.crypto import MessageCrypto
 from mock_wechat.models import (
     INFO_TYPE_TICKET,
     MockWeChat,
@@ -33,9 +34,8 @@ from mock_wechat.models import (
     Ticket,
     UnknownComponentError,
 )
+from mock_wechat.wire import push_envelope, to_xml
 from mock_wechat.workers import Workers
-from service.wechat.crypto import MessageCrypto
-from service.wechat.messages import build_envelope, build_xml
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class TicketPush:
 
 def ticket_message(ticket: Ticket) -> str:
     """The decrypted ticket push (protocol §2.1)."""
-    return build_xml(
+    return to_xml(
         {
             "AppId": ticket.component,
             "CreateTime": int(ticket.issued_at),
@@ -172,7 +172,7 @@ class Pusher:
             response = session.post(
                 target.event_url,
                 params=params,
-                data=build_envelope(target.appid, sealed.encrypt).encode("utf-8"),
+                data=push_envelope(target.appid, sealed.encrypt).encode("utf-8"),
                 headers={"Content-Type": "text/xml"},
                 timeout=self._timeout,
                 allow_redirects=False,

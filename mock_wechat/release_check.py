@@ -8,7 +8,7 @@ all five, and reports every step; a failing step does not stop the later ones:
 Then, for each group's official account and then its mini program:
 
 1. ``authorize`` 授权: the test account (created if missing, with its fixed appid and gh_
-   id from ``service.wechat.release_accounts``) is authorized with every permission set
+   id from the mock's table, ``protocol.RELEASE_GROUPS``) is authorized with every permission set
    of its type, and an ``authorized`` notice with a fresh ``queryauthcode@@@`` code is
    pushed to the event URL, directly even if the component holds authorization pushes.
 2. ``text`` 返回普通文本消息: the text ``TESTCOMPONENT_MSG_TYPE_TEXT`` must get the
@@ -43,20 +43,20 @@ from mock_wechat.deliveries import Delivery, MessageRefused
 from mock_wechat.merchants import AccountSpec
 from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import MockWeChat
+from mock_wechat.protocol import (
+    API_ANSWER_SUFFIX,
+    EVENT_ANSWER_SUFFIX,
+    PROBE_TEXT,
+    PROBE_TEXT_ANSWER,
+    QUERY_AUTH_CODE_PREFIX,
+    RELEASE_GROUP_NUMBERS,
+    RELEASE_GROUPS,
+    AccountKind,
+    ReleaseAccount,
+)
 from mock_wechat.pusher import Pusher
 from mock_wechat.replies import EMPTY, INVALID, NO_ANSWER, SUCCESS
 from mock_wechat.user_messages import UserMessage
-from service.wechat.accounts import AccountType
-from service.wechat.release_accounts import (
-    API_REPLY_SUFFIX,
-    EVENT_REPLY_SUFFIX,
-    QUERY_AUTH_CODE_PREFIX,
-    RELEASE_TEST_GROUPS,
-    TEXT_PROBE,
-    TEXT_REPLY,
-    ReleaseTestAccount,
-    accounts_of_group,
-)
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,14 @@ STEP_NAMES = {
     EVENT: "发送事件消息",
 }
 TEST_EVENTS = {
-    AccountType.OFFICIAL_ACCOUNT: "LOCATION",
-    AccountType.MINI_PROGRAM: "user_enter_tempsession",
+    AccountKind.OFFICIAL_ACCOUNT: "LOCATION",
+    AccountKind.MINI_PROGRAM: "user_enter_tempsession",
 }
 TEST_ADMIN = "wechat-release-tester"
 TEST_PRINCIPAL = "微信全网发布测试"
 TEST_NICK_NAMES = {
-    AccountType.OFFICIAL_ACCOUNT: "全网发布测试公众号",
-    AccountType.MINI_PROGRAM: "全网发布测试小程序",
+    AccountKind.OFFICIAL_ACCOUNT: "全网发布测试公众号",
+    AccountKind.MINI_PROGRAM: "全网发布测试小程序",
 }
 DEFAULT_SEND_DEADLINE = 10.0
 MAX_SEND_DEADLINE = 120.0
@@ -137,8 +137,8 @@ def choose_groups(
 ) -> list[int]:
     """The groups to check: all, the one asked for, or one at random as WeChat picks."""
     if all_groups:
-        return list(RELEASE_TEST_GROUPS)
-    return [group if group is not None else pick(RELEASE_TEST_GROUPS)]
+        return list(RELEASE_GROUP_NUMBERS)
+    return [group if group is not None else pick(RELEASE_GROUP_NUMBERS)]
 
 
 def fan_openid() -> str:
@@ -146,10 +146,10 @@ def fan_openid() -> str:
     return "o" + "".join(secrets.choice(_OPENID_ALPHABET) for _ in range(27))
 
 
-def account_spec(test: ReleaseTestAccount) -> AccountSpec:
+def account_spec(test: ReleaseAccount) -> AccountSpec:
     return AccountSpec(
-        type=test.account_type,
-        nick_name=f"{TEST_NICK_NAMES[test.account_type]}{test.group}",
+        type=test.kind,
+        nick_name=f"{TEST_NICK_NAMES[test.kind]}{test.group}",
         principal_name=TEST_PRINCIPAL,
         admin=TEST_ADMIN,
         appid=test.appid,
@@ -177,7 +177,7 @@ class ReleaseCheck:
         self._state.get_component(component)
         steps = [self._step(None, None, TICKET, lambda: self._ticket(component))]
         for group in groups:
-            for test in accounts_of_group(group):
+            for test in RELEASE_GROUPS[group]:
                 steps.extend(self._account_steps(component, test))
         report = Report(component, list(groups), steps)
         log.info(
@@ -191,7 +191,7 @@ class ReleaseCheck:
         )
         return report
 
-    def _account_steps(self, component: str, test: ReleaseTestAccount) -> list[Step]:
+    def _account_steps(self, component: str, test: ReleaseAccount) -> list[Step]:
         openid = fan_openid()
         codes: list[str] = []  # the authorize step's code, for the api_text step
 
@@ -213,7 +213,7 @@ class ReleaseCheck:
     @staticmethod
     def _step(
         group: int | None,
-        test: ReleaseTestAccount | None,
+        test: ReleaseAccount | None,
         name: str,
         run: Callable[[], str | None],
     ) -> Step:
@@ -225,7 +225,7 @@ class ReleaseCheck:
         return Step(
             group=group,
             account=test.appid if test is not None else None,
-            account_type=test.account_type.value if test is not None else None,
+            account_type=test.kind.value if test is not None else None,
             step=name,
             passed=passed,
             reason=reason,
@@ -243,7 +243,7 @@ class ReleaseCheck:
             )
         return None
 
-    def _authorize(self, component: str, test: ReleaseTestAccount, codes: list[str]) -> str | None:
+    def _authorize(self, component: str, test: ReleaseAccount, codes: list[str]) -> str | None:
         done = self._state.authorizations.pre_authorize(component, account_spec(test))
         codes.append(done.auth_code)
         push = done.notice.push
@@ -255,20 +255,18 @@ class ReleaseCheck:
             )
         return None
 
-    def _text(self, component: str, test: ReleaseTestAccount, openid: str) -> str | None:
-        request = UserMessage(component, "text", content=TEXT_PROBE, from_user=openid)
-        _passive_text(self._send(test, request), TEXT_REPLY)
+    def _text(self, component: str, test: ReleaseAccount, openid: str) -> str | None:
+        request = UserMessage(component, "text", content=PROBE_TEXT, from_user=openid)
+        _passive_text(self._send(test, request), PROBE_TEXT_ANSWER)
         return None
 
-    def _event(self, component: str, test: ReleaseTestAccount, openid: str) -> str | None:
-        event = TEST_EVENTS[test.account_type]
+    def _event(self, component: str, test: ReleaseAccount, openid: str) -> str | None:
+        event = TEST_EVENTS[test.kind]
         request = UserMessage(component, "event", event=event, from_user=openid)
-        _passive_text(self._send(test, request), event + EVENT_REPLY_SUFFIX)
+        _passive_text(self._send(test, request), event + EVENT_ANSWER_SUFFIX)
         return None
 
-    def _api_text(
-        self, component: str, test: ReleaseTestAccount, openid: str, code: str
-    ) -> str | None:
+    def _api_text(self, component: str, test: ReleaseAccount, openid: str, code: str) -> str | None:
         mark = len(self._state.outbox.messages())
         request = UserMessage(
             component, "text", content=QUERY_AUTH_CODE_PREFIX + code, from_user=openid
@@ -299,14 +297,14 @@ class ReleaseCheck:
 
     # ----- helpers ----------------------------------------------------------------------
 
-    def _send(self, test: ReleaseTestAccount, request: UserMessage) -> Delivery:
+    def _send(self, test: ReleaseAccount, request: UserMessage) -> Delivery:
         try:
             return self._messages.send(test.appid, request)
         except MessageRefused as exc:
             raise StepFailed(f"消息无法推送 ({exc})") from None
 
     def _custom_message_problems(
-        self, component: str, test: ReleaseTestAccount, openid: str, code: str, mark: int
+        self, component: str, test: ReleaseAccount, openid: str, code: str, mark: int
     ) -> list[str]:
         sent = self._custom_messages(component, test.appid, openid, mark)
         deadline = f"{self._send_deadline:g}"
@@ -320,7 +318,7 @@ class ReleaseCheck:
                 f"客服消息发送了 {len(sent)} 次 (the customer-service message was sent "
                 f"{len(sent)} times)"
             )
-        expected = code + API_REPLY_SUFFIX
+        expected = code + API_ANSWER_SUFFIX
         first = sent[0]
         got = first.get("text", {}).get("content") if first["msgtype"] == "text" else None
         if got != expected:

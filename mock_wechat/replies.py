@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.wechat.crypto import AppIdMismatchError, CryptoError, MessageCrypto, SignatureError
-from service.wechat.messages import MessageError, parse_xml
+from mock_wechat.crypto import AppIdMismatchError, CryptoError, MessageCrypto, SignatureError
+from mock_wechat.wire import XmlRefused, read_xml
 
 REPLY = "reply"
 SUCCESS = "success"
@@ -109,8 +109,8 @@ def judge(body: bytes, crypto: MessageCrypto, openid: str, user_name: str) -> Ve
     if body == b"success":
         return Verdict(SUCCESS)
     try:
-        envelope = parse_xml(body)
-    except MessageError:
+        envelope = read_xml(body)
+    except XmlRefused:
         return Verdict.invalid(_not_xml(body))
     if "Encrypt" not in envelope:
         if "MsgType" in envelope:
@@ -139,8 +139,8 @@ def judge(body: bytes, crypto: MessageCrypto, openid: str, user_name: str) -> Ve
     except CryptoError as exc:
         return Verdict.invalid(f"回复解密失败 (cannot decrypt the reply: {exc.reason})")
     try:
-        reply = parse_xml(inner)
-    except MessageError:
+        reply = read_xml(inner)
+    except XmlRefused:
         return Verdict.invalid("解密后的回复不是XML (the decrypted reply is not XML)")
     problem = reply_problem(reply, openid, user_name)
     if problem is not None:

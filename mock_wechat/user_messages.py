@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from mock_wechat.config import InvalidField
-from service.wechat.messages import build_xml
+from mock_wechat.wire import to_xml
 
 Value = str | int
 
@@ -205,4 +205,4 @@ def build_message(
     if message.event is None:
         msg_id = message.msg_id or random_msg_id()
         xml["MsgId"] = int(msg_id)  # a number, as WeChat writes it
-    return BuiltMessage(build_xml(xml), openid, msg_id, create_time)
+    return BuiltMessage(to_xml(xml), openid, msg_id, create_time)

@@ -17,21 +17,16 @@ from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
 from mock_wechat.inputs import parse_account
 from mock_wechat.merchants import Account, DuplicateAccountError, UnknownAccountError
 from mock_wechat.models import MockWeChat
-from service.wechat.accounts import (
-    AUTH_TYPE_FOR_ACCOUNT,
-    AUTH_TYPES,
-    AccountType,
-    account_type_of,
-    permission_sets_for,
-)
+from mock_wechat.protocol import AUTH_TYPE_LISTS, AUTH_TYPE_OF_KIND, AccountKind, sets_of
+from service.wechat.accounts import AccountType, account_type_of
 from service.wechat.messages import Authorized, Unauthorized, UpdateAuthorized, parse_message
 from tests.mock_wechat.helpers import APPID, OTHER, SECRET, T0, config, errcode_of
 
 DOMAIN = "gw.example.com"
 ENTRY = f"https://{DOMAIN}/authorize/start"
 CALLBACK = f"https://{DOMAIN}/authorize/callback"
-OA_SETS = [s.id for s in permission_sets_for(AccountType.OFFICIAL_ACCOUNT)]
-MP_SETS = [s.id for s in permission_sets_for(AccountType.MINI_PROGRAM)]
+OA_SETS = [s.id for s in sets_of(AccountKind.OFFICIAL_ACCOUNT)]
+MP_SETS = [s.id for s in sets_of(AccountKind.MINI_PROGRAM)]
 
 
 def component(appid: str = APPID) -> ComponentConfig:
@@ -95,9 +90,9 @@ def open_page(
 def confirm(
     state: MockWeChat, acct: Account, sets: list[int] | None = None, **query: str
 ) -> Confirmation:
-    query.setdefault("auth_type", str(AUTH_TYPE_FOR_ACCOUNT[acct.type]))
+    query.setdefault("auth_type", str(AUTH_TYPE_OF_KIND[acct.type]))
     session = open_page(state, **query)
-    chosen = sets if sets is not None else [s.id for s in permission_sets_for(acct.type)]
+    chosen = sets if sets is not None else [s.id for s in sets_of(acct.type)]
     return state.authorizations.confirm(session.id, acct.admin, acct.appid, chosen)
 
 
@@ -294,9 +289,9 @@ def test_empty_optional_parameters_are_absent(state: MockWeChat) -> None:
 
 
 @pytest.fixture
-def every_type(state: MockWeChat) -> dict[AccountType, Account]:
+def every_type(state: MockWeChat) -> dict[AccountKind, Account]:
     kinds = ("official_account", "mini_program", "promoter", "channels", "talent")
-    mine = {AccountType(k): account(state, k) for k in kinds}
+    mine = {AccountKind(k): account(state, k) for k in kinds}
     account(state, "official_account", admin="bob")  # someone else's
     for status in (14, 16, 19):  # cancelled, banned, frozen: never listed
         account(state, "official_account", account_status=status)
@@ -305,12 +300,12 @@ def every_type(state: MockWeChat) -> dict[AccountType, Account]:
 
 @pytest.mark.parametrize("auth_type", [1, 2, 3, 4, 5, 6, 8, None])
 def test_each_auth_type_lists_its_account_types(
-    state: MockWeChat, every_type: dict[AccountType, Account], auth_type: int | None
+    state: MockWeChat, every_type: dict[AccountKind, Account], auth_type: int | None
 ) -> None:
     query = {} if auth_type is None else {"auth_type": str(auth_type)}
     session = open_page(state, **query)
     listed = state.authorizations.listing(session.id, "alice")
-    shows = AUTH_TYPES[auth_type or 3].shows
+    shows = AUTH_TYPE_LISTS[auth_type or 3]
     assert sorted(a.appid for a in listed) == sorted(every_type[k].appid for k in shows)
 
 
@@ -321,34 +316,34 @@ def test_warned_accounts_are_still_listed(state: MockWeChat) -> None:
 
 
 def test_no_accounts_for_this_admin(
-    state: MockWeChat, every_type: dict[AccountType, Account]
+    state: MockWeChat, every_type: dict[AccountKind, Account]
 ) -> None:
     session = open_page(state)
     assert rule_of(lambda: state.authorizations.listing(session.id, "carol")).code == "no_accounts"
     promoter_page = open_page(state, auth_type="4")
     assert [a.type for a in state.authorizations.listing(promoter_page.id, "alice")] == [
-        AccountType.PROMOTER
+        AccountKind.PROMOTER
     ]
 
 
 def test_biz_appid_wins_over_auth_type(
-    state: MockWeChat, every_type: dict[AccountType, Account]
+    state: MockWeChat, every_type: dict[AccountKind, Account]
 ) -> None:
-    mini = every_type[AccountType.MINI_PROGRAM]
+    mini = every_type[AccountKind.MINI_PROGRAM]
     session = open_page(state, auth_type="1", biz_appid=mini.appid)
     assert [a.appid for a in state.authorizations.listing(session.id, "alice")] == [mini.appid]
     offer = state.authorizations.offer(session.id, "alice", mini.appid)
     assert [s.id for s in offer.sets] == MP_SETS
     # the official account the auth_type asked for is not allowed with this biz_appid
-    oa = every_type[AccountType.OFFICIAL_ACCOUNT]
+    oa = every_type[AccountKind.OFFICIAL_ACCOUNT]
     refused = rule_of(lambda: state.authorizations.offer(session.id, "alice", oa.appid))
     assert (refused.code, refused.status) == ("account", 409)
 
 
 def test_biz_appid_only_for_its_admin(
-    state: MockWeChat, every_type: dict[AccountType, Account]
+    state: MockWeChat, every_type: dict[AccountKind, Account]
 ) -> None:
-    mini = every_type[AccountType.MINI_PROGRAM]
+    mini = every_type[AccountKind.MINI_PROGRAM]
     session = open_page(state, biz_appid=mini.appid)
     for call in (
         lambda: state.authorizations.listing(session.id, "bob"),
@@ -641,7 +636,7 @@ def test_authorizer_info_per_type(state: MockWeChat, kind: str, marker: str | No
     authorization = answer["authorization_info"]
     assert authorization["authorizer_appid"] == acct.appid
     assert authorization["authorizer_refresh_token"].startswith("refreshtoken@@@")
-    assert len(authorization["func_info"]) == len(permission_sets_for(AccountType(kind)))
+    assert len(authorization["func_info"]) == len(sets_of(AccountKind(kind)))
 
 
 def test_authorizer_info_needs_an_authorization(state: MockWeChat) -> None:

@@ -20,8 +20,8 @@ from mock_wechat.faults import FaultRule
 from mock_wechat.inputs import SeedInput, parse_account, parse_quota_rules, parse_seed
 from mock_wechat.merchants import Account
 from mock_wechat.models import MockWeChat, UnknownComponentError
+from mock_wechat.protocol import AccountKind, sets_of
 from mock_wechat.quotas import QuotaRule, beijing_day, next_midnight
-from service.wechat.accounts import AccountType, permission_sets_for
 from tests.mock_wechat.helpers import APPID, OTHER, SECRET, T0, config
 
 MIDNIGHT = T0 + 64000  # 2023-11-16 00:00 UTC+8
@@ -760,10 +760,10 @@ def seeded_list(state: MockWeChat) -> dict[str, str]:
 
 
 def test_seeded_official_accounts_behave_like_authorized_ones(state: MockWeChat) -> None:
-    seeded = state.seed_authorizers(APPID, AccountType.OFFICIAL_ACCOUNT, 3)
+    seeded = state.seed_authorizers(APPID, AccountKind.OFFICIAL_ACCOUNT, 3)
     assert len({g.authorizer_appid for g in seeded}) == 3
     assert seeded_list(state) == {g.authorizer_appid: g.refresh_token for g in seeded}
-    every_set = [s.id for s in permission_sets_for(AccountType.OFFICIAL_ACCOUNT)]
+    every_set = [s.id for s in sets_of(AccountKind.OFFICIAL_ACCOUNT)]
     first = seeded[0]
     view = state.authorizations.account_view(first.authorizer_appid)
     assert view["type"] == "official_account"
@@ -795,8 +795,8 @@ def test_seeded_official_accounts_behave_like_authorized_ones(state: MockWeChat)
 
 
 def test_seeded_mini_programs_get_the_mini_program_sets(state: MockWeChat) -> None:
-    [seeded] = state.seed_authorizers(APPID, AccountType.MINI_PROGRAM, 1)
-    assert list(seeded.func_ids) == [s.id for s in permission_sets_for(AccountType.MINI_PROGRAM)]
+    [seeded] = state.seed_authorizers(APPID, AccountKind.MINI_PROGRAM, 1)
+    assert list(seeded.func_ids) == [s.id for s in sets_of(AccountKind.MINI_PROGRAM)]
     answer = call(
         state,
         "api_authorizer_token",
@@ -811,12 +811,12 @@ def test_seeded_mini_programs_get_the_mini_program_sets(state: MockWeChat) -> No
 
 def test_seeding_needs_a_registered_component(state: MockWeChat) -> None:
     with pytest.raises(UnknownComponentError):
-        state.seed_authorizers(OTHER, AccountType.OFFICIAL_ACCOUNT, 1)
+        state.seed_authorizers(OTHER, AccountKind.OFFICIAL_ACCOUNT, 1)
     assert state.accounts.all() == []
 
 
 def test_reset_forgets_seeded_authorizers(state: MockWeChat) -> None:
-    state.seed_authorizers(APPID, AccountType.OFFICIAL_ACCOUNT, 2)
+    state.seed_authorizers(APPID, AccountKind.OFFICIAL_ACCOUNT, 2)
     state.reset()
     state.register_component(config(auto_push=False))
     assert state.accounts.all() == [] and seeded_list(state) == {}
@@ -843,5 +843,5 @@ def test_seed_input_is_validated(body: dict[str, Any], field: str) -> None:
 
 
 def test_seed_input_defaults_to_official_accounts() -> None:
-    assert parse_seed({"count": 20_000}) == SeedInput(20_000, AccountType.OFFICIAL_ACCOUNT)
-    assert parse_seed({"count": 1, "type": "mini_program"}).type is AccountType.MINI_PROGRAM
+    assert parse_seed({"count": 20_000}) == SeedInput(20_000, AccountKind.OFFICIAL_ACCOUNT)
+    assert parse_seed({"count": 1, "type": "mini_program"}).type is AccountKind.MINI_PROGRAM

@@ -23,9 +23,9 @@ from mock_wechat.inputs import parse_fault_rules
 from mock_wechat.merchants import AccountSpec, UnknownAccountError
 from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import API_NAMES, Clock, MockWeChat, UnknownComponentError
+from mock_wechat.protocol import AccountKind
 from mock_wechat.replies import UNAVAILABLE
 from mock_wechat.user_messages import SYSTEM_OPENID, UserMessage
-from service.wechat.accounts import AccountType
 from service.wechat.crypto import MessageCrypto
 from service.wechat.messages import build_xml, parse_xml
 from tests.mock_wechat.helpers import (
@@ -53,7 +53,7 @@ class Setup:
         self.state = MockWeChat(Clock(wall=lambda: T0))
         url = f"http://127.0.0.1:{receiver.port}/wechat/messages/$APPID$"
         self.state.register_component(config(auto_push=False, message_url=url))
-        [self.grant] = self.state.seed_authorizers(APPID, AccountType.OFFICIAL_ACCOUNT, 1)
+        [self.grant] = self.state.seed_authorizers(APPID, AccountKind.OFFICIAL_ACCOUNT, 1)
         self.appid = self.grant.authorizer_appid
         self.user_name = self.state.accounts.get(self.appid).user_name
         self.pusher = MessagePusher(self.state, timeout=TIMEOUT)
@@ -214,7 +214,7 @@ def test_refused_messages_are_not_recorded(setup: Setup) -> None:
         setup.pusher.send("wx0000000000000000", UserMessage(APPID, "text"))
     with pytest.raises(UnknownComponentError):
         setup.pusher.send(setup.appid, UserMessage(OTHER, "text"))
-    stranger = state.accounts.add(AccountSpec(AccountType.OFFICIAL_ACCOUNT, "号", "公司", "bob"))
+    stranger = state.accounts.add(AccountSpec(AccountKind.OFFICIAL_ACCOUNT, "号", "公司", "bob"))
     with pytest.raises(MessageRefused) as refused:
         setup.pusher.send(stranger.appid, UserMessage(APPID, "text"))
     assert refused.value.field == "authorization" and stranger.appid in str(refused.value)
@@ -222,7 +222,7 @@ def test_refused_messages_are_not_recorded(setup: Setup) -> None:
     with pytest.raises(MessageRefused):
         setup.send()
     state.register_component(config(OTHER, auto_push=False))
-    state.seed_authorizers(OTHER, AccountType.OFFICIAL_ACCOUNT, 1)
+    state.seed_authorizers(OTHER, AccountKind.OFFICIAL_ACCOUNT, 1)
     [other] = [g for g in state.authorizations.grants.of_component(OTHER)]
     with pytest.raises(MessageRefused) as no_url:
         setup.pusher.send(other.authorizer_appid, UserMessage(OTHER, "text"))

@@ -22,9 +22,8 @@ from mock_wechat.grants import GrantBook
 from mock_wechat.inputs import ReleaseCheckInput, parse_release_check
 from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import MockWeChat
+from mock_wechat.protocol import RELEASE_ACCOUNTS, RELEASE_GROUP_NUMBERS, AccountKind, sets_of
 from mock_wechat.release_check import STEP_NAMES, account_spec, choose_groups
-from service.wechat.accounts import AccountType, permission_sets_for
-from service.wechat.release_accounts import RELEASE_TEST_ACCOUNTS, RELEASE_TEST_GROUPS
 from tests.mock_wechat.helpers import APPID, OTHER, T0, MockClient, config
 from tests.mock_wechat.responder import Responder, serving
 
@@ -53,12 +52,12 @@ def test_query_auth_calls_are_counted_per_code_refused_ones_too() -> None:
 def test_pre_authorize_makes_the_test_account_and_grants_every_set() -> None:
     state = MockWeChat()
     state.register_component(config(auto_push=False, auth_push="hold"))
-    oa, mp = (account_spec(a) for a in RELEASE_TEST_ACCOUNTS[:2])
+    oa, mp = (account_spec(a) for a in RELEASE_ACCOUNTS[:2])
     first = state.authorizations.pre_authorize(APPID, oa)
     account = state.accounts.get(GROUP_1_OA)
     assert (account.user_name, account.type, account.admin) == (
         "gh_3c884a361561",
-        AccountType.OFFICIAL_ACCOUNT,
+        AccountKind.OFFICIAL_ACCOUNT,
         "wechat-release-tester",
     )
     assert account.nick_name == "全网发布测试公众号1"
@@ -69,7 +68,7 @@ def test_pre_authorize_makes_the_test_account_and_grants_every_set() -> None:
     assert again.auth_code != first.auth_code and len(state.accounts.all()) == 1
     state.authorizations.pre_authorize(APPID, mp)
     view = state.authorizations.account_view(GROUP_1_MP)
-    every = [s.id for s in permission_sets_for(AccountType.MINI_PROGRAM)]
+    every = [s.id for s in sets_of(AccountKind.MINI_PROGRAM)]
     assert view["user_name"] == "gh_8dad206e9538"
     assert view["authorizations"][0]["func_info"] == every
 
@@ -83,7 +82,7 @@ def test_groups_are_all_one_or_picked_at_random() -> None:
 
     assert choose_groups(None, True, pick) == [1, 2, 3, 4, 5]
     assert choose_groups(2, False, pick) == [2] and offered == []
-    assert choose_groups(None, False, pick) == [4] and offered == [RELEASE_TEST_GROUPS]
+    assert choose_groups(None, False, pick) == [4] and offered == [RELEASE_GROUP_NUMBERS]
 
 
 @pytest.mark.parametrize(
@@ -152,8 +151,8 @@ def test_a_correct_service_passes_every_step_of_every_group(
     assert steps[0]["name"] == "组件Ticket正确接收"
     per_account = [(s["group"], s["account"], s["account_type"], s["step"]) for s in steps[1:]]
     assert per_account == [
-        (a.group, a.appid, a.account_type.value, step)
-        for a in RELEASE_TEST_ACCOUNTS
+        (a.group, a.appid, a.kind.value, step)
+        for a in RELEASE_ACCOUNTS
         for step in ("authorize", "text", "api_text", "event")
     ]
     assert {s["name"] for s in steps} == set(STEP_NAMES.values())
