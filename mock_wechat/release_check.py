@@ -8,9 +8,10 @@ all five, and reports every step; a failing step does not stop the later ones:
 Then, for each group's official account and then its mini program:
 
 1. ``authorize`` 授权: the test account (created if missing, with its fixed appid and gh_
-   id from the mock's table, ``protocol.RELEASE_GROUPS``) is authorized with every permission set
-   of its type, and an ``authorized`` notice with a fresh ``queryauthcode@@@`` code is
-   pushed to the event URL, directly even if the component holds authorization pushes.
+   id from the mock's own table, ``protocol.RELEASE_GROUPS``) is authorized with every
+   permission set of its type, and an ``authorized`` notice with a fresh
+   ``queryauthcode@@@`` code is pushed to the event URL, directly even if the component
+   holds authorization pushes.
 2. ``text`` 返回普通文本消息: the text ``TESTCOMPONENT_MSG_TYPE_TEXT`` must get the
    encrypted passive text reply ``TESTCOMPONENT_MSG_TYPE_TEXT_callback``.
 3. ``api_text`` 返回Api文本消息: the text ``QUERY_AUTH_CODE:<code>`` must be answered
