@@ -73,6 +73,26 @@ authorize again. The log entry names the authorizer's appid.
 """,
     ),
     LogAlert(
+        name="credential-write-failures",
+        events=(log_events.CREDENTIAL_WRITE_FAILED,),
+        kind="any",
+        title="A credential WeChat issued could not be stored",
+        severity="CRITICAL",
+        documentation="""\
+WeChat answered a call that changed its side (an authorization code exchanged, an authorizer
+token issued, a refresh token rotated), and storing the answer in Firestore failed. The
+gateway retries the write with backoff; the log lines say each attempt, and a CRITICAL line
+says it gave up.
+
+1. Check Firestore's health and quotas in the console, and the service's errors around the
+   time of the alert.
+2. Once Firestore is healthy, run `POST /api/v1/components/<component>/sync` on the
+   internal service: it restores every authorization WeChat lists with its refresh token.
+3. An authorizer whose refresh token rotated in the lost answer may then need the merchant
+   to authorize again (a later 61023 alert names it).
+""",
+    ),
+    LogAlert(
         name="ticket-stale",
         events=(log_events.TICKET_STALE,),
         kind="any",

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from service import leases
+from service.authorizer_lookup import recently_authorized
 from service.component_token import ComponentTokenManager, TokenUnavailableError
 from service.config import Settings
 from service.leases import new_lease_owner
+from service.persist import write_after_answer
 from service.store.records import (
     AuthorizationStore,
     AuthorizerRecord,
@@ -28,11 +31,12 @@ from service.store.records import (
     ExchangeStatus,
 )
 from service.wechat.accounts import APPID_PATTERN
-from service.wechat.client import AuthorizationInfo, ComponentClient
+from service.wechat.client import AuthorizationInfo, AuthorizerInfo, ComponentClient
 from service.wechat.errors import (
     AuthorizationCodeExpiredError,
     AuthorizationCodeInvalidError,
     NotAuthorizedError,
+    TransportError,
     WeChatError,
     error_for,
 )
@@ -52,6 +56,8 @@ class Outcome(StrEnum):
     ALREADY = "already_exchanged"  # someone exchanged it before: nothing called
     REFUSED = "refused"  # WeChat refused the code (invalid, expired, used, not authorized)
     IN_PROGRESS = "in_progress"  # another process holds the exchange and has not finished
+    RECOVERED = "recovered"  # the exchange's answer was lost; WeChat gave the authorization
+    CONFIRMING = "confirming"  # the answer was lost and WeChat cannot say what it gave yet
     ERROR = "error"  # WeChat or the component token failed transiently; try again
     STALE = "stale"  # an older push than the newest one applied: ignored
     REVOKED = "revoked"
@@ -141,12 +147,16 @@ class AuthorizationFlow:
         code: str,
         source: str,
         push: AuthorizationGranted | None = None,
+        authorizer_appid: str | None = None,
     ) -> ExchangeResult:
-        """Exchange ``code`` once across every process; ``source`` is callback or push."""
+        """Exchange ``code`` once across every process; ``source`` says who asks (callback,
+        push, release_check). ``authorizer_appid``: the account the code is for, if the
+        caller knows it (a push does), to recover a lost answer by."""
         key = code_key(component_appid, code)
         owner = new_lease_owner()
         wait = self.policy.push_wait if push is not None else self.policy.callback_wait
         deadline = self.clock() + wait
+        account = push.authorizer_appid if push is not None else authorizer_appid
         while True:
             state = self.store.modify_code_exchange(
                 component_appid, key, self._claim(component_appid, key, owner, source)
@@ -155,23 +165,23 @@ class AuthorizationFlow:
             if state.status == ExchangeStatus.DONE:
                 return self._already_exchanged(component_appid, state, push)
             if state.status == ExchangeStatus.FAILED:
-                return ExchangeResult(
-                    Outcome.REFUSED,
-                    errcode=state.errcode,
-                    reason=str(error_for(state.errcode or 0, state.errmsg or "", "api_query_auth")),
-                )
-            if state.lease_owner == owner:
+                return _refused(state)
+            if state.lease.held_by(owner):
                 break
             if self.clock() >= deadline:
                 return ExchangeResult(Outcome.IN_PROGRESS)
             self.sleep(self.policy.poll_interval)
-        return self._exchange_holding_lease(component_appid, code, key, owner, source, push)
+        if state.status == ExchangeStatus.UNKNOWN:
+            return self._recover(state, owner, account, source, push)
+        return self._exchange_holding_lease(state, code, owner, account, source, push)
 
     def _claim(
         self, component_appid: str, key: str, owner: str, source: str
     ) -> Callable[[CodeExchange | None], CodeExchange | None]:
         now = self.clock()
-        lease_until = now + self.policy.lease_seconds
+        take: Callable[[CodeExchange | None], CodeExchange | None] = leases.take(
+            owner, now, self.policy.lease_seconds
+        )
 
         def claim(current: CodeExchange | None) -> CodeExchange | None:
             if current is None:
@@ -179,92 +189,169 @@ class AuthorizationFlow:
                     component_appid=component_appid,
                     key=key,
                     lease_owner=owner,
-                    lease_until=lease_until,
+                    lease_until=now + self.policy.lease_seconds,
                     source=source,
                     started_at=now,
                     expire_at=datetime.fromtimestamp(now + self.policy.code_record_ttl, UTC),
                 )
-            if current.status != ExchangeStatus.EXCHANGING:
+            if current.status not in (ExchangeStatus.EXCHANGING, ExchangeStatus.UNKNOWN):
                 return None
-            if current.lease_owner and (current.lease_until or 0) > now:
-                return None  # someone is exchanging right now
-            # Free, or its holder died: take it over.
-            return current.but(lease_owner=owner, lease_until=lease_until, source=source)
+            taken = take(current)
+            if taken is None:
+                return None  # someone is at it right now
+            # A holder whose lease ran out may have sent the code before it stopped.
+            contested = current.contested or current.lease.owner is not None
+            return taken.but(source=source, contested=contested)
 
         return claim
 
     def _exchange_holding_lease(
         self,
-        component_appid: str,
+        state: CodeExchange,
         code: str,
-        key: str,
         owner: str,
+        account: str | None,
         source: str,
         push: AuthorizationGranted | None,
     ) -> ExchangeResult:
-        finished = False
+        component_appid = state.component_appid
+        where = {"component_appid": component_appid, "source": source}
         try:
-            try:
-                info = self.tokens.call_with_token(
-                    component_appid,
-                    lambda token: self.client.api_query_auth(component_appid, code, token),
-                )
-            except CODE_REFUSED as exc:
-                self._finish(component_appid, key, owner, exc)
-                finished = True
-                log.warning(
-                    "authorization code refused",
-                    extra={"component_appid": component_appid, "source": source, "error": str(exc)},
-                )
-                return ExchangeResult(Outcome.REFUSED, errcode=exc.errcode, reason=str(exc))
-            except (WeChatError, TokenUnavailableError) as exc:
-                log.error(
-                    "authorization code exchange failed",
-                    extra={"component_appid": component_appid, "source": source, "error": str(exc)},
-                )
-                errcode = exc.errcode if isinstance(exc, WeChatError) else None
-                return ExchangeResult(Outcome.ERROR, errcode=errcode, reason=str(exc))
-            # The tokens are written before anything else can fail.
-            record = self._grant(component_appid, info, source, push)
-            record = self.fill_profile(component_appid, info.authorizer_appid) or record
-            self._finish(component_appid, key, owner, None, info.authorizer_appid)
-            finished = True
-            return ExchangeResult(Outcome.EXCHANGED, record)
-        finally:
-            if not finished:
-                self._release(component_appid, key, owner)
+            info = self.tokens.call_with_token(
+                component_appid,
+                lambda token: self.client.api_query_auth(component_appid, code, token),
+            )
+        except CODE_REFUSED as exc:
+            if state.contested and not isinstance(exc, NotAuthorizedError):
+                # The holder before us may have spent the code: what it got is not known.
+                log.warning("taken-over code exchange told the code is used", extra=where)
+                return self._lost(state, owner, account, source, push, str(exc))
+            self._finish(state, owner, _failed_by(exc, self.clock()))
+            log.warning("authorization code refused", extra={**where, "error": str(exc)})
+            return ExchangeResult(Outcome.REFUSED, errcode=exc.errcode, reason=str(exc))
+        except TransportError as exc:
+            if not exc.reached:
+                return self._error(state, owner, exc, where)  # never sent: the code is unused
+            log.error("authorization code exchange: the answer was lost", extra=where)
+            return self._lost(state, owner, account, source, push, str(exc))
+        except (WeChatError, TokenUnavailableError) as exc:
+            return self._error(state, owner, exc, where)
+        except BaseException:
+            self._release(state, owner)
+            raise
+        # WeChat has spent the code: its answer is stored before anything else can fail.
+        record = write_after_answer(
+            lambda: self._grant(component_appid, info, source, push),
+            "an exchanged authorization",
+            {**where, "authorizer_appid": info.authorizer_appid},
+        )
+        record = self.fill_profile(component_appid, info.authorizer_appid) or record
+        self._finish(state, owner, _done(info.authorizer_appid, self.clock()), final=True)
+        return ExchangeResult(Outcome.EXCHANGED, record)
+
+    def _lost(
+        self,
+        state: CodeExchange,
+        owner: str,
+        account: str | None,
+        source: str,
+        push: AuthorizationGranted | None,
+        reason: str,
+    ) -> ExchangeResult:
+        """The code may be spent without us knowing what it gave: never mark it failed;
+        record that, and recover the authorization from WeChat."""
+
+        def unknown(current: CodeExchange) -> CodeExchange | None:
+            if current.status != ExchangeStatus.EXCHANGING:
+                return None
+            return current.but(status=ExchangeStatus.UNKNOWN.value, errmsg=reason)
+
+        marked = self.store.modify_code_exchange(
+            state.component_appid, state.key, leases.while_held(owner, unknown)
+        ).record
+        if marked is not None and marked.status == ExchangeStatus.DONE:
+            # The overtaken holder stored it meanwhile.
+            return self._already_exchanged(state.component_appid, marked, push)
+        return self._recover(marked or state, owner, account, source, push)
+
+    def _recover(
+        self,
+        state: CodeExchange,
+        owner: str,
+        account: str | None,
+        source: str,
+        push: AuthorizationGranted | None,
+    ) -> ExchangeResult:
+        """Holding the lease of an UNKNOWN exchange: find the authorization at WeChat, from
+        the account when it is known, else from the list of recent authorizations."""
+        component_appid = state.component_appid
+        where = {"component_appid": component_appid, "source": source}
+        try:
+            appid = account or recently_authorized(
+                self.store, self.client, self.tokens, component_appid, state.started_at or 0.0
+            )
+            if appid is None:
+                self._release(state, owner)
+                log.warning("lost code exchange: the account is not known yet", extra=where)
+                return ExchangeResult(Outcome.CONFIRMING)
+            profile = self.tokens.call_with_token(
+                component_appid,
+                lambda token: self.client.api_get_authorizer_info(component_appid, appid, token),
+            )
+        except NotAuthorizedError as exc:
+            # WeChat holds no authorization of that account: the code gave nothing.
+            self._finish(state, owner, _failed_by(exc, self.clock()))
+            return ExchangeResult(Outcome.REFUSED, errcode=exc.errcode, reason=str(exc))
+        except (WeChatError, TokenUnavailableError) as exc:
+            return self._error(state, owner, exc, where)
+        except BaseException:
+            self._release(state, owner)
+            raise
+        info = profile.authorization
+        if info.refresh_token is None:
+            self._release(state, owner)
+            log.warning("lost code exchange: WeChat lists no refresh token yet", extra=where)
+            return ExchangeResult(Outcome.CONFIRMING)
+        write_after_answer(
+            lambda: self._grant(component_appid, info, source, push),
+            "a recovered authorization",
+            {**where, "authorizer_appid": appid},
+        )
+        record = self._store_profile(component_appid, appid, profile)
+        self._finish(state, owner, _done(appid, self.clock()), final=True)
+        log.warning(
+            "lost code exchange: authorization recovered from WeChat",
+            extra={**where, "authorizer_appid": appid},
+        )
+        return ExchangeResult(Outcome.RECOVERED, record)
+
+    def _error(
+        self,
+        state: CodeExchange,
+        owner: str,
+        exc: WeChatError | TokenUnavailableError,
+        where: dict[str, str],
+    ) -> ExchangeResult:
+        """A failure that changed nothing at WeChat: give the lease back, try again later."""
+        self._release(state, owner)
+        log.error("authorization code exchange failed", extra={**where, "error": str(exc)})
+        errcode = exc.errcode if isinstance(exc, WeChatError) else None
+        return ExchangeResult(Outcome.ERROR, errcode=errcode, reason=str(exc))
 
     def _finish(
         self,
-        component_appid: str,
-        key: str,
+        state: CodeExchange,
         owner: str,
-        refused: WeChatError | None,
-        authorizer_appid: str | None = None,
+        outcome: Callable[[CodeExchange], CodeExchange | None],
+        final: bool = False,
     ) -> None:
-        now = self.clock()
+        """DONE is final: recorded even by a holder that was overtaken, because the code is
+        spent and the authorization stored. FAILED only by the lease's owner."""
+        change = leases.finish(owner, outcome, final)
+        self.store.modify_code_exchange(state.component_appid, state.key, change)
 
-        def finish(current: CodeExchange | None) -> CodeExchange | None:
-            if current is None or current.status != ExchangeStatus.EXCHANGING:
-                return None
-            done = current.but(lease_owner=None, lease_until=None, finished_at=now)
-            if refused is not None:
-                return done.but(
-                    status=ExchangeStatus.FAILED.value,
-                    errcode=refused.errcode,
-                    errmsg=refused.errmsg,
-                )
-            return done.but(status=ExchangeStatus.DONE.value, authorizer_appid=authorizer_appid)
-
-        self.store.modify_code_exchange(component_appid, key, finish)
-
-    def _release(self, component_appid: str, key: str, owner: str) -> None:
-        def release(current: CodeExchange | None) -> CodeExchange | None:
-            if current is None or current.lease_owner != owner:
-                return None
-            return current.but(lease_owner=None, lease_until=None)
-
-        self.store.modify_code_exchange(component_appid, key, release)
+    def _release(self, state: CodeExchange, owner: str) -> None:
+        self.store.modify_code_exchange(state.component_appid, state.key, leases.release(owner))
 
     def _already_exchanged(
         self, component_appid: str, state: CodeExchange, push: AuthorizationGranted | None
@@ -350,7 +437,11 @@ class AuthorizationFlow:
                 },
             )
             return None
+        return self._store_profile(component_appid, appid, profile)
 
+    def _store_profile(
+        self, component_appid: str, appid: str, profile: AuthorizerInfo
+    ) -> AuthorizerRecord | None:
         def fill(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
             if current is None:
                 return None
@@ -430,6 +521,36 @@ class AuthorizationFlow:
             },
         )
         return outcome
+
+
+def _refused(state: CodeExchange) -> ExchangeResult:
+    reason = error_for(state.errcode or 0, state.errmsg or "", "api_query_auth")
+    return ExchangeResult(Outcome.REFUSED, errcode=state.errcode, reason=str(reason))
+
+
+def _failed_by(error: WeChatError, now: float) -> Callable[[CodeExchange], CodeExchange | None]:
+    def failed(current: CodeExchange) -> CodeExchange | None:
+        if current.status not in (ExchangeStatus.EXCHANGING, ExchangeStatus.UNKNOWN):
+            return None
+        return current.but(
+            status=ExchangeStatus.FAILED.value,
+            errcode=error.errcode,
+            errmsg=error.errmsg,
+            finished_at=now,
+        )
+
+    return failed
+
+
+def _done(appid: str, now: float) -> Callable[[CodeExchange], CodeExchange | None]:
+    def done(current: CodeExchange) -> CodeExchange | None:
+        if current.status == ExchangeStatus.DONE:
+            return None
+        return current.but(
+            status=ExchangeStatus.DONE.value, authorizer_appid=appid, finished_at=now
+        )
+
+    return done
 
 
 def _at_least(create_time: int) -> Callable[[AuthorizerRecord | None], AuthorizerRecord | None]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from service import leases
 from service.component_token import ComponentTokenManager, TokenUnavailableError
 from service.leases import new_lease_owner
 from service.log_events import (
@@ -29,6 +30,7 @@ from service.log_events import (
     AUTHORIZER_REFRESH_FAILED,
     REFRESH_TOKEN_REJECTED,
 )
+from service.persist import write_after_answer
 from service.store.records import (
     AuthorizationStore,
     AuthorizerRecord,
@@ -260,18 +262,14 @@ class AuthorizerTokenManager:
     def _take_lease(
         self, component_appid: str, appid: str, owner: str, due_before: float
     ) -> AuthorizerRecord | None:
-        now = self.clock()
+        def due(current: AuthorizerRecord) -> bool:
+            return (
+                current.status == AuthorizerStatus.AUTHORIZED
+                and bool(current.refresh_token)
+                and not current.token_valid_at(due_before)
+            )
 
-        def take(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
-            if current is None or current.status != AuthorizerStatus.AUTHORIZED:
-                return None
-            if not current.refresh_token or not current.lease_free_at(now):
-                return None
-            if current.token_valid_at(due_before):
-                return None
-            until = now + self.policy.lease_seconds
-            return current.but(refresh_lease_owner=owner, refresh_lease_until=until)
-
+        take = leases.take(owner, self.clock(), self.policy.lease_seconds, when=due)
         result = self.store.modify_authorizer(component_appid, appid, take)
         return result.record if result.changed else None
 
@@ -294,7 +292,7 @@ class AuthorizerTokenManager:
             self._settle(taken, owner, lambda current: {})  # only the lease goes back
             raise
         except RefreshTokenInvalidError as exc:
-            self._settle(taken, owner, _refused(refresh_token, exc, self.clock()))
+            self._settle(taken, owner, _refused(refresh_token, exc, self.clock()), final=True)
             log.error(
                 "authorizer refresh token rejected (61023): the merchant must authorize again",
                 extra={**where, "event": REFRESH_TOKEN_REJECTED},
@@ -304,7 +302,7 @@ class AuthorizerTokenManager:
                 f"authorizer {appid} must authorize again: WeChat refused its refresh token",
             ) from None
         except NotAuthorizedError as exc:
-            self._settle(taken, owner, _refused(refresh_token, exc, self.clock()))
+            self._settle(taken, owner, _refused(refresh_token, exc, self.clock()), final=True)
             log.warning("authorizer is no longer authorized (61003)", extra=where)
             raise AuthorizerUnavailableError(
                 AuthorizerStatus.REVOKED.value,
@@ -329,7 +327,13 @@ class AuthorizerTokenManager:
         except BaseException:
             self._settle(taken, owner, _failed("unexpected error during refresh", self.clock()))
             raise
-        stored = self._settle(taken, owner, _renewed(answer, asked_at, self.clock()))
+        # WeChat has issued the token (and maybe rotated the refresh token): this write is
+        # retried, never dropped, and stands even if our lease was taken over meanwhile.
+        stored = write_after_answer(
+            lambda: self._settle(taken, owner, _renewed(answer, asked_at, self.clock()), True),
+            "the renewed authorizer token",
+            where,
+        )
         if stored is None or stored.status != AuthorizerStatus.AUTHORIZED:
             raise AuthorizerUnavailableError(
                 AuthorizerStatus.REVOKED.value,
@@ -359,18 +363,21 @@ class AuthorizerTokenManager:
         taken: AuthorizerRecord,
         owner: str,
         update: Callable[[AuthorizerRecord], dict[str, Any]],
+        final: bool = False,
     ) -> AuthorizerRecord | None:
-        """Apply the refresh's result and give the lease back, in one compare-and-set."""
+        """Apply the refresh's result and give the lease back, in one compare-and-set.
 
-        def settle(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
-            if current is None:
-                return None
+        ``final``: WeChat's answer changed the world (a token issued, a refresh token
+        refused), so it is applied even if another process took the lease over meanwhile;
+        anything else only while the lease is ours.
+        """
+
+        def outcome(current: AuthorizerRecord) -> AuthorizerRecord | None:
             changes = update(current)
-            if current.refresh_lease_owner == owner:
-                changes.update(refresh_lease_owner=None, refresh_lease_until=None)
             return current.but(**changes) if changes else None
 
-        return self.store.modify_authorizer(taken.component_appid, taken.appid, settle).record
+        change = leases.finish(owner, outcome, final)
+        return self.store.modify_authorizer(taken.component_appid, taken.appid, change).record
 
     def _pause_for_quota(self, component_appid: str) -> float:
         now = self.clock()

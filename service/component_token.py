@@ -15,9 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from service import leases
 from service.config import ComponentConfig
 from service.leases import new_lease_owner
 from service.log_events import COMPONENT_TOKEN_REFRESH_FAILED
+from service.persist import write_after_answer
 from service.store.records import ComponentRecord, ComponentStore
 from service.tickets import TicketKeeper
 from service.wechat.client import ComponentClient
@@ -134,15 +136,10 @@ class ComponentTokenManager:
         )
 
     def _take_lease(self, appid: str, owner: str, now: float) -> bool:
-        def take(record: ComponentRecord) -> ComponentRecord | None:
-            if not record.lease_free_at(now) or record.token_valid_at(
-                now + self.policy.refresh_margin
-            ):
-                return None
-            return record.but(
-                refresh_lease_owner=owner, refresh_lease_until=now + self.policy.lease_seconds
-            )
+        def due(record: ComponentRecord) -> bool:
+            return not record.token_valid_at(now + self.policy.refresh_margin)
 
+        take = leases.take(owner, now, self.policy.lease_seconds, when=due)
         return self.store.modify_component(appid, take).changed
 
     def _renew(self, appid: str, owner: str) -> ComponentRecord:
@@ -170,7 +167,12 @@ class ComponentTokenManager:
                 error = str(exc)
                 raise TokenUnavailableError(error) from None
             expires_at = asked_at + answer.expires_in
-            renewed = self._release(appid, owner, token=answer.token, expires_at=expires_at)
+            # WeChat issued the token (the old one now dies in 5 minutes): stored, or retried.
+            renewed = write_after_answer(
+                lambda: self._release(appid, owner, token=answer.token, expires_at=expires_at),
+                "the renewed component token",
+                {"component_appid": appid},
+            )
             log.info(
                 "component token renewed",
                 extra={"component_appid": appid, "expires_in": answer.expires_in},
@@ -197,25 +199,21 @@ class ComponentTokenManager:
         expires_at: float | None = None,
         error: str | None = None,
     ) -> ComponentRecord:
+        """Store the renewed token (a fact: even if our lease was taken over, a newer token
+        is worth keeping), or the error (only while the lease is ours)."""
         now = self.clock()
+        if token is not None and expires_at is not None:
 
-        def release(record: ComponentRecord) -> ComponentRecord | None:
-            changes: dict[str, object] = {}
-            if record.refresh_lease_owner == owner:
-                changes.update(refresh_lease_owner=None, refresh_lease_until=None)
-            newest = record.component_token_expires_at
-            if (
-                token is not None
-                and expires_at is not None
-                and (newest is None or expires_at > newest)
-            ):
-                # Even if our lease was taken over, a newer token is worth keeping.
-                changes.update(component_token=token, component_token_expires_at=expires_at)
-            if error is not None:
-                changes.update(last_error=error, last_error_at=now)
-            return record.but(**changes) if changes else None
+            def newer(record: ComponentRecord) -> ComponentRecord | None:
+                stored = record.component_token_expires_at
+                if stored is not None and expires_at <= stored:
+                    return None
+                return record.but(component_token=token, component_token_expires_at=expires_at)
 
-        return self.store.modify_component(appid, release).record
+            change = leases.finish(owner, newer, final=True)
+        else:
+            change = leases.release(owner, lambda r: r.but(last_error=error, last_error_at=now))
+        return self.store.modify_component(appid, change).record
 
 
 def _token(record: ComponentRecord) -> str:

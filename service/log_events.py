@@ -10,3 +10,5 @@ AUTHORIZER_QUOTA_EXCEEDED = "authorizer_quota_exceeded"
 COMPONENT_TOKEN_REFRESH_FAILED = "component_token_refresh_failed"
 REFRESH_TOKEN_REJECTED = "refresh_token_rejected"
 TICKET_STALE = "ticket_stale"
+# WeChat answered a call that changed its side, and storing the answer failed (retried).
+CREDENTIAL_WRITE_FAILED = "credential_write_failed"

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from service.authorizer_tokens import AuthorizerTokenManager
+from service.wechat.client import request_reached
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class AuthorizerProxy:
         except requests.RequestException as exc:
             # The exception's text holds the URL, and the URL the token: keep only its type.
             raise UpstreamError(
-                502, f"request to WeChat failed ({type(exc).__name__})", _reached(exc)
+                502, f"request to WeChat failed ({type(exc).__name__})", request_reached(exc)
             ) from None
         body = response.content
         return ProxyAnswer(
@@ -152,13 +152,6 @@ class AuthorizerProxy:
             headers={h: response.headers[h] for h in PASSED_HEADERS if h in response.headers},
             errcode=_errcode(body),
         )
-
-
-def _reached(exc: requests.RequestException) -> bool:
-    """False when the connection itself failed (urllib3 gave up on a new connection)."""
-    reason = exc.args[0] if exc.args else None
-    cause = getattr(reason, "reason", reason)
-    return not isinstance(cause, NewConnectionError)
 
 
 def _errcode(body: bytes) -> int | None:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 INBOX_TTL = 30 * 86400  # Firestore's TTL policy deletes inbox entries after this
 # Outcomes a redelivery of the same push should try again.
-RETRYABLE = (Outcome.ERROR, Outcome.IN_PROGRESS)
+RETRYABLE = (Outcome.ERROR, Outcome.IN_PROGRESS, Outcome.CONFIRMING)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ from service.wechat.release_accounts import API_REPLY_SUFFIX
 
 log = logging.getLogger(__name__)
 
+# The code exchange has not settled: leave the send pending for the next run.
+_NOT_YET = (ExchangeOutcome.IN_PROGRESS, ExchangeOutcome.ERROR, ExchangeOutcome.CONFIRMING)
+
 CUSTOM_SEND_PATH = "cgi-bin/message/custom/send"
 _PENDING, _CLAIMED, _SENDING = (
     ReleaseSendStatus.PENDING.value,
@@ -126,8 +129,13 @@ class ReleaseSends:
         log.info("release check: customer-service text claimed", extra=where)
         # The code is exchanged once across the push, the browser and this: usually the
         # authorized push did it, and the stored token is used (nothing is called).
-        exchanged = self.flow.exchange(component_appid, taken.code, source="release_check")
-        if exchanged.outcome in (ExchangeOutcome.IN_PROGRESS, ExchangeOutcome.ERROR):
+        exchanged = self.flow.exchange(
+            component_appid,
+            taken.code,
+            source="release_check",
+            authorizer_appid=taken.authorizer_appid,
+        )
+        if exchanged.outcome in _NOT_YET:
             return self._release(taken, owner, f"code exchange: {exchanged.reason}")
         if exchanged.outcome is ExchangeOutcome.REFUSED:
             log.info("release check: code refused by WeChat; using the stored token", extra=where)

@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+
+from service.leases import Lease
 
 HISTORY_LIMIT = 50
 
@@ -41,8 +43,26 @@ class Record:
         return replace(self, **changes)  # type: ignore[type-var]
 
 
+class LeasedRecord(Record):
+    """A record with a lease (``service.leases``) kept in two of its fields."""
+
+    LEASE_FIELDS: ClassVar[tuple[str, str]] = ("lease_owner", "lease_until")
+
+    @property
+    def lease(self) -> Lease:
+        owner, until = self.LEASE_FIELDS
+        return Lease(getattr(self, owner), getattr(self, until))
+
+    def with_lease(self, lease: Lease) -> Self:
+        owner, until = self.LEASE_FIELDS
+        return self.but(**{owner: lease.owner, until: lease.until})
+
+    def lease_free_at(self, moment: float) -> bool:
+        return self.lease.free_at(moment)
+
+
 @dataclass(frozen=True)
-class ComponentRecord(Record):
+class ComponentRecord(LeasedRecord):
     """Everything about one component that must survive a restart (components/<appid>)."""
 
     appid: str
@@ -60,11 +80,10 @@ class ComponentRecord(Record):
     authorizer_token_quota_until: float | None = None
     authorizer_token_quota_strikes: int = 0
 
+    LEASE_FIELDS = ("refresh_lease_owner", "refresh_lease_until")
+
     def token_valid_at(self, moment: float) -> bool:
         return _valid(self.component_token, self.component_token_expires_at, moment)
-
-    def lease_free_at(self, moment: float) -> bool:
-        return _lease_free(self.refresh_lease_owner, self.refresh_lease_until, moment)
 
     def authorizer_token_paused_until(self, moment: float) -> float | None:
         """The end of a 45009 pause still in force at ``moment``, if there is one."""
@@ -74,10 +93,6 @@ class ComponentRecord(Record):
 
 def _valid(token: str | None, expires_at: float | None, moment: float) -> bool:
     return bool(token) and expires_at is not None and expires_at > moment
-
-
-def _lease_free(owner: str | None, until: float | None, moment: float) -> bool:
-    return owner is None or until is None or until <= moment
 
 
 class AuthorizerStatus(StrEnum):
@@ -92,7 +107,7 @@ class SyncFlag(StrEnum):
 
 
 @dataclass(frozen=True)
-class AuthorizerRecord(Record):
+class AuthorizerRecord(LeasedRecord):
     """One merchant account authorized to a component (components/<c>/authorizers/<appid>)."""
 
     component_appid: str
@@ -128,11 +143,10 @@ class AuthorizerRecord(Record):
     release_test: bool = False
     history: tuple[dict[str, Any], ...] = ()
 
+    LEASE_FIELDS = ("refresh_lease_owner", "refresh_lease_until")
+
     def token_valid_at(self, moment: float) -> bool:
         return _valid(self.access_token, self.access_token_expires_at, moment)
-
-    def lease_free_at(self, moment: float) -> bool:
-        return _lease_free(self.refresh_lease_owner, self.refresh_lease_until, moment)
 
     def with_event(self, at: float, event: str, **detail: Any) -> Self:
         entry = {"at": at, "event": event, **detail}
@@ -151,10 +165,13 @@ class ExchangeStatus(StrEnum):
     EXCHANGING = "exchanging"  # someone holds the lease and is calling api_query_auth
     DONE = "done"
     FAILED = "failed"  # WeChat refused the code for good (61009, 61010, 61003)
+    # The call reached WeChat and its answer was lost (or a taken-over exchange was told
+    # "used"): the code is likely spent. The authorization is recovered from WeChat.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
-class CodeExchange(Record):
+class CodeExchange(LeasedRecord):
     """One authorization code's exchange (components/<c>/authorization_codes/<hash>).
 
     Makes the exchange happen once whichever of the callback and the push comes first.
@@ -171,6 +188,9 @@ class CodeExchange(Record):
     errmsg: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    # A holder before the current one may have sent the code to WeChat (its lease was
+    # taken over): a "code used" answer then proves nothing.
+    contested: bool = False
     expire_at: datetime | None = None  # Firestore TTL
 
 
@@ -207,7 +227,7 @@ OPEN_RELEASE_SEND_STATUSES = (
 
 
 @dataclass(frozen=True)
-class ReleaseSend(Record):
+class ReleaseSend(LeasedRecord):
     """The customer-service text the 全网发布 check waits for after ``QUERY_AUTH_CODE``
     (components/<c>/release_sends/<hash of the message's dedup key>).
 
@@ -228,9 +248,6 @@ class ReleaseSend(Record):
     errcode: int | None = None
     error: str | None = None
     expire_at: datetime | None = None  # Firestore TTL
-
-    def lease_free_at(self, moment: float) -> bool:
-        return _lease_free(self.lease_owner, self.lease_until, moment)
 
 
 R = TypeVar("R", bound=Record)

@@ -1,8 +1,12 @@
 """Typed WeChat component API client: one method per API (protocol §3).
 
-The ``requests.Session`` is injected, so tests can mount their own transport. Connection
-errors and HTTP 5xx are retried by urllib3 ``Retry``; WeChat's ``-1`` (system busy) comes
-back as HTTP 200, so the client retries it itself with backoff.
+Every API is classified as safe or not safe to repeat (``ONCE_ONLY``). A safe call is
+retried by urllib3 ``Retry`` on a failed connection, a lost answer or HTTP 5xx, and on
+WeChat's ``-1`` (system busy, which comes back as HTTP 200) by the client with backoff.
+A call that must not run twice (a code exchange, a quota reset) is retried only when the
+connection could not be made, so the request surely never reached WeChat; otherwise its
+``TransportError`` says ``reached`` and the caller finds out from WeChat what happened.
+The ``requests.Session`` objects are injected, so tests can mount their own transport.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from service.wechat.accounts import AccountType, account_type_of
@@ -26,17 +31,25 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-def build_session(retries: int = 2, backoff: float = 0.2) -> requests.Session:
-    """A session that retries connection failures and 5xx with exponential backoff.
+# Calls that must not run twice: an authorization code is single use (a repeat answers
+# 61010, and the first answer may have been the only copy of the tokens), and a quota
+# reset spends one of 10 a month. Everything else is safe to repeat: a repeated token fetch
+# only supersedes the previous token, which stays valid for five minutes; reads are reads;
+# setting an option to a value twice sets it once.
+ONCE_ONLY = frozenset({"api_query_auth", "clear_quota"})
 
-    POST is retried too: every component API is safe to repeat (a repeated token fetch only
-    supersedes the previous token, which stays valid for five minutes).
-    """
+
+def build_session(
+    retries: int = 2, backoff: float = 0.2, once_only: bool = False
+) -> requests.Session:
+    """A session that retries failed connections with exponential backoff, and, unless
+    ``once_only``, lost answers and HTTP 5xx too (POST included)."""
     retry = Retry(
         total=retries,
         connect=retries,
-        read=retries,
-        status=retries,
+        read=0 if once_only else retries,
+        status=0 if once_only else retries,
+        other=0 if once_only else None,
         backoff_factor=backoff,
         status_forcelist=(500, 502, 503, 504),
         allowed_methods=None,
@@ -47,6 +60,15 @@ def build_session(retries: int = 2, backoff: float = 0.2) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def request_reached(exc: requests.RequestException) -> bool:
+    """False only when the connection itself could not be made: nothing was sent."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    cause = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return not isinstance(cause, NewConnectionError)
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,7 @@ class ComponentClient:
         self,
         api_base: str = DEFAULT_API_BASE,
         session: requests.Session | None = None,
+        once_only_session: requests.Session | None = None,
         timeout: float = 10.0,
         busy_retries: int = 2,
         busy_backoff: float = 0.5,
@@ -132,6 +155,9 @@ class ComponentClient:
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self.session = session or build_session()
+        self.once_only_session = once_only_session or (
+            session if session is not None else build_session(once_only=True)
+        )
         self.timeout = timeout
         self.busy_retries = busy_retries
         self.busy_backoff = busy_backoff
@@ -332,7 +358,7 @@ class ComponentClient:
             try:
                 return self._post_once(api, path, body, params)
             except SystemBusyError:
-                if attempt >= self.busy_retries:
+                if attempt >= self.busy_retries or api in ONCE_ONLY:
                     raise
                 delay = self.busy_backoff * (2**attempt)
                 log.warning("WeChat busy (-1), retrying", extra={"api": api, "delay_s": delay})
@@ -347,8 +373,9 @@ class ComponentClient:
         params: Mapping[str, str] | None,
     ) -> dict[str, Any]:
         started = time.monotonic()
+        session = self.once_only_session if api in ONCE_ONLY else self.session
         try:
-            response = self.session.post(
+            response = session.post(
                 self.api_base + path,
                 params=params,
                 data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
@@ -357,7 +384,9 @@ class ComponentClient:
             )
         except requests.RequestException as exc:
             # The exception text holds the URL, which may hold a token: keep only its type.
-            raise TransportError(f"request failed ({type(exc).__name__})", api) from None
+            reached = request_reached(exc)
+            reason = f"request failed ({type(exc).__name__}" + (")" if reached else ", not sent)")
+            raise TransportError(reason, api, reached=reached) from None
         elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         if response.status_code >= 400:
             log.warning(

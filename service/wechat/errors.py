@@ -29,10 +29,17 @@ class WeChatError(Exception):
 
 
 class TransportError(WeChatError):
-    """No usable answer: connection failure, timeout, HTTP error status or a non-JSON body."""
+    """No usable answer: connection failure, timeout, HTTP error status or a non-JSON body.
 
-    def __init__(self, reason: str, api: str = "", http_status: int | None = None) -> None:
+    ``reached`` is False only when the request surely never reached WeChat (the connection
+    could not be made): only then is a call that must not run twice safe to repeat.
+    """
+
+    def __init__(
+        self, reason: str, api: str = "", http_status: int | None = None, reached: bool = True
+    ) -> None:
         self.http_status = http_status
+        self.reached = reached
         super().__init__(-2, reason, api)
 
     @property

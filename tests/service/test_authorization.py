@@ -16,10 +16,22 @@ from typing import TypeVar
 from service.authorization import AuthorizationFlow, FlowPolicy, Outcome
 from service.config import ComponentConfig, Settings
 from service.store.firestore import FirestoreStore
-from service.store.records import AuthorizerStatus
+from service.store.records import AuthorizerStatus, ExchangeStatus
 from service.wechat.accounts import AccountType
-from service.wechat.client import AuthorizationInfo, AuthorizerInfo, ComponentClient
-from service.wechat.errors import AuthorizationCodeExpiredError, SystemBusyError, WeChatError
+from service.wechat.client import (
+    AuthorizationInfo,
+    AuthorizerInfo,
+    AuthorizerPage,
+    ComponentClient,
+    ListedAuthorizer,
+)
+from service.wechat.errors import (
+    AuthorizationCodeExpiredError,
+    NotAuthorizedError,
+    SystemBusyError,
+    TransportError,
+    WeChatError,
+)
 from service.wechat.messages import Authorized, Unauthorized, UpdateAuthorized
 
 APPID = "wx0123456789abcdef"
@@ -36,12 +48,20 @@ class FakeTokens:
 
 
 class FakeWeChat(ComponentClient):
+    """WeChat's side of the exchange: a code is spent by its first exchange, which grants
+    the authorization even when its answer is then lost (``lose_answer``)."""
+
     def __init__(self, latency: float = 0.0) -> None:
         super().__init__("http://fake.invalid")
         self.latency = latency
         self.exchanges: list[str] = []
         self.refuse: dict[str, WeChatError] = {}
+        self.lose_answer: set[str] = set()
+        self.hold: dict[str, threading.Event] = {}  # the first exchange waits for the event
+        self.spent: set[str] = set()
         self.func_info: tuple[int, ...] = (1, 15)
+        self.listed: list[ListedAuthorizer] = []
+        self.revoked = False  # the merchant cancelled: WeChat holds no authorization
         self._lock = threading.Lock()
 
     def api_query_auth(
@@ -50,14 +70,31 @@ class FakeWeChat(ComponentClient):
         with self._lock:
             self.exchanges.append(authorization_code)
             n = len(self.exchanges)
+            refused = self.refuse.get(authorization_code)
+            spent = authorization_code in self.spent
+            if refused is None:
+                self.spent.add(authorization_code)
         time.sleep(self.latency)
-        if authorization_code in self.refuse:
-            raise self.refuse[authorization_code]
+        if refused is not None:
+            raise refused
+        if spent:
+            raise AuthorizationCodeExpiredError(61010, "code used", "api_query_auth")
+        if authorization_code in self.hold:
+            self.hold.pop(authorization_code).wait(10)
+        if authorization_code in self.lose_answer:
+            raise TransportError("request failed (ReadTimeout)", "api_query_auth")
         return AuthorizationInfo(MERCHANT, self.func_info, f"access-{n}", 7200, "refreshtoken@@@r1")
+
+    def api_get_authorizer_list(
+        self, component_appid: str, offset: int, count: int, component_token: str
+    ) -> AuthorizerPage:
+        return AuthorizerPage(len(self.listed), tuple(self.listed[offset : offset + count]))
 
     def api_get_authorizer_info(
         self, component_appid: str, authorizer_appid: str, component_token: str
     ) -> AuthorizerInfo:
+        if self.revoked:
+            raise NotAuthorizedError(61003, "not authorized", "api_get_authorizer_info")
         return AuthorizerInfo(
             AccountType.OFFICIAL_ACCOUNT,
             "小店",
@@ -67,7 +104,7 @@ class FakeWeChat(ComponentClient):
             2,
             0,
             1,
-            AuthorizationInfo(authorizer_appid, self.func_info),
+            AuthorizationInfo(authorizer_appid, self.func_info, refresh_token="refreshtoken@@@r1"),
         )
 
 
@@ -147,6 +184,99 @@ def _key() -> str:
     from service.authorization import code_key
 
     return code_key(APPID, CODE)
+
+
+def exchange_status(store: FirestoreStore) -> str:
+    record = store.modify_code_exchange(APPID, _key(), lambda current: None).record
+    assert record is not None
+    return record.status
+
+
+def test_an_overtaken_holder_s_exchange_stands_and_the_taker_is_not_told_failed(
+    store: FirestoreStore,
+) -> None:
+    wechat = FakeWeChat()
+    release_first = threading.Event()
+    wechat.hold[CODE] = release_first  # the first holder's answer takes longer than its lease
+    first, second = make_flow(store, wechat), make_flow(store, wechat)
+    for flow in (first, second):
+        flow.policy = FlowPolicy(lease_seconds=0.3, callback_wait=5, push_wait=5)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        slow = pool.submit(first.exchange, APPID, CODE, "callback")
+        time.sleep(0.5)  # the first holder's lease has run out
+        # The push takes the exchange over; WeChat says the code is used (by the first).
+        taken_over = second.on_granted(authorized())
+        release_first.set()
+        overtaken = slow.result(10)
+    assert taken_over.outcome == Outcome.RECOVERED, taken_over
+    assert overtaken.outcome == Outcome.EXCHANGED, overtaken
+    assert exchange_status(store) == ExchangeStatus.DONE
+    record = store.get_authorizer(APPID, MERCHANT)
+    assert record is not None and record.status == AuthorizerStatus.AUTHORIZED
+    assert record.refresh_token == "refreshtoken@@@r1"
+
+
+def test_a_lost_answer_is_recovered_from_the_account_the_push_names(
+    store: FirestoreStore,
+) -> None:
+    wechat = FakeWeChat()
+    wechat.lose_answer.add(CODE)
+    flow = make_flow(store, wechat)
+    result = flow.on_granted(authorized())
+    assert result.outcome == Outcome.RECOVERED
+    assert wechat.exchanges == [CODE]  # not sent again: it would have answered 61010
+    assert exchange_status(store) == ExchangeStatus.DONE
+    record = store.get_authorizer(APPID, MERCHANT)
+    assert record is not None and record.status == AuthorizerStatus.AUTHORIZED
+    assert record.refresh_token == "refreshtoken@@@r1" and record.nick_name == "小店"
+    assert record.access_token is None and record.access_token_expires_at == 0.0  # due now
+    # The callback that follows finds it done.
+    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.ALREADY
+
+
+def test_a_lost_callback_answer_is_recovered_from_the_list_of_authorizations(
+    store: FirestoreStore,
+) -> None:
+    wechat = FakeWeChat()
+    wechat.lose_answer.add(CODE)
+    wechat.listed = [
+        ListedAuthorizer("wx00000000000000aa", "refreshtoken@@@old", int(time.time()) - 90000),
+        ListedAuthorizer(MERCHANT, "refreshtoken@@@r1", int(time.time())),
+    ]
+    result = make_flow(store, wechat).exchange(APPID, CODE, "callback")
+    assert result.outcome == Outcome.RECOVERED and result.authorizer is not None
+    assert result.authorizer.appid == MERCHANT
+    assert wechat.exchanges == [CODE]
+
+
+def test_a_lost_callback_answer_that_the_list_cannot_tell_waits_for_the_push(
+    store: FirestoreStore,
+) -> None:
+    wechat = FakeWeChat()
+    wechat.lose_answer.add(CODE)
+    now = int(time.time())
+    wechat.listed = [  # two merchants authorized just now: which one was this code's?
+        ListedAuthorizer("wx00000000000000aa", "refreshtoken@@@a", now),
+        ListedAuthorizer(MERCHANT, "refreshtoken@@@r1", now),
+    ]
+    flow = make_flow(store, wechat)
+    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.CONFIRMING
+    assert exchange_status(store) == ExchangeStatus.UNKNOWN  # never "failed"
+    assert flow.on_granted(authorized()).outcome == Outcome.RECOVERED
+    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.ALREADY
+    assert wechat.exchanges == [CODE]
+
+
+def test_a_lost_answer_for_an_authorization_wechat_does_not_hold_fails_the_code(
+    store: FirestoreStore,
+) -> None:
+    wechat = FakeWeChat()
+    wechat.lose_answer.add(CODE)
+    wechat.revoked = True  # and the merchant cancelled before we asked
+    flow = make_flow(store, wechat)
+    result = flow.on_granted(authorized())
+    assert (result.outcome, result.errcode) == (Outcome.REFUSED, 61003)
+    assert exchange_status(store) == ExchangeStatus.FAILED
 
 
 def test_update_replaces_func_info_and_renews_tokens(store: FirestoreStore) -> None:

@@ -37,7 +37,9 @@ class FakeFlow:
     outcome: Outcome = Outcome.ALREADY
     codes: list[str] = field(default_factory=list)
 
-    def exchange(self, component_appid: str, code: str, source: str) -> ExchangeResult:
+    def exchange(
+        self, component_appid: str, code: str, source: str, authorizer_appid: str
+    ) -> ExchangeResult:
         self.codes.append(code)
         return ExchangeResult(self.outcome, reason="stand-in")
 
