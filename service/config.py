@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from service.wechat.accounts import APPID_PATTERN
 from service.wechat.client import DEFAULT_API_BASE
@@ -25,9 +27,14 @@ class ConfigError(ValueError):
 # SERVICE_ROLE: one image runs as two Cloud Run services. "public" serves WeChat's pushes and
 # the merchant's pages; "internal" the token API, the proxy and the tasks; "all" both (local).
 ROLES = ("all", "public", "internal")
-# INTERNAL_AUTH: "api_key" checks SERVICE_API_KEYS; "cloud_run_iam" trusts Cloud Run's
-# invoker check, so it is only allowed on the internal role, which is never public.
+# INTERNAL_AUTH: "api_key" checks SERVICE_API_KEYS; "cloud_run_iam" (the internal role only,
+# which is never public) takes Google ID tokens: Cloud Run checks the caller's invoker role,
+# and the service verifies the token again against INTERNAL_AUDIENCE and INTERNAL_INVOKERS.
 INTERNAL_AUTHS = ("api_key", "cloud_run_iam")
+# Where Google publishes the certificates its ID tokens are signed with (key id to PEM).
+DEFAULT_ID_TOKEN_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+# An email address, not an IAM member ("serviceAccount:<email>"): no colon, space or comma.
+EMAIL = re.compile(r"^[^@\s,:]+@[^@\s,:]+\.[^@\s,:]+$")
 # The per-component form of WECHAT_COMPONENTS: one environment variable per secret, as
 # Secret Manager mounts them. {appid} is upper-cased in the variable's name.
 COMPONENT_APPIDS_VAR = "WECHAT_COMPONENT_APPIDS"
@@ -149,6 +156,11 @@ class Settings:
     google_cloud_project: str | None = None
     firestore_database: str = "(default)"
     service_api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # INTERNAL_AUTH=cloud_run_iam: the audiences an ID token may be for (the internal
+    # service's URL), the emails that may call, and where Google's certificates are.
+    internal_audiences: tuple[str, ...] = ()
+    internal_invokers: tuple[str, ...] = ()
+    id_token_certs_url: str = DEFAULT_ID_TOKEN_CERTS_URL
     log_level: str = "INFO"
     # The numeric settings: see NUMERIC_SETTINGS for what each means and its bounds.
     component_token_refresh_margin: float = 600.0
@@ -184,6 +196,7 @@ class Settings:
                 "INTERNAL_AUTH=cloud_run_iam needs SERVICE_ROLE=internal: only the internal "
                 "service, which never allows unauthenticated calls, may trust Cloud Run's IAM"
             )
+        audiences, invokers = _identity_settings(env, internal_auth == "cloud_run_iam")
         # Any: each goes to its own field, a float or (SWEEP_CONCURRENCY) an int.
         numbers: dict[str, Any] = {b.field: _bounded(env, b) for b in NUMERIC_SETTINGS}
         return cls(
@@ -201,10 +214,52 @@ class Settings:
             service_api_keys=tuple(
                 key.strip() for key in env.get("SERVICE_API_KEYS", "").split(",") if key.strip()
             ),
+            internal_audiences=audiences,
+            internal_invokers=invokers,
+            id_token_certs_url=_url(env, "ID_TOKEN_CERTS_URL", DEFAULT_ID_TOKEN_CERTS_URL),
             log_level=env.get("LOG_LEVEL", "INFO"),
             **numbers,
             public_rate_limit=_public_rate_limit(env),
         )
+
+
+def _identity_settings(
+    env: Mapping[str, str], required: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """INTERNAL_AUDIENCE and INTERNAL_INVOKERS: comma-separated lists, both required with
+    INTERNAL_AUTH=cloud_run_iam (an empty list would let nobody in, or anybody)."""
+    audiences = _list(env, "INTERNAL_AUDIENCE")
+    invokers = _list(env, "INTERNAL_INVOKERS")
+    for audience in audiences:
+        parts = urlsplit(audience)
+        if (parts.scheme, parts.path, parts.query, parts.fragment) != ("https", "", "", ""):
+            raise ConfigError(
+                "INTERNAL_AUDIENCE must be the internal service's https URL without a path "
+                "or trailing slash (the audience callers ask their ID tokens for), "
+                f"got {audience!r}"
+            )
+    for email in invokers:
+        if not EMAIL.match(email):
+            raise ConfigError(
+                f"INTERNAL_INVOKERS: {email!r} is not an email address (list the emails of "
+                "service accounts and users, without 'serviceAccount:' or 'user:')"
+            )
+    if required:
+        if not audiences:
+            raise ConfigError(
+                "INTERNAL_AUDIENCE is required with INTERNAL_AUTH=cloud_run_iam: the internal "
+                "service's URL, e.g. https://<name>-<project number>.<region>.run.app"
+            )
+        if not invokers:
+            raise ConfigError(
+                "INTERNAL_INVOKERS is required with INTERNAL_AUTH=cloud_run_iam: the emails "
+                "(service accounts, users) whose ID tokens may call the internal service"
+            )
+    return audiences, tuple(dict.fromkeys(email.lower() for email in invokers))
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in env.get(name, "").split(",") if v.strip()))
 
 
 def _components_from_env(env: Mapping[str, str]) -> dict[str, ComponentConfig]:

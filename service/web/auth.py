@@ -1,33 +1,39 @@
-"""The internal API's guard: a bearer key from SERVICE_API_KEYS, or Cloud Run IAM in the cloud
-(INTERNAL_AUTH=cloud_run_iam, allowed on the internal service only)."""
+"""The internal API's guard: a bearer key from SERVICE_API_KEYS, or in the cloud
+(INTERNAL_AUTH=cloud_run_iam, the internal service only) the caller's Google ID token,
+checked by Cloud Run's IAM and verified again here (service.web.id_tokens)."""
 
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec
 
-from flask import request
+from flask import current_app, request
 from flask.typing import ResponseReturnValue
 
+from service.config import Settings
 from service.web import runtime
 from service.web.errors import error_response
+from service.web.id_tokens import SERVERLESS_AUTH, GoogleCerts, IdTokenRefusal, Verifier
 
+__all__ = ["SERVERLESS_AUTH", "api_key_refusal", "require_api_key"]
+
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
-# Cloud Run also takes the identity token here, leaving Authorization to the application.
-SERVERLESS_AUTH = "X-Serverless-Authorization"
+# The per-app verifier (its certificate cache lives as long as the worker).
+VERIFIER = "id_token_verifier"
+# Cloud Scheduler can send its token only in Authorization, which Cloud Run checks and
+# passes on without its signature: these blueprints accept such a token (claims checked).
+CLOUD_RUN_CHECKED_OK = frozenset({"tasks"})
 
 
 def api_key_refusal() -> ResponseReturnValue | None:
     """The error response for a request without an accepted key, or None if it has one."""
     settings = runtime().settings
     if settings.internal_auth == "cloud_run_iam":
-        # Cloud Run has checked the caller's identity token and its run.invoker role before
-        # the request got here; a request without one means the service was exposed.
-        if not (request.headers.get("Authorization") or request.headers.get(SERVERLESS_AUTH)):
-            return error_response(401, "missing identity token (Cloud Run IAM)")
-        return None
+        return _identity_refusal(settings)
     keys = settings.service_api_keys
     if not keys:
         return error_response(503, "internal API is disabled: set SERVICE_API_KEYS")
@@ -37,6 +43,33 @@ def api_key_refusal() -> ResponseReturnValue | None:
     offered = given.strip().encode()
     if not any(hmac.compare_digest(offered, key.encode()) for key in keys):
         return error_response(403, "API key not accepted")
+    return None
+
+
+def id_token_verifier(settings: Settings) -> Verifier:
+    """This app's verifier, made on first use (tests may put their own in first)."""
+    verifier: Verifier | None = current_app.extensions.get(VERIFIER)
+    if verifier is None:
+        made = Verifier(
+            settings.internal_audiences,
+            settings.internal_invokers,
+            GoogleCerts(settings.id_token_certs_url),
+        )
+        verifier = current_app.extensions.setdefault(VERIFIER, made)
+    return verifier
+
+
+def _identity_refusal(settings: Settings) -> ResponseReturnValue | None:
+    try:
+        id_token_verifier(settings).caller(
+            request.headers.get, cloud_run_checked_ok=request.blueprint in CLOUD_RUN_CHECKED_OK
+        )
+    except IdTokenRefusal as refusal:
+        log.warning(
+            "internal call refused",
+            extra={"path": request.path, "status": refusal.status, "reason": refusal.reason},
+        )
+        return error_response(refusal.status, refusal.reason)
     return None
 
 

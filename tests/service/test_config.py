@@ -28,6 +28,18 @@ PER_VARIABLE = {
 }
 
 
+# The internal service as Cloud Run runs it: ID tokens for its URL, from these callers.
+INTERNAL_URL = "https://wcg-dev-internal-123456789012.asia-east2.run.app"
+SCHEDULER = "wcg-dev-scheduler@p.iam.gserviceaccount.com"
+CLOUD_RUN_INTERNAL = {
+    **PER_VARIABLE,
+    "SERVICE_ROLE": "internal",
+    "INTERNAL_AUTH": "cloud_run_iam",
+    "INTERNAL_AUDIENCE": INTERNAL_URL,
+    "INTERNAL_INVOKERS": f"{SCHEDULER},Orders@p.iam.gserviceaccount.com",
+}
+
+
 def settings(**env: str) -> Settings:
     return Settings.from_env(env)
 
@@ -78,14 +90,30 @@ def test_components_one_variable_per_secret() -> None:
 
 def test_roles_and_internal_auth() -> None:
     assert settings(WECHAT_COMPONENTS=json.dumps([GOOD])).service_role == "all"
-    internal = Settings.from_env(
-        {**PER_VARIABLE, "SERVICE_ROLE": "internal", "INTERNAL_AUTH": "cloud_run_iam"}
-    )
+    internal = Settings.from_env(CLOUD_RUN_INTERNAL)
     assert internal.internal_auth == "cloud_run_iam"
     assert internal.serves("internal") and not internal.serves("public")
+    assert internal.internal_audiences == (INTERNAL_URL,)
+    assert internal.internal_invokers == (SCHEDULER, "orders@p.iam.gserviceaccount.com")
+    assert internal.id_token_certs_url == "https://www.googleapis.com/oauth2/v1/certs"
     both = Settings.from_env(PER_VARIABLE)
     assert both.serves("internal") and both.serves("public")
     assert both.internal_auth == "api_key"
+    assert both.internal_audiences == () and both.internal_invokers == ()
+
+
+def test_identity_token_settings() -> None:
+    s = Settings.from_env(
+        {
+            **CLOUD_RUN_INTERNAL,
+            "INTERNAL_AUDIENCE": f" {INTERNAL_URL} , https://gateway.example.com ",
+            "INTERNAL_INVOKERS": f"{SCHEDULER},{SCHEDULER.upper()}, ops@example.com,",
+            "ID_TOKEN_CERTS_URL": "http://127.0.0.1:8123/certs/",
+        }
+    )
+    assert s.internal_audiences == (INTERNAL_URL, "https://gateway.example.com")
+    assert s.internal_invokers == (SCHEDULER, "ops@example.com")
+    assert s.id_token_certs_url == "http://127.0.0.1:8123/certs"
 
 
 @pytest.mark.parametrize(
@@ -117,6 +145,46 @@ def test_roles_and_internal_auth() -> None:
         ({**PER_VARIABLE, "SERVICE_ROLE": "admin"}, "SERVICE_ROLE must be one of all, public"),
         ({**PER_VARIABLE, "INTERNAL_AUTH": "iam"}, "INTERNAL_AUTH must be one of api_key"),
         ({**PER_VARIABLE, "INTERNAL_AUTH": "cloud_run_iam"}, "needs SERVICE_ROLE=internal"),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_AUDIENCE": ""},
+            "INTERNAL_AUDIENCE is required with INTERNAL_AUTH=cloud_run_iam",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_AUDIENCE": " , "},
+            "INTERNAL_AUDIENCE is required with INTERNAL_AUTH=cloud_run_iam",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_INVOKERS": ""},
+            "INTERNAL_INVOKERS is required with INTERNAL_AUTH=cloud_run_iam",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_AUDIENCE": "wcg-dev-internal"},
+            "INTERNAL_AUDIENCE must be the internal service's https URL",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_AUDIENCE": f"{INTERNAL_URL}/"},
+            "without a path or trailing slash",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_AUDIENCE": f"{INTERNAL_URL}/tasks/refresh"},
+            "without a path or trailing slash",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_AUDIENCE": INTERNAL_URL.replace("https", "http")},
+            "https URL",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_INVOKERS": f"serviceAccount:{SCHEDULER}"},
+            "is not an email address",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "INTERNAL_INVOKERS": "group ops@example.com"},
+            "is not an email address",
+        ),
+        (
+            {**CLOUD_RUN_INTERNAL, "ID_TOKEN_CERTS_URL": "www.googleapis.com/oauth2/v1/certs"},
+            "ID_TOKEN_CERTS_URL must be an http(s) URL",
+        ),
         (
             {**PER_VARIABLE, "INTERNAL_AUTH": "cloud_run_iam", "SERVICE_ROLE": "public"},
             "needs SERVICE_ROLE=internal",

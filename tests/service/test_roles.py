@@ -18,6 +18,8 @@ def rules(role: str) -> set[str]:
     }
     if role == "internal":
         env["INTERNAL_AUTH"] = "cloud_run_iam"
+        env["INTERNAL_AUDIENCE"] = "https://wcg-dev-internal-123456789012.asia-east2.run.app"
+        env["INTERNAL_INVOKERS"] = "wcg-dev-scheduler@p.iam.gserviceaccount.com"
     return {rule.rule for rule in create_app(env).url_map.iter_rules()}
 
 
