@@ -10,8 +10,11 @@ so a failure half-way changes nothing. Then, for each authorizer:
 - held as authorized but not listed: flagged only. The next refresh asks WeChat, which
   answers 61003 if the authorization is really gone.
 
-Each write is a compare-and-set against the record as it was read, so a refresh that
-rotated the refresh token meanwhile is never overwritten with an older one.
+Sync never writes older data over newer: the records are read *before* the walk, and each
+write is a compare-and-set that applies only if the record is still exactly as it was then.
+A re-authorization, a rotated refresh token or a revocation that lands during the walk is
+newer than the list, so that record is left alone (counted ``unchanged``; the next sync
+looks again). A refresh token taken from the list counts as asked when its page was read.
 """
 
 from __future__ import annotations
@@ -71,10 +74,11 @@ class AuthorizerSync:
     def run(self, component_appid: str) -> SyncReport:
         started = time.monotonic()
         report = SyncReport()
-        listed = self._walk(component_appid, report)
+        # Before the walk: anything written after this is newer than what WeChat lists.
         held = {r.appid: r for r in self.store.list_authorizers(component_appid)}
-        for entry in listed.values():
-            self._reconcile(component_appid, entry, held.get(entry.appid), report)
+        listed = self._walk(component_appid, report)
+        for entry, asked_at in listed.values():
+            self._reconcile(component_appid, entry, asked_at, held.get(entry.appid), report)
         if not report.incomplete:
             for appid, record in held.items():
                 if record.status == AuthorizerStatus.AUTHORIZED and appid not in listed:
@@ -97,18 +101,22 @@ class AuthorizerSync:
         )
         return report
 
-    def _walk(self, component_appid: str, report: SyncReport) -> dict[str, ListedAuthorizer]:
-        listed: dict[str, ListedAuthorizer] = {}
+    def _walk(
+        self, component_appid: str, report: SyncReport
+    ) -> dict[str, tuple[ListedAuthorizer, float]]:
+        """Every listed authorizer, with when its page was asked for."""
+        listed: dict[str, tuple[ListedAuthorizer, float]] = {}
         first_total: int | None = None
         offset = 0
         while True:
+            asked_at = self.clock()
             page = self._page(component_appid, offset)
             report.pages += 1
             first_total = page.total_count if first_total is None else first_total
             if page.total_count != first_total:
                 report.incomplete = True
             for entry in page.authorizers:
-                listed[entry.appid] = entry
+                listed[entry.appid] = (entry, asked_at)
             offset += len(page.authorizers)
             log.info(
                 "authorizer sync: page read",
@@ -137,26 +145,24 @@ class AuthorizerSync:
         self,
         component_appid: str,
         entry: ListedAuthorizer,
+        asked_at: float,
         seen: AuthorizerRecord | None,
         report: SyncReport,
     ) -> None:
         now = self.clock()
-        seen_token = seen.refresh_token if seen is not None else None
         result: list[str] = []
 
         def change(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
             result.clear()
-            if (current is None) != (seen is None) or (
-                current is not None and current.refresh_token != seen_token
-            ):
-                result.append("raced")  # changed since we read it: it is newer than the list
+            if current != seen:
+                result.append("raced")  # written during the walk: newer than the list
                 return None
             base = current or AuthorizerRecord(
                 component_appid=component_appid, appid=entry.appid, authorized_at=entry.auth_time
             )
             if entry.refresh_token is None:
                 return _unexchanged(base, current, now, result)
-            return _listed(base, current, entry.refresh_token, now, result)
+            return _listed(base, current, entry.refresh_token, asked_at, now, result)
 
         self.store.modify_authorizer(component_appid, entry.appid, change)
         kind = result[0] if result else "unchanged"
@@ -167,8 +173,8 @@ class AuthorizerSync:
 
     def _flag_not_listed(self, seen: AuthorizerRecord, report: SyncReport) -> None:
         def flag(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
-            if current is None or current.status != AuthorizerStatus.AUTHORIZED:
-                return None
+            if current != seen or current is None:
+                return None  # authorized (again) during the walk: the list is older
             return current.but(sync_flag=SyncFlag.NOT_LISTED.value)
 
         self.store.modify_authorizer(seen.component_appid, seen.appid, flag)
@@ -183,6 +189,7 @@ def _listed(
     base: AuthorizerRecord,
     current: AuthorizerRecord | None,
     refresh_token: str,
+    asked_at: float,
     now: float,
     result: list[str],
 ) -> AuthorizerRecord | None:
@@ -190,9 +197,14 @@ def _listed(
     if authorized and base.refresh_token == refresh_token:
         return base.but(sync_flag=None) if base.sync_flag else None
     if authorized:
+        if asked_at <= (base.refresh_token_asked_at or 0.0):
+            return None  # ours was asked for after the page was read: it is the newer one
         result.append("updated")
         return base.but(
-            refresh_token=refresh_token, refresh_token_asked_at=now, sync_flag=None, updated_at=now
+            refresh_token=refresh_token,
+            refresh_token_asked_at=asked_at,
+            sync_flag=None,
+            updated_at=now,
         ).with_event(now, "refresh_token_synced")
     if (
         current is not None
@@ -204,7 +216,7 @@ def _listed(
     return base.but(
         status=AuthorizerStatus.AUTHORIZED.value,
         refresh_token=refresh_token,
-        refresh_token_asked_at=now,
+        refresh_token_asked_at=asked_at,
         access_token=None,
         access_token_expires_at=0.0,  # due: the next sweep or request renews it
         revoked_at=None,

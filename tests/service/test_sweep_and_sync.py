@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -162,6 +163,7 @@ class ListingWeChat(FakeWeChat):
         self.listed = listed
         self.pages: list[tuple[int, int]] = []
         self.fail_at_page: int | None = None
+        self.mid_walk: Callable[[], None] | None = None  # runs after a page is read
 
     def api_get_authorizer_list(
         self, component_appid: str, offset: int, count: int, component_token: str
@@ -169,7 +171,10 @@ class ListingWeChat(FakeWeChat):
         self.pages.append((offset, count))
         if self.fail_at_page == len(self.pages):
             raise SystemBusyError(-1, "system error")
-        return AuthorizerPage(len(self.listed), tuple(self.listed[offset : offset + count]))
+        page = AuthorizerPage(len(self.listed), tuple(self.listed[offset : offset + count]))
+        if self.mid_walk is not None:
+            self.mid_walk()
+        return page
 
 
 def make_sync(store: FirestoreStore, wechat: ListingWeChat) -> AuthorizerSync:
@@ -207,6 +212,50 @@ def test_sync_recovers_updates_and_flags(store: FirestoreStore) -> None:
     assert [r.appid for r in store.due_authorizers(COMPONENT, 1.0)] == [appid(3), appid(5)]
     again = make_sync(store, wechat).run(COMPONENT)
     assert again.recovered == [] and again.updated == []
+
+
+def test_sync_never_writes_the_list_over_changes_made_during_the_walk(
+    store: FirestoreStore,
+) -> None:
+    seed(store, 1, first=1, refresh_token="refreshtoken@@@old")  # rotated during the walk
+    seed(store, 1, first=2)  # revoked during the walk
+    wechat = ListingWeChat([listed(1), listed(2), listed(3)])  # 3: authorized during it
+
+    def changes() -> None:
+        wechat.mid_walk = None
+        later = time.time()
+        store.modify_authorizer(
+            COMPONENT,
+            appid(1),
+            lambda r: (
+                None
+                if r is None
+                else r.but(refresh_token="refreshtoken@@@new", refresh_token_asked_at=later)
+            ),
+        )
+        store.modify_authorizer(
+            COMPONENT,
+            appid(2),
+            lambda r: None if r is None else r.but(status="revoked", refresh_token=None),
+        )
+        store.modify_authorizer(
+            COMPONENT,
+            appid(3),
+            lambda _: AuthorizerRecord(
+                component_appid=COMPONENT, appid=appid(3), refresh_token="refreshtoken@@@fresh"
+            ),
+        )
+
+    wechat.mid_walk = changes  # after WeChat's page was read, before sync writes
+    report = make_sync(store, wechat).run(COMPONENT)
+    assert report.updated == [] and report.recovered == []
+    stored = {r.appid: r for r in store.list_authorizers(COMPONENT)}
+    assert stored[appid(1)].refresh_token == "refreshtoken@@@new"  # not the listed, older one
+    assert stored[appid(2)].status == AuthorizerStatus.REVOKED  # not "recovered"
+    assert stored[appid(3)].refresh_token == "refreshtoken@@@fresh"
+    # The next sync, with nothing changing meanwhile, acts on what WeChat now lists.
+    wechat.listed = [ListedAuthorizer(appid(1), "refreshtoken@@@new", 1700000000)]
+    assert make_sync(store, wechat).run(COMPONENT).updated == []
 
 
 def test_sync_walks_every_page_of_500(store: FirestoreStore) -> None:
