@@ -32,8 +32,10 @@ REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 LOCATION = re.compile(r"^[a-z][a-z0-9-]*[0-9]$")
 DATABASE_ID = re.compile(r"^[a-z][a-z0-9-]{2,61}[a-z0-9]$")
 HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# An IAM principal of one identity or group; never allUsers or allAuthenticatedUsers.
-IAM_MEMBER = re.compile(r"^(serviceAccount|user|group|domain|principal|principalSet):\S+$")
+# An IAM member of one identity with an email: the internal service matches the email in the
+# caller's ID token, so a group, a domain or a principal set can never be let in by it.
+IAM_MEMBER = re.compile(r"^(serviceAccount|user):([^@\s,:]+@[^@\s,:]+\.[^@\s,:]+)$")
+UNMATCHABLE_MEMBER = re.compile(r"^(group|domain|principal|principalSet)[:/]")
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 EXAMPLE_INVOKER = "serviceAccount:orders@<project>.iam.gserviceaccount.com"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -160,7 +162,8 @@ class GatewayConfig:
     min_instances: int = DEFAULT_MIN_INSTANCES
     max_instances: int = DEFAULT_MAX_INSTANCES
     internal_ingress: InternalIngress = "internal"
-    # IAM members allowed to call the internal service (the provider's own services).
+    # IAM members allowed to call the internal service (the provider's own services):
+    # serviceAccount:<email> or user:<email>.
     internal_invokers: tuple[str, ...] = ()
     alert_email: str | None = None
     firestore_database: str = DEFAULT_DATABASE
@@ -168,6 +171,11 @@ class GatewayConfig:
     @property
     def appids(self) -> tuple[str, ...]:
         return tuple(component.appid for component in self.components)
+
+    @property
+    def invoker_emails(self) -> tuple[str, ...]:
+        """The emails of ``internal_invokers``: what their ID tokens' email claim says."""
+        return tuple(member.partition(":")[2] for member in self.internal_invokers)
 
 
 def full_key(key: str) -> str:
@@ -457,10 +465,18 @@ def _internal_invokers(raw: Mapping[str, Any], problems: _Problems) -> tuple[str
                 "public; name your own services' accounts",
                 _set(key, EXAMPLE_INVOKER, path=True),
             )
+        elif isinstance(member, str) and UNMATCHABLE_MEMBER.match(member):
+            problems.invalid(
+                key,
+                f"{member} cannot call: the internal service checks the email in each caller's "
+                "ID token, which is a service account's or a user's, never a group's or a "
+                "domain's; list each one as serviceAccount:<email> or user:<email>",
+                _set(key, EXAMPLE_INVOKER, path=True),
+            )
         elif not isinstance(member, str) or not IAM_MEMBER.match(member):
             problems.invalid(
                 key,
-                f"{member!r} is not an IAM member like serviceAccount:<email> or group:<email>",
+                f"{member!r} is not an IAM member like serviceAccount:<email> or user:<email>",
                 _set(key, EXAMPLE_INVOKER, path=True),
             )
         elif member not in members:

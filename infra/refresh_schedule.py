@@ -14,6 +14,7 @@ import pulumi_gcp as gcp
 
 from infra.config import GatewayConfig
 from infra.names import ResourceNames
+from infra.services import internal_audience
 
 REFRESH_PATH = "/tasks/refresh"
 INVOKER_ROLE = "roles/run.invoker"
@@ -28,8 +29,13 @@ class RefreshSchedule(pulumi.ComponentResource):
         scheduler_account: gcp.serviceaccount.Account,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
+        audience: pulumi.Input[str] | None = None,
     ) -> None:
         super().__init__("wcg:gateway:RefreshSchedule", name, None, opts)
+        # The internal service checks the token's audience itself: its deterministic URL
+        # (GatewayServices.internal_audience), which Cloud Run accepts as well.
+        if audience is None:
+            audience = internal_audience(config)
         names = ResourceNames(config.name_prefix)
         # The scheduler account's one grant: invoking the internal service.
         self.invoker = gcp.cloudrunv2.ServiceIamMember(
@@ -63,8 +69,9 @@ class RefreshSchedule(pulumi.ComponentResource):
                 uri=internal_service.uri.apply(lambda uri: f"{uri}{REFRESH_PATH}"),
                 oidc_token=gcp.cloudscheduler.JobHttpTargetOidcTokenArgs(
                     service_account_email=scheduler_account.email,
-                    # Cloud Run accepts a token whose audience is the service's URL, no path.
-                    audience=internal_service.uri,
+                    # The service's URL without a path. Cloud Run passes this token on
+                    # without its signature; /tasks/* accept it on Cloud Run's word.
+                    audience=audience,
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.invoker, *depends_on]),

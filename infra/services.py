@@ -1,8 +1,10 @@
 """The two Cloud Run services, public and internal, run from the one image.
 
 The public one takes WeChat's pushes and merchants' browsers; the internal one serves the
-provider's services and the refresh task, behind Cloud Run IAM. Both leave through the egress
-subnet (ALL_TRAFFIC), so every WeChat API call comes from the whitelisted NAT address.
+provider's services and the refresh task, behind Cloud Run IAM, and verifies each caller's ID
+token again itself: for its own URL (INTERNAL_AUDIENCE), from the scheduler's account or an
+``internal_invokers`` member (INTERNAL_INVOKERS). Both leave through the egress subnet
+(ALL_TRAFFIC), so every WeChat API call comes from the whitelisted NAT address.
 The environment built here is the contract with ``service/config.py``.
 """
 
@@ -53,12 +55,35 @@ def deterministic_url(service_name: str, project_number: str, region: str) -> st
     return f"https://{service_name}-{project_number}.{region}.run.app"
 
 
+def internal_audience(config: GatewayConfig) -> pulumi.Output[str]:
+    """The audience of every ID token for the internal service: its deterministic URL.
+
+    Cloud Run accepts it as one of the service's own URLs; the service checks it itself, so
+    it must be known before the service exists (its hash-based URL is not).
+    """
+    name = ResourceNames(config.name_prefix).internal_service
+    number = gcp.organizations.get_project_output(project_id=config.project).number
+    return number.apply(lambda n: deterministic_url(name, n, config.region))
+
+
+def scheduler_email(config: GatewayConfig) -> str:
+    """The scheduler account's email, as GCP derives it from the account id and project."""
+    account = ResourceNames(config.name_prefix).scheduler_account
+    return f"{account}@{config.project}.iam.gserviceaccount.com"
+
+
+def invoker_emails(config: GatewayConfig) -> list[str]:
+    """Whose ID tokens the internal service accepts: the scheduler's, then the invokers'."""
+    return list(dict.fromkeys([scheduler_email(config), *config.invoker_emails]))
+
+
 def service_env(
     role: Role,
     config: GatewayConfig,
     database_name: pulumi.Input[str],
     public_base_url: pulumi.Input[str],
     secrets: Sequence[StoredSecret],
+    audience: pulumi.Input[str] = "",
 ) -> list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgs]:
     Env = gcp.cloudrunv2.ServiceTemplateContainerEnvArgs
     env = [
@@ -70,8 +95,11 @@ def service_env(
         Env(name=COMPONENT_APPIDS_VAR, value=",".join(config.appids)),
     ]
     if role == "internal":
-        # Cloud Run IAM has checked the caller before the request arrives.
+        # Cloud Run IAM checks the caller before the request arrives; the service verifies
+        # the caller's ID token again (against Google's certificates, the service's default).
         env.append(Env(name="INTERNAL_AUTH", value="cloud_run_iam"))
+        env.append(Env(name="INTERNAL_AUDIENCE", value=audience))
+        env.append(Env(name="INTERNAL_INVOKERS", value=",".join(invoker_emails(config))))
     for stored in secrets:
         # By reference only, pinned to the version: a rotated secret rolls a new revision.
         env.append(
@@ -103,6 +131,7 @@ class GatewayServices(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("wcg:gateway:GatewayServices", name, None, opts)
+        self.internal_audience = internal_audience(config)
         services: dict[Role, gcp.cloudrunv2.Service] = {}
         for shape in service_shapes(config):
             services[shape.role] = gcp.cloudrunv2.Service(
@@ -136,7 +165,12 @@ class GatewayServices(pulumi.ComponentResource):
                                 container_port=CONTAINER_PORT
                             ),
                             envs=service_env(
-                                shape.role, config, database_name, public_base_url, secrets
+                                shape.role,
+                                config,
+                                database_name,
+                                public_base_url,
+                                secrets,
+                                self.internal_audience,
                             ),
                         )
                     ],
@@ -169,4 +203,10 @@ class GatewayServices(pulumi.ComponentResource):
             )
             for member in config.internal_invokers
         ]
-        self.register_outputs({"public_uri": self.public.uri, "internal_uri": self.internal.uri})
+        self.register_outputs(
+            {
+                "public_uri": self.public.uri,
+                "internal_uri": self.internal.uri,
+                "internal_audience": self.internal_audience,
+            }
+        )

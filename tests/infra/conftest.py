@@ -7,6 +7,7 @@ import pytest
 from tests.infra.pulumi_mocks import Deployment, base_config, run_program
 
 ORDERS = "serviceAccount:orders@example-project.iam.gserviceaccount.com"
+OPS = "user:ops@example.com"
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,6 @@ def with_domain() -> Deployment:
         base_config(
             public_domain="auth.example.com",
             internal_ingress="all",
-            internal_invokers=f'["{ORDERS}", "group:ops@example.com"]',
+            internal_invokers=f'["{ORDERS}", "{OPS}"]',
         )
     )

@@ -175,6 +175,31 @@ BAD_CONFIGS: list[tuple[str, dict[str, str | None], list[str] | None, str]] = [
         "internal_invokers[0]",
     ),
     ("invokers not a list", {"internal_invokers": "serviceAccount:x"}, None, "internal_invokers"),
+    # The service checks each caller's ID token's email, never a group's or a domain's.
+    (
+        "a group invoker",
+        {"internal_invokers": '["group:ops@example.com"]'},
+        None,
+        "internal_invokers[0]",
+    ),
+    (
+        "a domain invoker",
+        {"internal_invokers": '["domain:example.com"]'},
+        None,
+        "internal_invokers[0]",
+    ),
+    (
+        "a principalSet invoker",
+        {"internal_invokers": '["principalSet://goog/public:all"]'},
+        None,
+        "internal_invokers[0]",
+    ),
+    (
+        "an invoker without an email",
+        {"internal_invokers": '["user:ops"]'},
+        None,
+        "internal_invokers[0]",
+    ),
     (
         "public_domain with scheme",
         {"public_domain": "https://auth.example.com"},
@@ -216,10 +241,17 @@ def test_bad_config_names_the_key_and_the_fix(
 def test_internal_invokers_are_read_once_each() -> None:
     orders = "serviceAccount:orders@p.iam.gserviceaccount.com"
     config = parse(
-        base_config(internal_invokers=f'["{orders}", "group:ops@example.com", "{orders}"]')
+        base_config(internal_invokers=f'["{orders}", "user:ops@example.com", "{orders}"]')
     )
-    assert config.internal_invokers == (orders, "group:ops@example.com")
+    assert config.internal_invokers == (orders, "user:ops@example.com")
+    assert config.invoker_emails == ("orders@p.iam.gserviceaccount.com", "ops@example.com")
     assert parse(base_config()).internal_invokers == ()
+
+
+def test_group_and_domain_invokers_are_refused_with_the_reason() -> None:
+    message = problems_of(base_config(internal_invokers='["group:ops@example.com"]'))
+    assert "group:ops@example.com" in message
+    assert "ID token" in message and "serviceAccount:<email>" in message
 
 
 def test_plain_text_secret_asks_for_secret() -> None:

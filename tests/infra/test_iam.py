@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.infra.conftest import ORDERS
+from tests.infra.conftest import OPS, ORDERS
 from tests.infra.pulumi_mocks import GCP_PROJECT, Deployment, Registration
 
 SERVICE = "gcp:cloudrunv2/service:Service"
@@ -141,12 +141,8 @@ def test_internal_invokers_are_granted_only_run_invoker_on_internal(
         }
 
     assert invokers_of_internal(deployment) == {SCHEDULER}
-    assert invokers_of_internal(with_domain) == {
-        SCHEDULER,
-        ORDERS,
-        "group:ops@example.com",
-    }
+    assert invokers_of_internal(with_domain) == {SCHEDULER, ORDERS, OPS}
     for grant in iam_resources(with_domain):
-        if members(grant) & {ORDERS, "group:ops@example.com"}:
+        if members(grant) & {ORDERS, OPS}:
             assert grant_target(grant) == ("run-service", INTERNAL)
             assert grant.inputs["role"] == "roles/run.invoker"

@@ -5,7 +5,14 @@ from __future__ import annotations
 from flask import Flask
 
 from service.web.tasks import bp as tasks_blueprint
-from tests.infra.pulumi_mocks import GCP_PROJECT, REGION, Deployment, base_config, run_program
+from tests.infra.pulumi_mocks import (
+    GCP_PROJECT,
+    PROJECT_NUMBER,
+    REGION,
+    Deployment,
+    base_config,
+    run_program,
+)
 
 JOB = "gcp:cloudscheduler/job:Job"
 SERVICE = "gcp:cloudrunv2/service:Service"
@@ -39,8 +46,11 @@ def test_job_authenticates_as_the_scheduler_account(deployment: Deployment) -> N
         ).state["email"]
         == SCHEDULER_EMAIL
     )
-    # Cloud Run checks the token's audience against the service URL, without a path.
-    assert oidc["audience"] == internal_uri
+    # The audience is the internal service's deterministic URL, without a path: Cloud Run
+    # accepts it as one of the service's own URLs, and the service checks it itself
+    # (INTERNAL_AUDIENCE), so it must be known before the service exists.
+    assert oidc["audience"] == f"https://wcg-dev-internal-{PROJECT_NUMBER}.{REGION}.run.app"
+    assert oidc["audience"] != internal_uri
 
 
 def test_schedule_and_retries(deployment: Deployment) -> None:

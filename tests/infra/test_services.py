@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.config import Settings
+from tests.infra.conftest import OPS, ORDERS
 from tests.infra.pulumi_mocks import (
     APPID_A,
     APPID_B,
@@ -49,9 +50,43 @@ def test_roles_and_timeouts(deployment: Deployment) -> None:
     assert internal.inputs["template"]["timeout"] == "900s"
 
 
-def test_only_the_internal_service_trusts_cloud_run_iam(deployment: Deployment) -> None:
+INTERNAL_URL = f"https://{INTERNAL}-{PROJECT_NUMBER}.{REGION}.run.app"
+SCHEDULER_EMAIL = f"wcg-dev-scheduler@{GCP_PROJECT}.iam.gserviceaccount.com"
+IDENTITY_VARS = {"INTERNAL_AUTH", "INTERNAL_AUDIENCE", "INTERNAL_INVOKERS", "ID_TOKEN_CERTS_URL"}
+
+
+def test_only_the_internal_service_takes_id_tokens(deployment: Deployment) -> None:
     assert plain_env(deployment.named(SERVICE, INTERNAL))["INTERNAL_AUTH"] == "cloud_run_iam"
-    assert "INTERNAL_AUTH" not in plain_env(deployment.named(SERVICE, PUBLIC))
+    assert not IDENTITY_VARS & set(plain_env(deployment.named(SERVICE, PUBLIC)))
+
+
+def test_the_internal_service_checks_tokens_for_its_own_url(deployment: Deployment) -> None:
+    """The audience is the internal service's deterministic URL, known before it exists;
+    the scheduler's OIDC token is asked for that audience too."""
+    env = plain_env(deployment.named(SERVICE, INTERNAL))
+    assert env["INTERNAL_AUDIENCE"] == INTERNAL_URL
+    oidc = deployment.one("gcp:cloudscheduler/job:Job").inputs["httpTarget"]["oidcToken"]
+    assert oidc["audience"] == INTERNAL_URL
+    # Google's own certificates: the service's default, not set here.
+    assert "ID_TOKEN_CERTS_URL" not in env
+
+
+def test_the_internal_service_lets_in_the_scheduler_and_the_invokers(
+    deployment: Deployment, with_domain: Deployment
+) -> None:
+    scheduler = deployment.named(
+        "gcp:serviceaccount/account:Account", "wcg-dev-scheduler", key="accountId"
+    )
+    assert scheduler.state["email"] == SCHEDULER_EMAIL
+    env = plain_env(deployment.named(SERVICE, INTERNAL))
+    assert env["INTERNAL_INVOKERS"] == SCHEDULER_EMAIL
+    # The IAM members of internal_invokers, as the emails in their ID tokens.
+    env = plain_env(with_domain.named(SERVICE, INTERNAL))
+    assert env["INTERNAL_INVOKERS"].split(",") == [
+        SCHEDULER_EMAIL,
+        ORDERS.removeprefix("serviceAccount:"),
+        OPS.removeprefix("user:"),
+    ]
 
 
 def test_common_environment(deployment: Deployment, with_domain: Deployment) -> None:
@@ -114,12 +149,26 @@ def resolved_env(deployment: Deployment, service: Registration) -> dict[str, str
     return env
 
 
+def test_the_service_accepts_the_environment_with_invokers(with_domain: Deployment) -> None:
+    env = resolved_env(with_domain, with_domain.named(SERVICE, INTERNAL))
+    settings = Settings.from_env(env)
+    assert settings.internal_invokers == (
+        SCHEDULER_EMAIL,
+        "orders@example-project.iam.gserviceaccount.com",
+        "ops@example.com",
+    )
+
+
 def test_the_service_accepts_the_environment(deployment: Deployment) -> None:
     """The contract, checked by the service's own settings reader."""
     for name, role in ((PUBLIC, "public"), (INTERNAL, "internal")):
         settings = Settings.from_env(resolved_env(deployment, deployment.named(SERVICE, name)))
         assert settings.service_role == role
         assert settings.internal_auth == ("cloud_run_iam" if role == "internal" else "api_key")
+        if role == "internal":
+            assert settings.internal_audiences == (INTERNAL_URL,)
+            assert settings.internal_invokers == (SCHEDULER_EMAIL,)
+            assert settings.id_token_certs_url == "https://www.googleapis.com/oauth2/v1/certs"
         assert settings.public_base_url == DETERMINISTIC_URL
         assert settings.google_cloud_project == GCP_PROJECT
         assert set(settings.components) == {APPID_A, APPID_B}
