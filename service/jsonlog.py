@@ -1,4 +1,8 @@
-"""Structured JSON log lines, as Cloud Logging reads them (``severity``, ``message``)."""
+"""Structured JSON log lines, as Cloud Logging reads them (``severity``, ``message``).
+
+Every record is redacted on its way out (``service.redaction``), whichever library wrote it:
+gunicorn's own loggers use this formatter too (``service/gunicorn_conf.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from service.redaction import redact, redact_value
+
 # Attributes every LogRecord has; anything else on a record came in through ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -17,16 +23,18 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
             "severity": record.levelname,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "logger": record.name,
             "pid": os.getpid(),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                payload[key] = value
+                payload[key] = redact_value(value, key)
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            payload["exception"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            payload["exception"] = redact(record.exc_text)
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
@@ -38,5 +46,5 @@ def configure_logging(level: str = "INFO") -> None:
         handler.setFormatter(JsonFormatter())
         root.handlers = [handler]
     root.setLevel(level.upper())
-    # urllib3 logs full URLs at DEBUG, and URLs may carry access tokens.
+    # urllib3 logs every request's URL at DEBUG: masked too, but noise.
     logging.getLogger("urllib3").setLevel(logging.WARNING)

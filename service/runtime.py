@@ -16,6 +16,7 @@ from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
 from service.proxy import AuthorizerProxy
 from service.pushes import PushDispatcher
+from service.redaction import register_secrets
 from service.release_responder import ReleaseResponder
 from service.release_sends import ReleaseSendPolicy, ReleaseSends
 from service.store.firestore import FirestoreStore
@@ -35,6 +36,15 @@ class Runtime:
         client: ComponentClient | None = None,
     ) -> None:
         self.settings = settings
+        # Never in a log line, whoever writes it (service.redaction).
+        register_secrets(
+            [*settings.service_api_keys]
+            + [
+                value
+                for c in settings.components.values()
+                for value in (c.secret, c.token, c.encoding_aes_key, c.previous_encoding_aes_key)
+            ]
+        )
         self._store = store
         self._client = client
         self._crypto: dict[str, MessageCrypto] = {}
