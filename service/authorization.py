@@ -353,6 +353,18 @@ class AuthorizationFlow:
     def _release(self, state: CodeExchange, owner: str) -> None:
         self.store.modify_code_exchange(state.component_appid, state.key, leases.release(owner))
 
+    def first_view(self, component_appid: str, code: str) -> bool:
+        """True the first time the callback page shows this code's result, False after."""
+        now = self.clock()
+
+        def shown(current: CodeExchange | None) -> CodeExchange | None:
+            if current is None or current.result_shown_at is not None:
+                return None
+            return current.but(result_shown_at=now)
+
+        key = code_key(component_appid, code)
+        return self.store.modify_code_exchange(component_appid, key, shown).changed
+
     def _already_exchanged(
         self, component_appid: str, state: CodeExchange, push: AuthorizationGranted | None
     ) -> ExchangeResult:

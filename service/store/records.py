@@ -191,6 +191,9 @@ class CodeExchange(LeasedRecord):
     # A holder before the current one may have sent the code to WeChat (its lease was
     # taken over): a "code used" answer then proves nothing.
     contested: bool = False
+    # When the callback page first showed the result: later views say only "done", so a
+    # leaked callback URL does not show the account's profile for the record's lifetime.
+    result_shown_at: float | None = None
     expire_at: datetime | None = None  # Firestore TTL
 
 

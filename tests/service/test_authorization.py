@@ -316,3 +316,11 @@ def test_unauthorized_deletes_tokens_keeps_history_and_ignores_stale_pushes(
     assert again.outcome == Outcome.EXCHANGED and again.authorizer is not None
     assert again.authorizer.status == AuthorizerStatus.AUTHORIZED
     assert again.authorizer.authorized_at is not None and again.authorizer.revoked_at is None
+
+
+def test_the_result_page_shows_a_code_s_result_once(store: FirestoreStore) -> None:
+    flow = make_flow(store, FakeWeChat())
+    assert flow.first_view(APPID, CODE) is False  # no such exchange: nothing to show
+    flow.exchange(APPID, CODE, "callback")
+    assert flow.first_view(APPID, CODE) is True
+    assert flow.first_view(APPID, CODE) is False
