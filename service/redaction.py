@@ -54,14 +54,16 @@ def register_secrets(values: Iterable[str | None]) -> None:
 
 
 def redact(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
     text = _ASSIGNED.sub(rf"\1={MASK}", text)
     text = _QUOTED.sub(rf"\1\2\1\3\4{MASK}\4", text)
     text = _XML.sub(rf"<\1>{MASK}</\1>", text)
     text = _PREFIXED.sub(rf"\1@@@{MASK}", text)
-    return _BEARER.sub(rf"\1 {MASK}", text)
+    text = _BEARER.sub(rf"\1 {MASK}", text)
+    # Last: a configured value may also occur inside a name the patterns look for.
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def redact_value(value: Any, name: str = "") -> Any:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 # An appid is 'wx' followed by 16 lowercase hex digits (protocol §0).
-APPID_PATTERN = re.compile(r"^wx[0-9a-f]{16}$")
+APPID_PATTERN = re.compile(r"\Awx[0-9a-f]{16}\Z")  # \Z: "$" would allow a trailing "\n"
 
 
 class AccountType(StrEnum):

@@ -61,10 +61,15 @@ def code_exchanged_twice() -> None:
     exchange = AuthorizationFlow.exchange
 
     def naive(
-        self: AuthorizationFlow, component_appid: str, code: str, source: str, *rest: Any
+        self: AuthorizationFlow,
+        component_appid: str,
+        code: str,
+        source: str,
+        *rest: Any,
+        **named: Any,
     ) -> ExchangeResult:
         if source != "release_check":
-            return exchange(self, component_appid, code, source, *rest)
+            return exchange(self, component_appid, code, source, *rest, **named)
         try:
             self.tokens.call_with_token(
                 component_appid,

@@ -170,7 +170,8 @@ def test_each_mutation_fails_the_steps_it_breaks(
 def fragile(e2e: Stack, tmp_path: Path) -> Iterator[Stack]:
     """The service with 3 s leases, renewing an authorizer token before every use (so the
     release send's token step calls WeChat, where a fault can hold it)."""
-    settings = {"REFRESH_LEASE_SECONDS": "3", "AUTHORIZER_TOKEN_MIN_TTL": "7300"}
+    # A token lives 7200 s from its request, so it is never valid for 7200 more: renewed.
+    settings = {"REFRESH_LEASE_SECONDS": "3", "AUTHORIZER_TOKEN_MIN_TTL": "7200"}
     with serving_instead(e2e, tmp_path / "fragile.log", settings) as stack:
         yield stack
 

@@ -56,6 +56,16 @@ def test_configured_secrets_are_masked_as_they_are(monkeypatch: pytest.MonkeyPat
     assert redact("abc") == "abc"
 
 
+def test_a_configured_secret_inside_a_name_does_not_hide_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A component whose secret is "appsecret" once made "component_appsecret=…" unreadable
+    # to the name patterns, and its value went out whole.
+    monkeypatch.setattr(redaction, "_secrets", ())
+    redaction.register_secrets(["appsecret"])
+    assert TOKEN not in redact(f"component_appsecret={TOKEN}&component_verify_ticket=x")
+
+
 def test_extra_fields_named_like_credentials_are_masked_whole() -> None:
     fields = {"auth_code": "123", "info": {"name": "某公司", "code": "x1"}, "n": 3}
     assert redact_value(fields) == {
