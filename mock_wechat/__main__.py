@@ -149,6 +149,7 @@ control plane (JSON; bad input is 400 {"error": "..."}, unknown 404, conflict 40
                                               ticket, then per account authorize, text,
                                               api_text, event
   GET    /_mock/calls[?api=NAME]              the API call log
+  GET    /_mock/credentials                   every ticket, token and code issued since the reset
   GET    /_mock/pushes                        the push log, with each decrypted message
   POST   /_mock/pushes/redeliver              {"index": N}: send log entry N again
   GET    /_mock/pushes/held                   pushes held by auth_push "hold"

@@ -361,6 +361,11 @@ class Authorizations:
         )
         return Confirmation(code.value, AUTH_CODE_TTL, UPDATEAUTHORIZED, None, notice)
 
+    def issued(self) -> dict[str, list[str]]:
+        """Every pre-auth code, authorization code and authorizer token issued so far."""
+        with self._lock:
+            return {"pre_auth_codes": list(self._pre_auth_codes), **self._grants.issued()}
+
     def account_view(self, appid: str) -> dict[str, Any]:
         """An account and its authorization by each component, for the control plane."""
         with self._lock:

@@ -207,6 +207,12 @@ def calls() -> Response:
     return jsonify(calls=services().state.calls(request.args.get("api")))
 
 
+@bp.get("/credentials")
+def credentials() -> Response:
+    """Every credential issued since the last reset (tickets, tokens, codes), by kind."""
+    return jsonify(credentials=services().state.issued_credentials())
+
+
 @bp.get("/pushes")
 def pushes() -> Response:
     return jsonify(pushes=services().state.pushes())

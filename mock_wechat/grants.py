@@ -129,6 +129,11 @@ class Grant:
 
 class GrantBook:
     def __init__(self) -> None:
+        self._issued: dict[str, list[str]] = {
+            "authorization_codes": [],
+            "authorizer_access_tokens": [],
+            "authorizer_refresh_tokens": [],
+        }
         self._grants: dict[tuple[str, str], Grant] = {}
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, AuthorizerToken] = {}
@@ -181,7 +186,7 @@ class GrantBook:
                 status=ACTIVE,
                 func_ids=tuple(func_ids),
                 auth_time=now,
-                refresh_token=_new_refresh_token(),
+                refresh_token=self._record("authorizer_refresh_tokens", _new_refresh_token()),
             )
             self._grants[(component, authorizer_appid)] = grant
         else:
@@ -200,6 +205,14 @@ class GrantBook:
             for key in dead:
                 del store[key]
 
+    def _record(self, kind: str, value: str) -> str:
+        self._issued[kind].append(value)
+        return value
+
+    def issued(self) -> dict[str, list[str]]:
+        """Every code, access token and refresh token this book issued, revoked ones too."""
+        return {kind: list(values) for kind, values in self._issued.items()}
+
     # ----- codes and tokens ---------------------------------------------------------
 
     def issue_code(self, grant: Grant, now: float) -> AuthorizationCode:
@@ -210,7 +223,7 @@ class GrantBook:
             issued_at=now,
             expires_at=now + AUTH_CODE_TTL,
         )
-        self._codes[code.value] = code
+        self._codes[self._record("authorization_codes", code.value)] = code
         grant.last_code = code.value
         return code
 
@@ -225,7 +238,7 @@ class GrantBook:
             issued_at=now,
             expires_at=now + AUTHORIZER_TOKEN_TTL,
         )
-        self._tokens[token.value] = token
+        self._tokens[self._record("authorizer_access_tokens", token.value)] = token
         grant.current_token = token.value
         return token
 
@@ -274,7 +287,7 @@ class GrantBook:
         if rotate:
             grant.previous_refresh_token = grant.refresh_token
             grant.refresh_superseded_at = now
-            grant.refresh_token = _new_refresh_token()
+            grant.refresh_token = self._record("authorizer_refresh_tokens", _new_refresh_token())
         token = self._issue_access_token(grant, now)
         return {
             "authorizer_access_token": token.value,

@@ -381,6 +381,16 @@ class MockWeChat:
             },
         )
 
+    def issued_credentials(self) -> dict[str, list[str]]:
+        """Every credential the mock has issued since the last reset, by kind, so a test
+        can look for each of them where none may appear (a log)."""
+        with self._lock:
+            return {
+                "tickets": list(self._tickets),
+                "component_tokens": list(self._tokens),
+                **self.authorizations.issued(),
+            }
+
     def pushes(self) -> list[dict[str, Any]]:
         with self._lock:
             return [p.to_dict() for p in self._push_log.records()]
