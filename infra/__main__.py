@@ -81,6 +81,7 @@ else:
         config,
         internal_service=services.internal,
         scheduler_account=accounts.scheduler,
+        audience=services.internal_audience,
         depends_on=[apis],
     )
     GatewayAlerts(
@@ -97,4 +98,6 @@ else:
     pulumi.export("authorization_domain", urls.domain)
     pulumi.export("public_url", services.public.uri)
     pulumi.export("internal_url", services.internal.uri)
+    # What callers of the internal service ask their ID tokens for (its deterministic URL).
+    pulumi.export("internal_audience", services.internal_audience)
     pulumi.export("scheduler_job", schedule.job.name)

@@ -55,6 +55,7 @@ def test_outputs_with_the_deterministic_url(deployment: Deployment) -> None:
     }
     assert out["public_url"] == services["wcg-dev-public"]
     assert out["internal_url"] == services["wcg-dev-internal"]
+    assert out["internal_audience"] == f"https://wcg-dev-internal-{PROJECT_NUMBER}.{REGION}.run.app"
     assert out["scheduler_job"] == "wcg-dev-refresh"
     assert (
         out["runtime_service_account"] == f"wcg-dev-runtime@{GCP_PROJECT}.iam.gserviceaccount.com"
