@@ -29,6 +29,16 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / ".artifacts")) / "browser"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def many_merchants_from_one_address() -> Iterator[None]:
+    """Each module plays many merchants from 127.0.0.1 within seconds: its service (started
+    after this) gets a rate limit they never reach."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PUBLIC_RATE_LIMIT", "100000")
+        env.setenv("PUBLIC_RATE_BURST", "100000")
+        yield
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     executable = shutil.which("chromium")

@@ -59,10 +59,27 @@ def scan_pick_and_confirm(page: Page, shots: Shots, appid: str, untick: list[int
     page.click("#confirm")
 
 
+def follow_link(page: Page, stack: Stack, name: str, wechat_path: str) -> None:
+    """Click the entry page's link: our route makes the pre_auth_code and redirects to
+    WeChat's page, and the browser keeps our origin as the Referer WeChat checks (§4.3)."""
+    entry_url = page.url
+    with page.expect_request(lambda r: wechat_path in r.url) as caught:
+        page.click(f"#{name}-link")
+    wechat = caught.value
+    ours = wechat.redirected_from
+    assert ours is not None
+    assert ours.url.startswith(f"{stack.service_url}/authorize/{stack.demo.appid}?go={name}&")
+    assert ours.header_value("referer") in (entry_url, f"{stack.service_url}/")
+    assert wechat.header_value("referer") == f"{stack.service_url}/"
+    assert wechat.url.startswith(stack.mock_url + wechat_path)
+
+
 def test_pc_flow_with_qr_code(page: Page, shots: Shots, ready: Stack) -> None:
     appid = create(ready, "official_account", "浏览器公众号")
     open_entry(page, ready, shots, auth_type=1)
-    page.click("#pc-link")
+    assert ready.mock.calls("api_create_preauthcode") == []  # none for a page view
+    follow_link(page, ready, "pc", "/cgi-bin/componentloginpage?")
+    assert len(ready.mock.calls("api_create_preauthcode")) == 1
     qr = page.locator("img#qrcode")
     expect(qr).to_be_visible()
     assert (qr.get_attribute("src") or "").startswith("data:image/png;base64,")
@@ -84,7 +101,7 @@ def test_pc_flow_with_qr_code(page: Page, shots: Shots, ready: Stack) -> None:
 def test_h5_flow(page: Page, shots: Shots, ready: Stack) -> None:
     appid = create(ready, "mini_program", "浏览器小程序")
     open_entry(page, ready, shots, auth_type=2)
-    page.click("#h5-link")
+    follow_link(page, ready, "h5", "/wxaopen/safe/bindcomponent?")
     expect(page.locator("#scan-as-admin")).to_be_visible()
     assert page.url.startswith(f"{ready.mock_url}/wxaopen/safe/bindcomponent?")
     shots.take("h5-page")
@@ -106,14 +123,32 @@ def test_a_link_typed_in_the_address_bar_fails_the_referer_check(
     assert page.locator("#wx-error").get_attribute("data-error") == "referer"
 
 
-def test_an_expired_pre_auth_code(page: Page, shots: Shots, ready: Stack) -> None:
+def test_the_code_is_made_when_the_link_is_clicked(page: Page, shots: Shots, ready: Stack) -> None:
+    # An entry page left open longer than a pre_auth_code lives still works: it holds none.
     open_entry(page, ready, shots, auth_type=3)
     requests.post(f"{ready.mock_url}/_mock/clock", json={"advance": 1801}, timeout=10)
     page.click("#pc-link")
+    expect(page.locator("#scan-as-admin")).to_be_visible()
+    shots.take("wechat-page")
+
+
+def test_an_expired_pre_auth_code(page: Page, shots: Shots, ready: Stack) -> None:
+    create(ready, "official_account", "过期的公众号")
+    open_entry(page, ready, shots, auth_type=3)
+    page.click("#pc-link")
+    expect(page.locator("#scan-as-admin")).to_be_visible()
+    # The merchant leaves WeChat's page open past the pre_auth_code's 1800 s.
+    requests.post(f"{ready.mock_url}/_mock/clock", json={"advance": 1801}, timeout=10)
+    page.select_option("#admin", ADMIN)
+    page.click("#scan-as-admin")
     shots.take("expired")
     error = page.locator("#wx-error")
     expect(error).to_be_visible()
     assert error.get_attribute("data-error") == "pre_auth_code_expired"
+    # Starting again from our entry page makes a fresh code.
+    open_entry(page, ready, shots, auth_type=3)
+    page.click("#pc-link")
+    expect(page.locator("#scan-as-admin")).to_be_visible()
 
 
 def test_a_denied_authorization(page: Page, shots: Shots, ready: Stack) -> None:

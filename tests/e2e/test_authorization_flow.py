@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,6 +27,16 @@ pytestmark = pytest.mark.e2e
 
 ADMIN = "merchant-admin"
 KINDS = ["official_account", "mini_program", "promoter", "channels", "talent"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def many_merchants_from_one_address() -> Iterator[None]:
+    """These tests play dozens of merchants from 127.0.0.1 within seconds: the module's
+    service (started after this) gets a rate limit they never reach."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PUBLIC_RATE_LIMIT", "100000")
+        env.setenv("PUBLIC_RATE_BURST", "100000")
+        yield
 
 
 @pytest.fixture
