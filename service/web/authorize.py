@@ -145,7 +145,7 @@ def _take(cost: int) -> Verdict:
             request.remote_addr, request.headers.getlist("X-Forwarded-For"), hops
         )
     verdict = _buckets().take(g.rate_client, cost)
-    if verdict.first_refusal:  # once per client and streak: a flood writes one line
+    if verdict.report:  # once a minute per client: a flood writes a line, not a line each
         log.warning(
             "public rate limit reached",
             extra={

@@ -23,20 +23,21 @@ from dataclasses import dataclass
 DEFAULT_MAX_CLIENTS = 10_000
 # IPv6 clients get whole /64 networks from their provider: one bucket per network.
 IPV6_PREFIX = 64
+REPORT_INTERVAL = 60.0  # a client's refusals are reported at most once in this many seconds
 
 
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
     retry_after: int = 0  # whole seconds until the request would be allowed
-    first_refusal: bool = False  # the first refusal since this client was last allowed
+    report: bool = False  # the client's first refusal in REPORT_INTERVAL: worth a log line
 
 
 @dataclass
 class _Bucket:
     tokens: float
     at: float
-    limited: bool = False
+    reported_at: float | None = None  # when a refusal was last reported
 
 
 class TokenBuckets:
@@ -82,12 +83,12 @@ class TokenBuckets:
                 self._buckets.popitem(last=False)
             if bucket.tokens >= cost:
                 bucket.tokens -= cost
-                bucket.limited = False
                 return Verdict(True)
-            first = not bucket.limited
-            bucket.limited = True
+            report = bucket.reported_at is None or now - bucket.reported_at >= REPORT_INTERVAL
+            if report:
+                bucket.reported_at = now
             wait = (cost - bucket.tokens) / self.rate
-            return Verdict(False, retry_after=max(1, math.ceil(wait)), first_refusal=first)
+            return Verdict(False, retry_after=max(1, math.ceil(wait)), report=report)
 
 
 def client_address(remote_addr: str | None, forwarded_for: Iterable[str], hops: int) -> str:

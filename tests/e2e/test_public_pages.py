@@ -123,19 +123,21 @@ def test_500_anonymous_requests_cost_a_bounded_handful(ready: Stack) -> None:
     assert stored["authorization_codes"] == stored_before["authorization_codes"] + query_auth
     for unchanged in ("authorizers", "components", "component_updated"):
         assert stored[unchanged] == stored_before[unchanged], unchanged
-    # The later ones were refused, told when to come back.
+    # Beyond the buckets (each answer took at least a token) all were refused, told when
+    # to come back.
+    assert 500 - statuses.count(429) <= WORKERS * tokens
     assert statuses.count(429) >= 400
-    assert set(statuses[-50:]) == {429}
-    refused = answers[-1]
+    refused = next(a for a in reversed(answers) if a.status_code == 429)
     assert int(refused.headers["Retry-After"]) >= 1
     assert "Too many requests" in refused.text and "请求过于频繁" in refused.text
     # The cheap ones that got through cost nothing: forged links 403, odd codes 400.
     assert {statuses[i] for i in range(1, 500, 5)} <= {403, 429}
     assert {statuses[i] for i in range(4, 500, 5)} <= {400, 429}
-    # Another client is not affected, and the service logged the flood once per worker.
+    # Another client is not affected. The flood made a log line per worker, not one per
+    # refused request.
     assert entry_page(ready, "203.0.113.51", auth_type=3).status_code == 200
     limited = log_entries(ready.service.log_text(), "public rate limit reached")
-    assert 1 <= len([e for e in limited if e["client"] == client]) <= WORKERS * 5
+    assert 1 <= len([e for e in limited if e["client"] == client]) <= WORKERS
 
 
 # ----- WeChat's error details stay in the log -------------------------------------------

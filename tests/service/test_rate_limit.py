@@ -25,7 +25,7 @@ def test_a_burst_then_refusals_with_the_wait_then_refilled() -> None:
     buckets = TokenBuckets(per_minute=30, burst=5, clock=clock)
     assert [buckets.take("a").allowed for _ in range(6)] == [True] * 5 + [False]
     refused = buckets.take("a")
-    assert refused == Verdict(False, retry_after=2, first_refusal=False)  # 1 token / 2 s
+    assert refused == Verdict(False, retry_after=2, report=False)  # 1 token / 2 s
     assert buckets.take("b").allowed  # its own bucket
     clock.now += 2
     assert buckets.take("a").allowed and not buckets.take("a").allowed
@@ -33,14 +33,18 @@ def test_a_burst_then_refusals_with_the_wait_then_refilled() -> None:
     assert [buckets.take("a").allowed for _ in range(6)] == [True] * 5 + [False]
 
 
-def test_only_the_first_refusal_in_a_row_is_flagged() -> None:
+def test_a_clients_refusals_are_reported_once_a_minute() -> None:
     clock = Clock()
     buckets = TokenBuckets(per_minute=60, burst=1, clock=clock)
     assert buckets.take("a").allowed
-    assert [buckets.take("a").first_refusal for _ in range(3)] == [True, False, False]
+    assert [buckets.take("a").report for _ in range(3)] == [True, False, False]
     clock.now += 1
     assert buckets.take("a").allowed
-    assert buckets.take("a").first_refusal
+    assert not buckets.take("a").report  # allowed in between, but within the minute
+    assert buckets.take("b").allowed and buckets.take("b").report  # another client
+    clock.now += 59
+    assert buckets.take("a").allowed
+    assert buckets.take("a").report
 
 
 def test_a_costly_request_takes_more_and_never_more_than_the_burst() -> None:
