@@ -357,18 +357,25 @@ def callback(component_appid: str) -> Response:
     if not verdict.allowed:
         return _too_many(verdict)
     result = rt.authorization.exchange(component_appid, code, "callback")
-    return _result_page(component_appid, result)
+    return _result_page(component_appid, code, result)
 
 
-def _result_page(component_appid: str, result: ExchangeResult) -> Response:
-    if result.outcome in (Outcome.EXCHANGED, Outcome.ALREADY) and result.authorizer:
-        return _page(200, **authorized_context(result.authorizer))
-    if result.outcome == Outcome.REFUSED and result.errcode in REFUSAL_MESSAGES:
-        code = result.errcode
-        outcome = {61010: "code_expired", 61003: "not_authorized"}.get(code, "code_invalid")
-        message = REFUSAL_MESSAGES[code]
-        return _failure(400, outcome, "授权失败 Authorization failed", message, component_appid)
-    if result.outcome == Outcome.IN_PROGRESS:
+# Outcomes after which the code's authorization is stored.
+AUTHORIZED = (Outcome.EXCHANGED, Outcome.ALREADY, Outcome.RECOVERED)
+
+
+def _result_page(component_appid: str, code: str, result: ExchangeResult) -> Response:
+    if result.outcome in AUTHORIZED and result.authorizer:
+        if runtime().authorization.first_view(component_appid, code):
+            return _page(200, **authorized_context(result.authorizer))
+        # Anyone holding the callback URL later sees only that it is done, not the account.
+        return _page(
+            200,
+            outcome="authorized",
+            title="授权已完成 Authorization complete",
+            message="该授权已完成。This authorization is complete.",
+        )
+    if result.outcome in (Outcome.IN_PROGRESS, Outcome.CONFIRMING):
         return _page(
             503,
             outcome="in_progress",
@@ -376,6 +383,11 @@ def _result_page(component_appid: str, result: ExchangeResult) -> Response:
             message="授权正在处理中，请稍后刷新。The authorization is still being "
             "processed; reload this page in a moment.",
         )
+    if result.outcome == Outcome.REFUSED and result.errcode in REFUSAL_MESSAGES:
+        errcode = result.errcode
+        outcome = {61010: "code_expired", 61003: "not_authorized"}.get(errcode, "code_invalid")
+        message = REFUSAL_MESSAGES[errcode]
+        return _failure(400, outcome, "授权失败 Authorization failed", message, component_appid)
     log.warning(
         "authorization callback: WeChat error",
         extra={

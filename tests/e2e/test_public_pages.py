@@ -21,7 +21,7 @@ import requests
 
 from service.config import PublicRateLimit
 from service.web.authorize import WECHAT_COST
-from tests.e2e.helpers import log_entries
+from tests.e2e.helpers import confirm_authorization, create_merchant, log_entries
 from tests.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -203,3 +203,14 @@ def test_a_signed_link_redirects_to_wechat_with_one_fresh_code(ready: Stack) -> 
     assert "pre_auth_code=preauthcode%40%40%40" in location
     assert answer.headers["Referrer-Policy"] == "origin"
     assert urlsplit(link).netloc == urlsplit(ready.service_url).netloc
+
+
+def test_a_callback_url_shows_the_account_once_then_only_that_it_is_done(ready: Stack) -> None:
+    merchant = create_merchant(ready)
+    code = confirm_authorization(ready, merchant)["auth_code"]  # the push exchanged it
+    first = callback(ready, "198.51.100.7", code)
+    assert first.status_code == 200 and merchant in first.text and "测试" in first.text
+    for _ in range(2):  # a leaked or shared URL, opened again
+        again = callback(ready, "198.51.100.8", code)
+        assert again.status_code == 200 and 'data-outcome="authorized"' in again.text
+        assert merchant not in again.text and "测试公司" not in again.text

@@ -9,11 +9,13 @@ serves in place of Google's (ID_TOKEN_CERTS_URL).
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import requests
@@ -287,9 +289,14 @@ def test_the_two_roles_together_run_the_authorization_flow(e2e: Stack, roles: Ro
     assert links.status_code == 201, links.text
     redirect_uri = parse_qs(urlsplit(links.json()["pc_url"]).query)["redirect_uri"][0]
     assert redirect_uri == f"{roles.public}/authorize/{e2e.demo.appid}/callback"
-    # The merchant's entry page on the public service issues its own link (Referer check).
+    # The merchant's entry page on the public service links to its own route, which makes
+    # the pre_auth_code on the click and sends the browser on to WeChat (Referer check).
     entry = requests.get(f"{roles.public}/authorize/{e2e.demo.appid}?auth_type=1", timeout=30)
-    assert entry.status_code == 200 and "componentloginpage" in entry.text
+    found = re.search(r'id="pc-link"[^>]*href="([^"]+)"', entry.text)
+    assert entry.status_code == 200 and found is not None, entry.text
+    link = urljoin(entry.url, html.unescape(found.group(1)))
+    followed = requests.get(link, allow_redirects=False, timeout=30)
+    assert followed.status_code == 302 and "componentloginpage" in followed.headers["Location"]
 
     # The merchant confirms; WeChat pushes `authorized` to the public service and sends the
     # browser to the public callback.
