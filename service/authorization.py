@@ -89,6 +89,25 @@ class FlowPolicy:
     code_record_ttl: float = 7 * 86400
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One caller's turn at a code's exchange, holding (or having held) its lease."""
+
+    state: CodeExchange  # the record as the lease was taken
+    owner: str
+    source: str  # callback, push or release_check
+    account: str | None  # the authorizer, when the caller knows it (to recover by)
+    push: AuthorizationGranted | None
+
+    @property
+    def component_appid(self) -> str:
+        return self.state.component_appid
+
+    @property
+    def where(self) -> dict[str, str]:
+        return {"component_appid": self.component_appid, "source": self.source}
+
+
 def code_key(component_appid: str, code: str) -> str:
     """The record key of an authorization code: a hash, so the code itself is not stored."""
     return hashlib.sha256(f"{component_appid}\n{code}".encode()).hexdigest()
@@ -171,9 +190,10 @@ class AuthorizationFlow:
             if self.clock() >= deadline:
                 return ExchangeResult(Outcome.IN_PROGRESS)
             self.sleep(self.policy.poll_interval)
+        attempt = _Attempt(state, owner, source, account, push)
         if state.status == ExchangeStatus.UNKNOWN:
-            return self._recover(state, owner, account, source, push)
-        return self._exchange_holding_lease(state, code, owner, account, source, push)
+            return self._recover(attempt)
+        return self._exchange_holding_lease(attempt, code)
 
     def _claim(
         self, component_appid: str, key: str, owner: str, source: str
@@ -205,59 +225,42 @@ class AuthorizationFlow:
 
         return claim
 
-    def _exchange_holding_lease(
-        self,
-        state: CodeExchange,
-        code: str,
-        owner: str,
-        account: str | None,
-        source: str,
-        push: AuthorizationGranted | None,
-    ) -> ExchangeResult:
-        component_appid = state.component_appid
-        where = {"component_appid": component_appid, "source": source}
+    def _exchange_holding_lease(self, attempt: _Attempt, code: str) -> ExchangeResult:
+        component_appid, where = attempt.component_appid, attempt.where
         try:
             info = self.tokens.call_with_token(
                 component_appid,
                 lambda token: self.client.api_query_auth(component_appid, code, token),
             )
         except CODE_REFUSED as exc:
-            if state.contested and not isinstance(exc, NotAuthorizedError):
+            if attempt.state.contested and not isinstance(exc, NotAuthorizedError):
                 # The holder before us may have spent the code: what it got is not known.
                 log.warning("taken-over code exchange told the code is used", extra=where)
-                return self._lost(state, owner, account, source, push, str(exc))
-            self._finish(state, owner, _failed_by(exc, self.clock()))
+                return self._lost(attempt, str(exc))
+            self._finish(attempt, _failed_by(exc, self.clock()))
             log.warning("authorization code refused", extra={**where, "error": str(exc)})
             return ExchangeResult(Outcome.REFUSED, errcode=exc.errcode, reason=str(exc))
         except TransportError as exc:
             if not exc.reached:
-                return self._error(state, owner, exc, where)  # never sent: the code is unused
+                return self._error(attempt, exc)  # never sent: the code is unused
             log.error("authorization code exchange: the answer was lost", extra=where)
-            return self._lost(state, owner, account, source, push, str(exc))
+            return self._lost(attempt, str(exc))
         except (WeChatError, TokenUnavailableError) as exc:
-            return self._error(state, owner, exc, where)
+            return self._error(attempt, exc)
         except BaseException:
-            self._release(state, owner)
+            self._release(attempt)
             raise
         # WeChat has spent the code: its answer is stored before anything else can fail.
         record = write_after_answer(
-            lambda: self._grant(component_appid, info, source, push),
+            lambda: self._grant(component_appid, info, attempt.source, attempt.push),
             "an exchanged authorization",
             {**where, "authorizer_appid": info.authorizer_appid},
         )
         record = self.fill_profile(component_appid, info.authorizer_appid) or record
-        self._finish(state, owner, _done(info.authorizer_appid, self.clock()), final=True)
+        self._finish(attempt, _done(info.authorizer_appid, self.clock()), final=True)
         return ExchangeResult(Outcome.EXCHANGED, record)
 
-    def _lost(
-        self,
-        state: CodeExchange,
-        owner: str,
-        account: str | None,
-        source: str,
-        push: AuthorizationGranted | None,
-        reason: str,
-    ) -> ExchangeResult:
+    def _lost(self, attempt: _Attempt, reason: str) -> ExchangeResult:
         """The code may be spent without us knowing what it gave: never mark it failed;
         record that, and recover the authorization from WeChat."""
 
@@ -266,32 +269,28 @@ class AuthorizationFlow:
                 return None
             return current.but(status=ExchangeStatus.UNKNOWN.value, errmsg=reason)
 
-        marked = self.store.modify_code_exchange(
-            state.component_appid, state.key, leases.while_held(owner, unknown)
-        ).record
+        change = leases.while_held(attempt.owner, unknown)
+        state = attempt.state
+        marked = self.store.modify_code_exchange(state.component_appid, state.key, change).record
         if marked is not None and marked.status == ExchangeStatus.DONE:
             # The overtaken holder stored it meanwhile.
-            return self._already_exchanged(state.component_appid, marked, push)
-        return self._recover(marked or state, owner, account, source, push)
+            return self._already_exchanged(state.component_appid, marked, attempt.push)
+        return self._recover(attempt)
 
-    def _recover(
-        self,
-        state: CodeExchange,
-        owner: str,
-        account: str | None,
-        source: str,
-        push: AuthorizationGranted | None,
-    ) -> ExchangeResult:
+    def _recover(self, attempt: _Attempt) -> ExchangeResult:
         """Holding the lease of an UNKNOWN exchange: find the authorization at WeChat, from
         the account when it is known, else from the list of recent authorizations."""
-        component_appid = state.component_appid
-        where = {"component_appid": component_appid, "source": source}
+        component_appid, where = attempt.component_appid, attempt.where
         try:
-            appid = account or recently_authorized(
-                self.store, self.client, self.tokens, component_appid, state.started_at or 0.0
+            appid = attempt.account or recently_authorized(
+                self.store,
+                self.client,
+                self.tokens,
+                component_appid,
+                attempt.state.started_at or 0.0,
             )
             if appid is None:
-                self._release(state, owner)
+                self._release(attempt)
                 log.warning("lost code exchange: the account is not known yet", extra=where)
                 return ExchangeResult(Outcome.CONFIRMING)
             profile = self.tokens.call_with_token(
@@ -300,58 +299,52 @@ class AuthorizationFlow:
             )
         except NotAuthorizedError as exc:
             # WeChat holds no authorization of that account: the code gave nothing.
-            self._finish(state, owner, _failed_by(exc, self.clock()))
+            self._finish(attempt, _failed_by(exc, self.clock()))
             return ExchangeResult(Outcome.REFUSED, errcode=exc.errcode, reason=str(exc))
         except (WeChatError, TokenUnavailableError) as exc:
-            return self._error(state, owner, exc, where)
+            return self._error(attempt, exc)
         except BaseException:
-            self._release(state, owner)
+            self._release(attempt)
             raise
         info = profile.authorization
         if info.refresh_token is None:
-            self._release(state, owner)
+            self._release(attempt)
             log.warning("lost code exchange: WeChat lists no refresh token yet", extra=where)
             return ExchangeResult(Outcome.CONFIRMING)
         write_after_answer(
-            lambda: self._grant(component_appid, info, source, push),
+            lambda: self._grant(component_appid, info, attempt.source, attempt.push),
             "a recovered authorization",
             {**where, "authorizer_appid": appid},
         )
         record = self._store_profile(component_appid, appid, profile)
-        self._finish(state, owner, _done(appid, self.clock()), final=True)
+        self._finish(attempt, _done(appid, self.clock()), final=True)
         log.warning(
             "lost code exchange: authorization recovered from WeChat",
             extra={**where, "authorizer_appid": appid},
         )
         return ExchangeResult(Outcome.RECOVERED, record)
 
-    def _error(
-        self,
-        state: CodeExchange,
-        owner: str,
-        exc: WeChatError | TokenUnavailableError,
-        where: dict[str, str],
-    ) -> ExchangeResult:
+    def _error(self, attempt: _Attempt, exc: WeChatError | TokenUnavailableError) -> ExchangeResult:
         """A failure that changed nothing at WeChat: give the lease back, try again later."""
-        self._release(state, owner)
-        log.error("authorization code exchange failed", extra={**where, "error": str(exc)})
+        self._release(attempt)
+        log.error("authorization code exchange failed", extra={**attempt.where, "error": str(exc)})
         errcode = exc.errcode if isinstance(exc, WeChatError) else None
         return ExchangeResult(Outcome.ERROR, errcode=errcode, reason=str(exc))
 
     def _finish(
         self,
-        state: CodeExchange,
-        owner: str,
+        attempt: _Attempt,
         outcome: Callable[[CodeExchange], CodeExchange | None],
         final: bool = False,
     ) -> None:
         """DONE is final: recorded even by a holder that was overtaken, because the code is
         spent and the authorization stored. FAILED only by the lease's owner."""
-        change = leases.finish(owner, outcome, final)
-        self.store.modify_code_exchange(state.component_appid, state.key, change)
+        change = leases.finish(attempt.owner, outcome, final)
+        self.store.modify_code_exchange(attempt.component_appid, attempt.state.key, change)
 
-    def _release(self, state: CodeExchange, owner: str) -> None:
-        self.store.modify_code_exchange(state.component_appid, state.key, leases.release(owner))
+    def _release(self, attempt: _Attempt) -> None:
+        change: leases.LeaseChange[CodeExchange] = leases.release(attempt.owner)
+        self.store.modify_code_exchange(attempt.component_appid, attempt.state.key, change)
 
     def first_view(self, component_appid: str, code: str) -> bool:
         """True the first time the callback page shows this code's result, False after."""

@@ -75,7 +75,13 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert dev.wait(30) == 0
     finally:
         if dev.poll() is None:
-            dev.kill()
+            # Ctrl-C first, so it stops the servers it started in their own process groups;
+            # a bare kill would leave them running after a failed assertion.
+            dev.send_signal(signal.SIGINT)
+            try:
+                dev.wait(30)
+            except subprocess.TimeoutExpired:
+                dev.kill()
     text = output.read_text()
     assert "stopped: service (gunicorn), mock WeChat, Firestore emulator" in text
     for port in (service_port, mock_port, firestore_port):
