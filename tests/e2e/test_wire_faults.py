@@ -1,5 +1,7 @@
 """Faults on the wire, end to end (gunicorn with 2 workers, the mock, the emulator).
 
+- Sync never writes older data over newer: a rotation and a revocation made while its walk
+  of WeChat's list is slow are left as they are.
 - A call that must not run twice is sent once: a code exchange whose answer is lost is
   recovered from WeChat (no authorization lost), a customer-service message or a quota
   reset whose answer is lost is not sent again.
@@ -9,17 +11,23 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
 from tests.e2e.helpers import (
+    authorized_merchant,
     confirm_authorization,
     create_merchant,
+    make_due,
     request_token,
     stored_authorizer,
+    sync,
     token_of,
+    wechat_refresh_tokens,
 )
 from tests.stack import Stack
 
@@ -148,3 +156,24 @@ def issued_credentials(stack: Stack, merchant: str) -> list[str]:
     values += [stack.demo.secret, stack.demo.token, stack.demo.encoding_aes_key]
     assert all(values) and len(values) > 10
     return values
+
+
+# ----- sync never writes older data over newer ------------------------------------------------
+
+
+def test_sync_leaves_alone_what_changed_while_its_walk_was_slow(ready: Stack) -> None:
+    rotated, revoked = authorized_merchant(ready), authorized_merchant(ready)
+    ready.mock.update_component(ready.demo.appid, {"rotate_refresh_tokens": True})
+    # WeChat reads its list at once and sends the page 3 s later: the page is old on arrival.
+    ready.mock.set_faults([{"api": "api_get_authorizer_list", "delay_after": 3, "times": 1}])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        walking = pool.submit(sync, ready)
+        time.sleep(1)  # the page has been read at WeChat; now the world changes
+        make_due(ready, rotated)
+        assert token_of(ready, rotated)["outcome"] == "renewed"  # a new refresh token
+        assert ready.mock.unauthorize(revoked, ready.demo.appid)["push"]["delivered"]
+        report = walking.result(30)
+    assert report["updated"] == [] and report["recovered"] == [], report
+    held_by_wechat = wechat_refresh_tokens(ready)[rotated]
+    assert stored_authorizer(ready, rotated).refresh_token == held_by_wechat
+    assert stored_authorizer(ready, revoked).status == "revoked"
