@@ -4,8 +4,9 @@
 and key, with the key rotation); the message may end with the component's appid or, as
 WeChat's own samples leave open (UNCONFIRMED), the account's. ``AccountMessages`` checks that
 the account in the URL is the one the message was sent to, and decides the answer: the
-release check's test accounts first, then (a later issue) the provider's routes; everything
-else is answered ``success``.
+release check's test accounts first, then the provider's routes (``service.delivery``): a
+``pubsub`` route is answered ``success`` once Pub/Sub holds the message, a ``reply`` route
+with its service's passive reply or ``success``, and a message no route takes ``success``.
 
 An ordinary message costs no Firestore write, and a read only when this process has not
 seen its account within the directory's TTL.
@@ -18,8 +19,11 @@ from dataclasses import dataclass
 
 from service.account_directory import AuthorizerDirectory
 from service.answers import Answer
+from service.delivery import Delivery
+from service.envelopes import message_dedup_key, message_envelope
 from service.inbound import PushRejected, open_envelope
 from service.release_responder import ReleaseResponder
+from service.routes import Pushed
 from service.wechat.crypto import MessageCrypto
 from service.wechat.messages import AccountMessage, MessageError, parse_account_message
 from service.wechat.release_accounts import ReleaseTestAccount, release_test_account
@@ -28,6 +32,7 @@ from service.wechat.release_accounts import ReleaseTestAccount, release_test_acc
 @dataclass(frozen=True)
 class OpenedMessage:
     message: AccountMessage
+    xml: str  # decrypted
     used_previous_key: bool
 
 
@@ -47,28 +52,61 @@ def open_message(
         message = parse_account_message(opened.decrypted.message, max_bytes)
     except MessageError as exc:
         raise PushRejected(400, f"bad message: {exc}") from None
-    return OpenedMessage(message, opened.decrypted.used_previous_key)
+    return OpenedMessage(message, opened.decrypted.message, opened.decrypted.used_previous_key)
 
 
 @dataclass(frozen=True)
 class Handled:
     answer: Answer
     release_test: bool
+    route: str | None = None
+    dedup_key: str | None = None
 
 
 class AccountMessages:
-    def __init__(self, directory: AuthorizerDirectory, responder: ReleaseResponder) -> None:
+    def __init__(
+        self,
+        directory: AuthorizerDirectory,
+        responder: ReleaseResponder,
+        delivery: Delivery,
+    ) -> None:
         self.directory = directory
         self.responder = responder
+        self.delivery = delivery
 
     def handle(
-        self, component_appid: str, authorizer_appid: str, message: AccountMessage
+        self,
+        component_appid: str,
+        authorizer_appid: str,
+        opened: OpenedMessage,
+        received_at: float,
     ) -> Handled:
+        """Raises ``DeliveryFailed`` when a ``pubsub`` route could not take the message."""
+        message = opened.message
         test_account = self.test_account(component_appid, authorizer_appid, message)
         if test_account is not None:
             answer = self.responder.respond(component_appid, test_account, message)
-            return Handled(answer, release_test=True)
-        return Handled(Answer.success("no_route"), release_test=False)
+            dedup_key = message_dedup_key(component_appid, authorizer_appid, message)
+            return Handled(answer, release_test=True, dedup_key=dedup_key)
+        held = self.directory.lookup(component_appid, authorizer_appid)
+        account_type = held.account_type if held is not None else None
+        envelope = message_envelope(
+            component_appid, authorizer_appid, account_type, message, opened.xml, received_at
+        )
+        pushed = Pushed(
+            source="messages",
+            authorizer_appid=authorizer_appid,
+            account_type=account_type,
+            msg_type=message.msg_type,
+            event=message.event,
+            info_type=None,
+        )
+        delivered = self.delivery.deliver(pushed, envelope, message)
+        if delivered.reply is not None:
+            answer = Answer.passive(delivered.reply, "replied")
+        else:
+            answer = Answer.success(delivered.kind)
+        return Handled(answer, False, delivered.route, envelope["dedup_key"])
 
     def test_account(
         self, component_appid: str, authorizer_appid: str, message: AccountMessage

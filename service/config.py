@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from service.routes import Route, RouteError, parse_routes
 from service.wechat.accounts import APPID_PATTERN
 from service.wechat.client import DEFAULT_API_BASE
 from service.wechat.crypto import CryptoError, decode_aes_key
@@ -87,6 +88,9 @@ NUMERIC_SETTINGS: tuple[Bound, ...] = (
     # The first pause after 45009, doubled while it repeats.
     Bound("QUOTA_BACKOFF", 300, 1, 3600),
     Bound("PROXY_TIMEOUT", 15, 1, 300),
+    # How long a message waits for Pub/Sub's acknowledgement before it is answered 503 (WeChat
+    # then tries again): inside WeChat's 5 s.
+    Bound("MESSAGE_PUBLISH_DEADLINE", 3, 0.5, 4),
 )
 
 
@@ -173,10 +177,13 @@ class Settings:
     sweep_concurrency: int = 16
     quota_backoff: float = 300.0
     proxy_timeout: float = 15.0
+    message_publish_deadline: float = 3.0
     push_max_clock_skew: float = 300.0
     max_body_bytes: int = 256 * 1024
     # The public merchant pages' per-client rate limit: see PublicRateLimit.
     public_rate_limit: PublicRateLimit = field(default_factory=lambda: PublicRateLimit())
+    # Where each push is delivered (MESSAGE_ROUTES, service.routes); none: answered success.
+    message_routes: tuple[Route, ...] = ()
 
     def callback_url(self, component_appid: str) -> str | None:
         """The default redirect_uri: our callback under PUBLIC_BASE_URL, if it is set."""
@@ -220,7 +227,18 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "INFO"),
             **numbers,
             public_rate_limit=_public_rate_limit(env),
+            message_routes=_message_routes(env),
         )
+
+
+def _message_routes(env: Mapping[str, str]) -> tuple[Route, ...]:
+    text = env.get("MESSAGE_ROUTES", "").strip()
+    if not text:
+        return ()
+    try:
+        return parse_routes(text)
+    except RouteError as exc:
+        raise ConfigError(f"MESSAGE_ROUTES: {exc}") from None
 
 
 def _identity_settings(

@@ -121,6 +121,9 @@ def _route(item: Any, index: int) -> Route:
             raise RouteError(f"{where}: 'deadline' is for 'reply' routes only")
         return Route(name, match, pubsub=pubsub)
     _check_url(reply, where)
+    if match.get("source") != frozenset({"messages"}):
+        # The events URL answers "success" and nothing else: there is no reply to give.
+        raise RouteError(f"{where}: a 'reply' route needs match.source \"messages\"")
     deadline = item.get("deadline", DEFAULT_DEADLINE)
     if (
         isinstance(deadline, bool)

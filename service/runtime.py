@@ -14,7 +14,9 @@ from service.authorization import AuthorizationFlow, FlowPolicy
 from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPolicy
 from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
+from service.delivery import Delivery
 from service.proxy import AuthorizerProxy
+from service.publisher import Publisher
 from service.pushes import PushDispatcher
 from service.redaction import register_secrets
 from service.release_responder import ReleaseResponder
@@ -147,14 +149,22 @@ class Runtime:
         )
 
     @cached_property
+    def delivery(self) -> Delivery:
+        return Delivery(
+            self.settings.message_routes,
+            Publisher(self.settings.message_publish_deadline),
+            self.settings.google_cloud_project,
+        )
+
+    @cached_property
     def messages(self) -> AccountMessages:
         return AccountMessages(
-            AuthorizerDirectory(self.store), ReleaseResponder(self.release_sends)
+            AuthorizerDirectory(self.store), ReleaseResponder(self.release_sends), self.delivery
         )
 
     @cached_property
     def pushes(self) -> PushDispatcher:
-        return PushDispatcher(self.tickets, self.authorization, self.store)
+        return PushDispatcher(self.tickets, self.authorization, self.store, self.delivery)
 
     def crypto(self, appid: str) -> MessageCrypto:
         if appid not in self._crypto:

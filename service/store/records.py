@@ -208,6 +208,9 @@ class InboxEntry(Record):
     received_at: float
     outcome: str
     final: bool  # False: processing failed transiently, a redelivery is processed again
+    # False: handled, but not yet handed to its route (service.delivery); a redelivery
+    # delivers it without handling it again.
+    delivered: bool = True
     authorizer_appid: str | None = None
     fields: dict[str, Any] | None = None  # the whole message, for notices and unknown ones
     expire_at: datetime | None = None  # Firestore TTL

@@ -1,4 +1,8 @@
-"""POST /wechat/<component_appid>/events: the 授权事件接收URL."""
+"""POST /wechat/<component_appid>/events: the 授权事件接收URL.
+
+Answered ``success`` once the push is applied and delivered; a push its ``pubsub`` route
+could not take is answered 503, so that WeChat tries it again.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 
 from flask import Blueprint, Response, request
 
+from service.delivery import DeliveryFailed
 from service.inbound import PushRejected
 from service.pushes import open_push
 from service.web import runtime
@@ -21,12 +26,13 @@ def receive(component_appid: str) -> Response | tuple[Response, int]:
     rt = runtime()
     if component_appid not in rt.settings.components:
         return error_response(404, f"unknown component {component_appid}")
+    received_at = time.time()
     try:
         opened = open_push(
             rt.crypto(component_appid),
             request.args,
             request.get_data(cache=False),
-            now=time.time(),
+            now=received_at,
             max_clock_skew=rt.settings.push_max_clock_skew,
             max_bytes=rt.settings.max_body_bytes,
         )
@@ -36,12 +42,18 @@ def receive(component_appid: str) -> Response | tuple[Response, int]:
             extra={"component_appid": component_appid, "status": exc.status, "reason": exc.reason},
         )
         return error_response(exc.status, exc.reason)
-    outcome = rt.pushes.dispatch(opened.message)
+    where = {"component_appid": component_appid, "info_type": opened.message.info_type}
+    try:
+        outcome = rt.pushes.dispatch(opened, received_at)
+    except DeliveryFailed as exc:
+        log.error(
+            "push applied but not delivered: not answered", extra={**where, "error": str(exc)}
+        )
+        return error_response(503, "the gateway cannot deliver this push yet; retry")
     log.info(
         "push handled",
         extra={
-            "component_appid": component_appid,
-            "info_type": opened.message.info_type,
+            **where,
             "outcome": outcome,
             "used_previous_key": opened.used_previous_key,
         },

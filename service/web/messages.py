@@ -2,13 +2,14 @@
 
 Entered in the open platform console as ``https://<host>/wechat/<component>/messages/$APPID$``.
 Every answer goes out within WeChat's 5 s: nothing slow happens before it (a Firestore read
-bounded to 1 s, or the release check's one bounded write), and what must follow the answer
-runs once the answer has been written (``call_on_close``).
+bounded to 1 s, the release check's one bounded write, a publish bounded by
+MESSAGE_PUBLISH_DEADLINE or a reply route's deadline), and what must follow the answer runs
+once the answer has been written (``call_on_close``). A message Pub/Sub did not take is
+answered 503, never ``success``: WeChat tries it again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import time
@@ -18,6 +19,7 @@ from flask import Blueprint, Response, request
 
 from service.account_messages import open_message
 from service.answers import Answer, AnswerKind
+from service.delivery import DeliveryFailed
 from service.inbound import PushRejected
 from service.store.records import StoreError
 from service.web import runtime
@@ -42,18 +44,19 @@ def receive(component_appid: str, authorizer_appid: str) -> Response | tuple[Res
         )
     where = {"component_appid": component_appid, "authorizer_appid": authorizer_appid}
     crypto = rt.crypto(component_appid)
+    received_at = time.time()
     try:
         opened = open_message(
             crypto,
             request.args,
             request.get_data(cache=False),
             authorizer_appid,
-            now=time.time(),
+            now=received_at,
             max_clock_skew=rt.settings.push_max_clock_skew,
             max_bytes=rt.settings.max_body_bytes,
         )
         message = opened.message
-        handled = rt.messages.handle(component_appid, authorizer_appid, message)
+        handled = rt.messages.handle(component_appid, authorizer_appid, opened, received_at)
     except PushRejected as exc:
         log.warning("message refused", extra={**where, "status": exc.status, "reason": exc.reason})
         return error_response(exc.status, exc.reason)
@@ -61,6 +64,10 @@ def receive(component_appid: str, authorizer_appid: str) -> Response | tuple[Res
         # Not answered, so WeChat tries again: its retries are the buffer.
         log.error("message not answered: the store failed", extra={**where, "error": str(exc)})
         return error_response(503, "the gateway cannot store what this message needs; retry")
+    except DeliveryFailed as exc:
+        # Not answered success: WeChat tries again, and a later try may get through.
+        log.error("message not answered: not delivered", extra={**where, "error": str(exc)})
+        return error_response(503, "the gateway cannot deliver this message yet; retry")
     response = render(handled.answer, crypto, opened.used_previous_key)
     if handled.answer.after is not None:
         response.call_on_close(after_answer(handled.answer, where))
@@ -73,7 +80,8 @@ def receive(component_appid: str, authorizer_appid: str) -> Response | tuple[Res
             "answer": handled.answer.kind.value,
             "outcome": handled.answer.outcome,
             "release_test": handled.release_test,
-            "dedup": hashlib.sha256(message.dedup_key.encode()).hexdigest()[:16],
+            "route": handled.route,
+            "dedup_key": handled.dedup_key,
             "used_previous_key": opened.used_previous_key,
             "ms": round((time.perf_counter() - started) * 1000, 2),
         },

@@ -224,14 +224,17 @@ def _cdata(value: str) -> str:
     return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
-def build_xml(fields: dict[str, str | int]) -> str:
-    """Render a flat ``<xml>`` document as WeChat does: strings in CDATA, integers plain."""
-    parts = ["<xml>"]
-    for tag, value in fields.items():
-        text = str(value) if isinstance(value, int) else _cdata(value)
-        parts.append(f"<{tag}>{text}</{tag}>")
-    parts.append("</xml>")
-    return "".join(parts)
+def xml_elements(fields: Mapping[str, str | int]) -> str:
+    """Elements as WeChat writes them: strings in CDATA, integers plain."""
+    return "".join(
+        f"<{tag}>{str(value) if isinstance(value, int) else _cdata(value)}</{tag}>"
+        for tag, value in fields.items()
+    )
+
+
+def build_xml(fields: Mapping[str, str | int]) -> str:
+    """Render a flat ``<xml>`` document as WeChat does."""
+    return f"<xml>{xml_elements(fields)}</xml>"
 
 
 def build_envelope(app_id: str, encrypt: str) -> str:

@@ -231,7 +231,7 @@ def test_a_message_retried_after_5_s_is_acted_on_once(e2e: Stack) -> None:
         for e in log_entries(e2e.service.log_text(), "message answered")
         if e["outcome"] == "release_check_api_text" and e["authorizer_appid"] == oa
     ]
-    assert len({e["dedup"] for e in answered[-2:]}) == 1  # the same message twice
+    assert len({e["dedup_key"] for e in answered[-2:]}) == 1  # the same message twice
 
 
 # ----- hostile pushes ------------------------------------------------------------------------

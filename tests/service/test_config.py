@@ -238,6 +238,7 @@ NUMERIC = [
     ("SWEEP_CONCURRENCY", "sweep_concurrency", 1, 256),
     ("QUOTA_BACKOFF", "quota_backoff", 1, 3600),
     ("PROXY_TIMEOUT", "proxy_timeout", 1, 300),
+    ("MESSAGE_PUBLISH_DEADLINE", "message_publish_deadline", 0.5, 4),
 ]
 WHOLE = {"SWEEP_CONCURRENCY"}
 
