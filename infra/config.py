@@ -13,10 +13,12 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from service.routes import RouteError, parse_routes
 from service.wechat.accounts import APPID_PATTERN
 
 PROJECT = "wechat-component-gateway"
@@ -120,12 +122,46 @@ PLAIN_KEYS = (
     "firestore_location",
     "firestore_database",
     "name_prefix",
+    "message_routes",
+    "message_subscriptions",
 )
 DEFAULT_SCHEDULE = "*/5 * * * *"
 DEFAULT_MIN_INSTANCES = 0
 DEFAULT_MAX_INSTANCES = 10
 MAX_INSTANCES_LIMIT = 1000
 DEFAULT_DATABASE = "(default)"
+
+# Pub/Sub delivery (message_routes, message_subscriptions).
+# Each route topic gets "<topic>-dead-letter" (a topic and the subscription that keeps its
+# messages), so no route topic or subscription may end in it, and topic ids (at most 255
+# characters, Google's rule) must leave room for it.
+DEAD_LETTER_SUFFIX = "-dead-letter"
+PUBSUB_ID_MAX = 255
+# Google's rule for subscription ids (topic ids are checked by service.routes): a letter
+# first, then letters, digits and - _ . ~ + %, 3 to 255 characters, not starting with goog.
+SUBSCRIPTION_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$")
+SUBSCRIPTION_KEYS = (
+    "name",
+    "topic",
+    "push_endpoint",
+    "audience",
+    "filter",
+    "max_delivery_attempts",
+    "minimum_backoff",
+    "maximum_backoff",
+    "ack_deadline",
+)
+FILTER_MAX_BYTES = 256  # Pub/Sub's limit on a subscription filter
+EXAMPLE_TOPIC = "wechat-messages"
+EXAMPLE_ENDPOINT = "https://orders.example.com/wechat/messages"
+# The example value shown in a route error's command, by the field the error names.
+ROUTE_FIELD_EXAMPLES = {
+    "name": "all",
+    "match": "<value>",
+    "pubsub": EXAMPLE_TOPIC,
+    "reply": "https://bot.example.com/wechat",
+    "deadline": "4",
+}
 
 
 class ConfigError(pulumi.RunError):
@@ -150,6 +186,32 @@ class ComponentConfig:
 
 
 @dataclass(frozen=True)
+class MessageSubscription:
+    """A push subscription on a route topic: Pub/Sub delivers each message to the endpoint,
+    with an ID token of the subscription's own service account, retrying with backoff and
+    dead-lettering after ``max_delivery_attempts``."""
+
+    name: str  # the subscription id
+    topic: str  # a topic id some pubsub route names
+    push_endpoint: str  # https
+    audience: str  # of the push's ID token; defaults to the endpoint
+    filter: str | None = None  # on the message attributes; fixed once the subscription exists
+    max_delivery_attempts: int = 10  # 5..100 (Pub/Sub's bounds)
+    minimum_backoff: int = 10  # seconds, 0..600
+    maximum_backoff: int = 600  # seconds, 0..600
+    ack_deadline: int = 30  # seconds the endpoint has to answer, 10..600
+
+
+# (key, default, lowest, highest) of a subscription's whole-number settings.
+SUBSCRIPTION_NUMBERS = (
+    ("max_delivery_attempts", 10, 5, 100),
+    ("minimum_backoff", 10, 0, 600),
+    ("maximum_backoff", 600, 0, 600),
+    ("ack_deadline", 30, 10, 600),
+)
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     project: str
     region: str
@@ -167,6 +229,11 @@ class GatewayConfig:
     internal_invokers: tuple[str, ...] = ()
     alert_email: str | None = None
     firestore_database: str = DEFAULT_DATABASE
+    # MESSAGE_ROUTES, exactly as the public service reads it (JSON); None: no routes.
+    message_routes: str | None = None
+    # The topic ids the pubsub routes name, in order: created in the stack's project.
+    message_topics: tuple[str, ...] = ()
+    message_subscriptions: tuple[MessageSubscription, ...] = ()
 
     @property
     def appids(self) -> tuple[str, ...]:
@@ -325,6 +392,10 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
             _set("firestore_database", "gateway"),
         )
 
+    message_routes, message_topics = _message_routes(raw, project, problems)
+    subscriptions = _message_subscriptions(raw, message_topics, problems)
+    message_topics = message_topics or ()
+
     name_prefix = _text(raw, "name_prefix") or f"wcg-{stack}"
     if not NAME_PREFIX.match(name_prefix) or len(name_prefix) > NAME_PREFIX_MAX:
         origin = "" if _text(raw, "name_prefix") else f" (the default for stack {stack!r})"
@@ -353,6 +424,9 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         alert_email=alert_email,
         firestore_location=location or region,
         firestore_database=database,
+        message_routes=message_routes,
+        message_topics=message_topics,
+        message_subscriptions=subscriptions,
     )
 
 
@@ -482,6 +556,272 @@ def _internal_invokers(raw: Mapping[str, Any], problems: _Problems) -> tuple[str
         elif member not in members:
             members.append(member)
     return tuple(members)
+
+
+def _message_routes(
+    raw: Mapping[str, Any], project: str | None, problems: _Problems
+) -> tuple[str | None, tuple[str, ...] | None]:
+    """MESSAGE_ROUTES for the service, checked by the service's own parser, and the topic ids
+    its pubsub routes name (this program creates them, in the stack's project only). The
+    topics are None when a bad route leaves them unknown."""
+    value = _raw_list(raw, "message_routes")
+    if value is None or value == "" or value == []:
+        return None, ()
+    if not isinstance(value, list):
+        problems.invalid(
+            "message_routes",
+            "must be a list of routes ({name, match?, pubsub: <topic> | reply: <https URL>, "
+            "deadline?}, as the service's MESSAGE_ROUTES)",
+            _set("message_routes[0].pubsub", EXAMPLE_TOPIC, path=True),
+        )
+        return None, None
+    count = len(problems.lines)
+    topics: list[str] = []
+    for index, item in enumerate(value):
+        key = f"message_routes[{index}]"
+        try:
+            # One at a time, so every bad route is reported (the parser stops at the first).
+            (route,) = parse_routes(json.dumps([item]))
+        except RouteError as exc:
+            _route_problem(key, index, item, exc, problems)
+            continue
+        if route.reply is not None and urlsplit(route.reply).scheme != "https":
+            # The service allows http on localhost, which means nothing on Cloud Run.
+            problems.invalid(
+                key,
+                f"route {route.name!r}: 'reply' must be https in the cloud, got {route.reply!r}",
+                _set(f"{key}.reply", ROUTE_FIELD_EXAMPLES["reply"], path=True),
+            )
+        if route.pubsub is not None:
+            topic = _route_topic(f"{key}.pubsub", route.name, route.pubsub, project, problems)
+            if topic is not None and topic not in topics:
+                topics.append(topic)
+    if len(problems.lines) > count:
+        return None, None
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        parse_routes(text)  # what only the whole list can show: a name twice
+    except RouteError as exc:
+        names = [item["name"] for item in value]
+        twice = next(i for i, name in enumerate(names) if name in names[:i])
+        key = f"message_routes[{twice}]"
+        problems.invalid(key, str(exc), _set(f"{key}.name", "<another name>", path=True))
+        return None, None
+    return text, tuple(topics)
+
+
+def _route_topic(
+    key: str, route: str, pubsub: str, project: str | None, problems: _Problems
+) -> str | None:
+    """The topic id a pubsub route names, if this program can create it."""
+    topic = pubsub
+    if pubsub.startswith("projects/"):
+        _, path_project, _, topic = pubsub.split("/", 3)
+        if project is not None and path_project != project:
+            problems.invalid(
+                key,
+                f"route {route!r} publishes to {pubsub}, outside the stack's project "
+                f"{project}: this program creates and grants only topics of its own project, "
+                "so name the topic by its id alone",
+                _set(key, EXAMPLE_TOPIC, path=True),
+            )
+            return None
+    if topic.endswith(DEAD_LETTER_SUFFIX):
+        why = f"topic ids ending in {DEAD_LETTER_SUFFIX!r} are kept for the dead-letter topics"
+    elif len(topic) + len(DEAD_LETTER_SUFFIX) > PUBSUB_ID_MAX:
+        why = (
+            f"the topic id must be at most {PUBSUB_ID_MAX - len(DEAD_LETTER_SUFFIX)} "
+            f"characters, so that its '{DEAD_LETTER_SUFFIX}' topic fits Pub/Sub's "
+            f"{PUBSUB_ID_MAX}"
+        )
+    else:
+        return topic
+    problems.invalid(key, f"route {route!r}: {why}", _set(key, EXAMPLE_TOPIC, path=True))
+    return None
+
+
+def _route_problem(key: str, index: int, item: Any, exc: RouteError, problems: _Problems) -> None:
+    why = _route_error(exc, index)
+    extra = _route_extra_field(item, str(exc))
+    if extra is None:
+        problems.invalid(key, why, _route_fix(key, str(exc)))
+    else:  # a field to take away, not to set
+        problems.other(
+            f"invalid config '{full_key(key)}': {why}; remove it with  "
+            f"pulumi config rm --path '{key}.{extra}'"
+        )
+
+
+def _route_error(exc: RouteError, index: int) -> str:
+    """The service's text; 'route 0' (this route alone, as parsed) is the key's index."""
+    return str(exc).removeprefix("route 0: ") if index else str(exc)
+
+
+def _route_extra_field(item: Any, error: str) -> str | None:
+    """The field a route error says does not belong (an unknown key, a pubsub deadline)."""
+    if not isinstance(item, dict):
+        return None
+    if "unknown keys" in error and "'match'" not in error:
+        return str(min(set(item) - {"name", "match", "pubsub", "reply", "deadline"}))
+    if "'deadline' is for 'reply' routes only" in error:
+        return "deadline"
+    return None
+
+
+def _route_fix(key: str, error: str) -> str:
+    """The command for the field the service's error names, else the route's pubsub."""
+    for name in ("deadline", "reply", "pubsub", "name"):
+        if f"'{name}'" in error:
+            return _set(f"{key}.{name}", ROUTE_FIELD_EXAMPLES[name], path=True)
+    if "match" in error:
+        return _set(f"{key}.match.msg_type", "text", path=True)
+    return _set(f"{key}.pubsub", EXAMPLE_TOPIC, path=True)
+
+
+def _message_subscriptions(
+    raw: Mapping[str, Any], topics: tuple[str, ...] | None, problems: _Problems
+) -> tuple[MessageSubscription, ...]:
+    """The push subscriptions; ``topics`` None (bad routes) skips the check of their topics."""
+    value = _raw_list(raw, "message_subscriptions")
+    if value is None or value == "" or value == []:
+        return ()
+    example = _set("message_subscriptions[0].push_endpoint", EXAMPLE_ENDPOINT, path=True)
+    if not isinstance(value, list):
+        problems.invalid(
+            "message_subscriptions",
+            "must be a list of {name, topic, push_endpoint, ...}",
+            example,
+        )
+        return ()
+    subscriptions: list[MessageSubscription] = []
+    names: list[str] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            key = f"message_subscriptions[{index}]"
+            problems.invalid(
+                key,
+                "must be a {name, topic, push_endpoint, ...} object",
+                _set(f"{key}.push_endpoint", EXAMPLE_ENDPOINT, path=True),
+            )
+            continue
+        subscription = _message_subscription(
+            f"message_subscriptions[{index}]", item, topics, names, problems
+        )
+        if subscription is not None:
+            subscriptions.append(subscription)
+    return tuple(subscriptions)
+
+
+def _message_subscription(
+    key: str,
+    item: Mapping[str, Any],
+    topics: tuple[str, ...] | None,
+    names: list[str],
+    problems: _Problems,
+) -> MessageSubscription | None:
+    """One subscription, or None after reporting its problems; appends its name to names."""
+    ok = True
+
+    def bad(field_: str, why: str, value_: str) -> None:
+        nonlocal ok
+        ok = False
+        problems.invalid(f"{key}.{field_}", why, _set(f"{key}.{field_}", value_, path=True))
+
+    for unknown in sorted(set(item) - set(SUBSCRIPTION_KEYS)):
+        ok = False
+        close = difflib.get_close_matches(unknown, SUBSCRIPTION_KEYS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        problems.other(
+            f"unknown config '{full_key(f'{key}.{unknown}')}'{hint}: remove it with  "
+            f"pulumi config rm --path '{key}.{unknown}'"
+        )
+    name = item.get("name")
+    if not isinstance(name, str) or not SUBSCRIPTION_ID.match(name) or name.startswith("goog"):
+        bad(
+            "name",
+            f"{name!r} is not a subscription id (3-255 letters, digits or - _ . ~ + %, "
+            "starting with a letter, not 'goog')",
+            "orders",
+        )
+    elif name.endswith(DEAD_LETTER_SUFFIX):
+        bad("name", f"ids ending in {DEAD_LETTER_SUFFIX!r} are kept for dead letters", "orders")
+    elif name in names:
+        bad("name", f"{name!r} is the name of an earlier subscription", "<another name>")
+    else:
+        names.append(name)
+    topic = item.get("topic")
+    # With bad routes (topics None) which topics they name is not known: not checked.
+    if topics is not None and topic not in topics:
+        known = f"they name {', '.join(topics)}" if topics else "no route has 'pubsub'"
+        bad(
+            "topic",
+            f"{topic!r} is not the topic of a pubsub route in message_routes ({known})",
+            topics[0] if topics else EXAMPLE_TOPIC,
+        )
+    endpoint = item.get("push_endpoint")
+    if isinstance(endpoint, str) and urlsplit(endpoint).username:
+        # Never echoed: what stands before the @ may be a password.
+        bad("push_endpoint", "must not carry user:password@ (value not shown)", EXAMPLE_ENDPOINT)
+    elif not _is_https_url(endpoint):
+        bad("push_endpoint", f"{endpoint!r} is not an https URL", EXAMPLE_ENDPOINT)
+    audience = item.get("audience", endpoint)
+    if not isinstance(audience, str) or not audience.strip():
+        bad("audience", "must be a non-empty string (the ID token's aud)", EXAMPLE_ENDPOINT)
+    filter_ = item.get("filter")
+    if filter_ is not None and (
+        not isinstance(filter_, str)
+        or not filter_.strip()
+        or len(filter_.encode()) > FILTER_MAX_BYTES
+    ):
+        bad(
+            "filter",
+            f"must be a Pub/Sub filter on message attributes of 1 to {FILTER_MAX_BYTES} bytes",
+            "'attributes.msg_type = \"text\"'",
+        )
+    numbers: dict[str, int] = {}
+    for number_key, default, low, high in SUBSCRIPTION_NUMBERS:
+        number = _whole(item.get(number_key, default))
+        if number is None or not low <= number <= high:
+            bad(
+                number_key,
+                f"must be a whole number from {low} to {high}, got {item[number_key]!r}",
+                str(default),
+            )
+        else:
+            numbers[number_key] = number
+    if numbers.get("minimum_backoff", 0) > numbers.get("maximum_backoff", 600):
+        bad(
+            "minimum_backoff",
+            f"{numbers['minimum_backoff']} s is more than maximum_backoff "
+            f"({numbers['maximum_backoff']} s)",
+            str(numbers["maximum_backoff"]),
+        )
+    if not ok:
+        return None
+    return MessageSubscription(
+        name=str(name),
+        topic=str(topic),
+        push_endpoint=str(endpoint),
+        audience=str(audience),
+        filter=filter_,
+        **numbers,
+    )
+
+
+def _whole(value: Any) -> int | None:
+    """A whole number from config: a YAML number, or digits (--path sets numbers as such)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        return int(value)
+    return None
+
+
+def _is_https_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme == "https" and bool(parts.hostname)
 
 
 def _integer(raw: Mapping[str, Any], key: str, default: int, problems: _Problems) -> int | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import pulumi
 import pytest
 
-from infra.config import ConfigError, GatewayConfig, parse_config
+from infra.config import ConfigError, GatewayConfig, MessageSubscription, parse_config
+from service.routes import RouteError, parse_routes
 from service.wechat.accounts import APPID_PATTERN
 from tests.infra.pulumi_mocks import (
     APPID_A,
@@ -22,6 +24,22 @@ from tests.infra.pulumi_mocks import (
 )
 
 P = "wechat-component-gateway"
+ENDPOINT = "https://orders.example.com/wechat"
+
+
+def routes(*items: dict[str, Any]) -> str:
+    return json.dumps(list(items))
+
+
+def subscriptions(*items: dict[str, Any]) -> str:
+    """Subscriptions on the topic of ALL_ROUTE: each item overrides a valid one."""
+    return json.dumps(
+        [{"name": "orders", "topic": "msgs", "push_endpoint": ENDPOINT, **i} for i in items]
+    )
+
+
+ALL_ROUTE = {"name": "all", "pubsub": "msgs"}
+WITH_ROUTES = {"message_routes": routes(ALL_ROUTE)}
 
 
 def parse(
@@ -53,6 +71,8 @@ def test_defaults() -> None:
     assert config.firestore_database == "(default)"
     assert config.name_prefix == "wcg-dev"
     assert config.public_domain is None and config.alert_email is None
+    assert config.message_routes is None
+    assert config.message_topics == () and config.message_subscriptions == ()
 
 
 def test_values_are_read() -> None:
@@ -220,6 +240,155 @@ BAD_CONFIGS: list[tuple[str, dict[str, str | None], list[str] | None, str]] = [
     ("name_prefix uppercase", {"name_prefix": "WCG"}, None, f"'{P}:name_prefix'"),
     ("name_prefix trailing hyphen", {"name_prefix": "wcg-"}, None, f"'{P}:name_prefix'"),
     ("bad firestore_database", {"firestore_database": "DB"}, None, "firestore_database"),
+    ("routes not a list", {"message_routes": '{"name": "all"}'}, None, f"'{P}:message_routes'"),
+    (
+        "route reply over http",
+        {"message_routes": routes({"name": "bot", "reply": "http://bot.example.com/x"})},
+        None,
+        f"'{P}:message_routes[0]'",
+    ),
+    (
+        "route reply to localhost, which the service allows but Cloud Run cannot reach",
+        {
+            "message_routes": routes(
+                {"name": "bot", "match": {"source": "messages"}, "reply": "http://127.0.0.1:9/x"}
+            )
+        },
+        None,
+        f"'{P}:message_routes[0]'",
+    ),
+    (
+        "route without a delivery",
+        {"message_routes": routes(ALL_ROUTE, {"name": "nowhere"})},
+        None,
+        f"'{P}:message_routes[1]'",
+    ),
+    (
+        "route named twice",
+        {"message_routes": routes(ALL_ROUTE, {"name": "all", "pubsub": "other"})},
+        None,
+        f"'{P}:message_routes[1]'",
+    ),
+    (
+        "route to a topic of another project",
+        {"message_routes": routes({"name": "x", "pubsub": "projects/someone-else/topics/orders"})},
+        None,
+        f"'{P}:message_routes[0].pubsub'",
+    ),
+    (
+        "route to a dead-letter topic",
+        {"message_routes": routes({"name": "x", "pubsub": "msgs-dead-letter"})},
+        None,
+        f"'{P}:message_routes[0].pubsub'",
+    ),
+    (
+        "route topic too long for its dead-letter topic",
+        {"message_routes": routes({"name": "x", "pubsub": "t" * 244})},
+        None,
+        f"'{P}:message_routes[0].pubsub'",
+    ),
+    (
+        "subscriptions not a list",
+        {**WITH_ROUTES, "message_subscriptions": '{"name": "orders"}'},
+        None,
+        f"'{P}:message_subscriptions'",
+    ),
+    (
+        "subscription to an unknown topic",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"topic": "other"})},
+        None,
+        f"'{P}:message_subscriptions[0].topic'",
+    ),
+    (
+        "subscription without routes",
+        {"message_subscriptions": subscriptions({})},
+        None,
+        f"'{P}:message_subscriptions[0].topic'",
+    ),
+    (
+        "subscription pushing over http",
+        {
+            **WITH_ROUTES,
+            "message_subscriptions": subscriptions({"push_endpoint": "http://o.example.com"}),
+        },
+        None,
+        f"'{P}:message_subscriptions[0].push_endpoint'",
+    ),
+    (
+        "subscription endpoint without a host",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"push_endpoint": "https:///x"})},
+        None,
+        f"'{P}:message_subscriptions[0].push_endpoint'",
+    ),
+    (
+        "max_delivery_attempts under 5",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"max_delivery_attempts": 4})},
+        None,
+        f"'{P}:message_subscriptions[0].max_delivery_attempts'",
+    ),
+    (
+        "max_delivery_attempts over 100",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"max_delivery_attempts": "101"})},
+        None,
+        f"'{P}:message_subscriptions[0].max_delivery_attempts'",
+    ),
+    (
+        "max_delivery_attempts not whole",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"max_delivery_attempts": 7.5})},
+        None,
+        f"'{P}:message_subscriptions[0].max_delivery_attempts'",
+    ),
+    (
+        "duplicate subscription names",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({}, {})},
+        None,
+        f"'{P}:message_subscriptions[1].name'",
+    ),
+    (
+        "subscription named like a dead-letter one",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"name": "msgs-dead-letter"})},
+        None,
+        f"'{P}:message_subscriptions[0].name'",
+    ),
+    (
+        "subscription id too short",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"name": "ab"})},
+        None,
+        f"'{P}:message_subscriptions[0].name'",
+    ),
+    (
+        "minimum_backoff above maximum_backoff",
+        {
+            **WITH_ROUTES,
+            "message_subscriptions": subscriptions({"minimum_backoff": 60, "maximum_backoff": 30}),
+        },
+        None,
+        f"'{P}:message_subscriptions[0].minimum_backoff'",
+    ),
+    (
+        "maximum_backoff over 600",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"maximum_backoff": 601})},
+        None,
+        f"'{P}:message_subscriptions[0].maximum_backoff'",
+    ),
+    (
+        "ack_deadline under 10",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"ack_deadline": 5})},
+        None,
+        f"'{P}:message_subscriptions[0].ack_deadline'",
+    ),
+    (
+        "filter over 256 bytes",
+        {**WITH_ROUTES, "message_subscriptions": subscriptions({"filter": "x" * 257})},
+        None,
+        f"'{P}:message_subscriptions[0].filter'",
+    ),
+    (
+        "subscription not an object",
+        {**WITH_ROUTES, "message_subscriptions": '["orders"]'},
+        None,
+        f"'{P}:message_subscriptions[0]'",
+    ),
 ]
 
 
@@ -328,3 +497,132 @@ def test_read_config_uses_pulumis_secret_flags() -> None:
         run_program(base_config(), secret_keys)
     assert f"{APPID_A}_encoding_aes_key" in str(caught.value)
     assert "--secret" in str(caught.value)
+
+
+BAD_ROUTES = [
+    {"name": "bot", "reply": "http://bot.example.com/x"},
+    {"name": "both", "pubsub": "msgs", "reply": "https://bot.example.com/x"},
+    {"name": "odd", "match": {"colour": "red"}, "pubsub": "msgs"},
+    {
+        "name": "slow",
+        "match": {"source": "messages"},
+        "reply": "https://b.example.com",
+        "deadline": 9,
+    },
+    {"pubsub": "msgs"},
+    {"name": "g", "pubsub": "goog-topic"},
+]
+
+
+@pytest.mark.parametrize("route", BAD_ROUTES, ids=lambda r: str(r.get("name")))
+def test_a_bad_route_is_the_services_own_error_with_the_key(route: dict[str, Any]) -> None:
+    with pytest.raises(RouteError) as refused:
+        parse_routes(json.dumps([route]))
+    message = problems_of(base_config(message_routes=routes(route)))
+    line = next(line for line in message.splitlines() if f"'{P}:message_routes[0]'" in line)
+    assert str(refused.value) in line
+    assert "pulumi config set --path 'message_routes[0]." in line
+
+
+def test_every_bad_route_is_reported_at_once() -> None:
+    good = {"name": "all", "pubsub": "msgs"}
+    with pytest.raises(ConfigError) as caught:
+        parse(base_config(message_routes=routes(BAD_ROUTES[0], good, BAD_ROUTES[1], BAD_ROUTES[4])))
+    keys = [p.split("'")[1] for p in caught.value.problems]
+    assert keys == [f"{P}:message_routes[{i}]" for i in (0, 2, 3)]
+    # The service said "route 0" of the one route it was given: the key has the index.
+    assert "route 0" not in caught.value.problems[2]
+
+
+@pytest.mark.parametrize(
+    ("route", "field"),
+    [
+        ({"name": "d", "pubsub": "msgs", "deadline": 3}, "deadline"),
+        ({"name": "u", "pubsub": "msgs", "colour": "red"}, "colour"),
+    ],
+)
+def test_a_field_that_does_not_belong_is_to_be_removed(route: dict[str, Any], field: str) -> None:
+    message = problems_of(base_config(message_routes=routes(route)))
+    assert f"pulumi config rm --path 'message_routes[0].{field}'" in message
+
+
+def test_an_unknown_subscription_key_suggests_the_known_one() -> None:
+    message = problems_of(
+        base_config(**WITH_ROUTES, message_subscriptions=subscriptions({"max_attempts": 20}))
+    )
+    assert f"unknown config '{P}:message_subscriptions[0].max_attempts'" in message
+    assert "did you mean 'max_delivery_attempts'" in message
+    assert "pulumi config rm --path 'message_subscriptions[0].max_attempts'" in message
+
+
+def test_an_endpoint_with_a_password_is_not_shown() -> None:
+    endpoint = "https://user:s3cretPassw0rd@orders.example.com/x"
+    message = problems_of(
+        base_config(**WITH_ROUTES, message_subscriptions=subscriptions({"push_endpoint": endpoint}))
+    )
+    assert "message_subscriptions[0].push_endpoint" in message
+    assert "s3cretPassw0rd" not in message
+
+
+def test_routes_and_subscriptions_are_read() -> None:
+    route_list = [
+        {"name": "bot", "match": {"source": "messages"}, "reply": "https://bot.example.com/x"},
+        {"name": "all", "pubsub": "msgs"},
+        {"name": "events", "match": {"source": "events"}, "pubsub": "events"},
+        # The same topic by its path in the stack's project.
+        {"name": "again", "pubsub": f"projects/{GCP_PROJECT}/topics/msgs"},
+    ]
+    config = parse(
+        base_config(
+            message_routes=routes(*route_list),
+            message_subscriptions=subscriptions(
+                {},
+                {
+                    "name": "crm",
+                    "topic": "events",
+                    "push_endpoint": "https://crm.example.com/hook",
+                    "audience": "https://crm.example.com",
+                    "filter": 'attributes.event = "subscribe"',
+                    # As `pulumi config set --path` may store them: digits.
+                    "max_delivery_attempts": "25",
+                    "minimum_backoff": 0,
+                    "maximum_backoff": "60",
+                    "ack_deadline": 600,
+                },
+            ),
+        )
+    )
+    assert config.message_routes is not None
+    assert json.loads(config.message_routes) == route_list
+    assert config.message_topics == ("msgs", "events")
+    assert config.message_subscriptions == (
+        MessageSubscription("orders", "msgs", ENDPOINT, ENDPOINT),
+        MessageSubscription(
+            "crm",
+            "events",
+            "https://crm.example.com/hook",
+            "https://crm.example.com",
+            'attributes.event = "subscribe"',
+            max_delivery_attempts=25,
+            minimum_backoff=0,
+            maximum_backoff=60,
+            ack_deadline=600,
+        ),
+    )
+    defaults = config.message_subscriptions[0]
+    assert (defaults.max_delivery_attempts, defaults.minimum_backoff) == (10, 10)
+    assert (defaults.maximum_backoff, defaults.ack_deadline) == (600, 30)
+    assert defaults.filter is None
+
+
+def test_bad_routes_do_not_make_the_subscriptions_topics_wrong() -> None:
+    """With a bad route the topics are unknown: only the route is reported."""
+    with pytest.raises(ConfigError) as caught:
+        parse(
+            base_config(
+                message_routes=routes({"name": "all", "pubsub": "msgs", "deadline": 1}),
+                message_subscriptions=subscriptions({}),
+            )
+        )
+    assert len(caught.value.problems) == 1
+    assert "message_routes[0]" in caught.value.problems[0]

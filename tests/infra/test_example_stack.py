@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from infra.config import ConfigError, parse_config
+from service.routes import parse_routes
 from tests.infra.pulumi_mocks import APPID_A, SECRET_VALUES, full
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml"
@@ -19,10 +20,13 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml"
 
 def example_config(uncomment: bool = False) -> dict[str, Any]:
     """The values as Pulumi hands them to the program: strings, lists as JSON. With
-    ``uncomment``, the optional keys shown in comments are set too."""
+    ``uncomment``, the optional keys shown in comments are set too (a key, a list item, or a
+    list item's further keys)."""
     text = EXAMPLE.read_text()
     if uncomment:
-        text = re.sub(r"^  # (wechat-component-gateway:|  - )", r"  \1", text, flags=re.M)
+        text = re.sub(
+            r"^  # (wechat-component-gateway:|  - |    [a-z_]+:)", r"  \1", text, flags=re.M
+        )
     document = yaml.safe_load(text)
     assert set(document) == {"config"}, "no encryptionsalt or secure values in the example"
     return {
@@ -62,3 +66,9 @@ def test_filled_in_it_is_valid(optional_keys: bool) -> None:
     assert config.internal_ingress == "internal"
     assert (config.image is not None) == optional_keys
     assert bool(config.internal_invokers) == optional_keys
+    # The routes' example is the service's own shape, and its subscription is on its topic.
+    assert (config.message_routes is not None) == optional_keys
+    assert config.message_topics == (("wechat-messages",) if optional_keys else ())
+    assert [s.name for s in config.message_subscriptions] == (["orders"] if optional_keys else [])
+    if config.message_routes is not None:
+        assert [r.name for r in parse_routes(config.message_routes)] == ["bot", "all"]
