@@ -19,10 +19,11 @@ import pulumi_gcp as gcp  # noqa: E402
 
 from infra.accounts import ServiceAccounts  # noqa: E402
 from infra.alerts import GatewayAlerts  # noqa: E402
-from infra.apis import ProjectApis  # noqa: E402
+from infra.apis import PUBSUB_API, ProjectApis  # noqa: E402
 from infra.component_secrets import ComponentSecrets  # noqa: E402
 from infra.config import read_config  # noqa: E402
 from infra.firestore import FirestoreDatabase  # noqa: E402
+from infra.messaging import MessageDelivery  # noqa: E402
 from infra.names import ResourceNames  # noqa: E402
 from infra.network import EgressNetwork  # noqa: E402
 from infra.refresh_schedule import RefreshSchedule  # noqa: E402
@@ -33,16 +34,40 @@ from infra.urls import AuthorizationUrls, public_base_url  # noqa: E402
 config = read_config()
 names = ResourceNames(config.name_prefix)
 
-apis = ProjectApis("apis", config.project)
+apis = ProjectApis("apis", config.project, extra=[PUBSUB_API] if config.message_topics else [])
 registry = ImageRegistry("registry", config, depends_on=[apis])
 database = FirestoreDatabase("firestore", config, depends_on=[apis])
 accounts = ServiceAccounts("accounts", config, depends_on=[apis])
 secrets = ComponentSecrets("secrets", config, accessor=accounts.runtime, depends_on=[apis])
 network = EgressNetwork("egress", config, depends_on=[apis])
 
+project_number = gcp.organizations.get_project_output(project_id=config.project).number
+
 pulumi.export("egress_ip", network.egress_ip)
 pulumi.export("image_repository", registry.url)
 pulumi.export("runtime_service_account", accounts.runtime.email)
+
+# Pub/Sub delivery is foundation too: the topics are there before the service publishes.
+messaging: MessageDelivery | None = None
+if config.message_topics:
+    messaging = MessageDelivery(
+        "messaging",
+        config,
+        runtime_account=accounts.runtime,
+        project_number=project_number,
+        depends_on=[apis],
+    )
+    pulumi.export("message_topics", messaging.topic_paths)
+    # The provider grants each of these roles/run.invoker on the service behind the endpoint.
+    pulumi.export("message_subscription_accounts", messaging.account_emails)
+    pulumi.export("message_dead_letter_subscriptions", messaging.dead_letter_paths)
+    for topic_id in config.message_topics:
+        if not any(s.topic == topic_id for s in config.message_subscriptions):
+            pulumi.log.warn(
+                f"No message_subscriptions entry on topic {topic_id}: Pub/Sub drops what is "
+                "published to a topic without a subscription, so its messages are lost until "
+                "one is attached (here or by your own services)."
+            )
 
 if config.image is None:
     next_step = registry.url.apply(
@@ -58,7 +83,6 @@ if config.image is None:
     )
     pulumi.export("next_step", next_step)
 else:
-    project_number = gcp.organizations.get_project_output(project_id=config.project).number
     public_base = public_base_url(
         config.public_domain,
         project_number.apply(
@@ -74,7 +98,12 @@ else:
         public_base_url=public_base,
         secrets=secrets.stored,
         network=network,
-        depends_on=[apis, *secrets.access_grants, *accounts.runtime_project_roles],
+        depends_on=[
+            apis,
+            *secrets.access_grants,
+            *accounts.runtime_project_roles,
+            *(messaging.publisher_grants if messaging else []),
+        ],
     )
     schedule = RefreshSchedule(
         "refresh",
@@ -88,6 +117,9 @@ else:
         "alerts",
         config,
         service_names=[names.public_service, names.internal_service],
+        dead_letter_subscriptions=[
+            names.dead_letter_subscription(topic) for topic in config.message_topics
+        ],
         depends_on=[apis],
     )
     urls = AuthorizationUrls(public_base, config.appids)

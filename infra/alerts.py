@@ -126,6 +126,34 @@ No refresh sweep finished in 15 minutes, so tokens are not being renewed and wil
 )
 
 
+DEAD_LETTERS_TITLE = "Messages were dead-lettered"
+DEAD_LETTERS_DOCUMENTATION = """\
+A message routed to Pub/Sub could not be delivered to a subscriber's endpoint in its
+`max_delivery_attempts`, and now waits in a dead-letter subscription (kept 7 days). The
+incident names the subscription (`<topic>-dead-letter`; the stack's
+`message_dead_letter_subscriptions` output lists them). The alert clears once it is empty.
+
+1. Read them without acknowledging: `gcloud pubsub subscriptions pull <subscription>
+   --limit=10`. The attribute `CloudPubSubDeadLetterSourceSubscription` names the push
+   subscription that gave up on it.
+2. Check that subscription's endpoint: is it up, does it answer 2xx within its
+   `ack_deadline`, and has its account (the `message_subscription_accounts` output) been
+   granted `roles/run.invoker` on the endpoint's Cloud Run service?
+3. Once it is fixed, publish the messages again to the route's topic (their `dedup_key` lets
+   the subscriber drop any it already has), then acknowledge them here.
+"""
+
+
+def dead_letter_filter(subscriptions: Sequence[str]) -> str:
+    """The backlog of the dead-letter subscriptions: above 0 while dead letters wait."""
+    ids = " OR ".join(f'resource.labels.subscription_id="{s}"' for s in subscriptions)
+    return (
+        'resource.type="pubsub_subscription" AND '
+        'metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages" AND '
+        f"({ids})"
+    )
+
+
 def metric_filter(alert: LogAlert, service_names: Sequence[str]) -> str:
     services = " OR ".join(f'resource.labels.service_name="{name}"' for name in service_names)
     events = " OR ".join(f'jsonPayload.event="{event}"' for event in alert.events)
@@ -140,6 +168,7 @@ class GatewayAlerts(pulumi.ComponentResource):
         service_names: Sequence[str],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
+        dead_letter_subscriptions: Sequence[str] = (),
     ) -> None:
         super().__init__("wcg:gateway:GatewayAlerts", name, None, opts)
         names = ResourceNames(config.name_prefix)
@@ -185,6 +214,45 @@ class GatewayAlerts(pulumi.ComponentResource):
                     ),
                     notification_channels=channels,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[metric]),
+                )
+            )
+        if dead_letter_subscriptions:
+            # Pub/Sub's own metric, no log-based one: dead lettering is Pub/Sub's doing.
+            self.policies.append(
+                gcp.monitoring.AlertPolicy(
+                    "dead-letters",
+                    project=config.project,
+                    display_name=f"{config.name_prefix}: {DEAD_LETTERS_TITLE}",
+                    combiner="OR",
+                    severity="ERROR",
+                    conditions=[
+                        gcp.monitoring.AlertPolicyConditionArgs(
+                            display_name=DEAD_LETTERS_TITLE,
+                            condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                                filter=dead_letter_filter(dead_letter_subscriptions),
+                                comparison="COMPARISON_GT",
+                                threshold_value=0,
+                                duration="0s",
+                                # One series per subscription: the incident names it.
+                                aggregations=[
+                                    gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                                        alignment_period=WINDOW,
+                                        per_series_aligner="ALIGN_MAX",
+                                    )
+                                ],
+                                trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(
+                                    count=1
+                                ),
+                            ),
+                        )
+                    ],
+                    documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                        content=DEAD_LETTERS_DOCUMENTATION,
+                        mime_type="text/markdown",
+                        subject=f"{config.name_prefix}: {DEAD_LETTERS_TITLE}",
+                    ),
+                    notification_channels=channels,
+                    opts=first,
                 )
             )
         self.register_outputs({"metrics": [m.name for m in self.metrics]})

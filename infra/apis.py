@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -17,12 +19,20 @@ REQUIRED_APIS = (
     "logging.googleapis.com",  # log-based metrics
     "monitoring.googleapis.com",  # alert policies and notification channels
 )
+# Enabled only when a route publishes to Pub/Sub (message_routes).
+PUBSUB_API = "pubsub.googleapis.com"
 
 
 class ProjectApis(pulumi.ComponentResource):
     """Depend on this component to wait until every API is enabled."""
 
-    def __init__(self, name: str, project: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        project: str,
+        extra: Sequence[str] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("wcg:gateway:ProjectApis", name, None, opts)
         self.services = [
             gcp.projects.Service(
@@ -33,6 +43,6 @@ class ProjectApis(pulumi.ComponentResource):
                 disable_on_destroy=False,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            for api in REQUIRED_APIS
+            for api in (*REQUIRED_APIS, *extra)
         ]
         self.register_outputs({"services": [s.service for s in self.services]})

@@ -6,9 +6,14 @@ service's deterministic URL is built from its name before the service exists.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
-from infra.config import SecretKind
+from infra.config import DEAD_LETTER_SUFFIX, SecretKind
+
+ACCOUNT_ID_MAX = 30  # GCP's limit on a service account id
+ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,29 @@ class ResourceNames:
 
     def log_metric(self, alert: str) -> str:
         return f"{self.prefix}-{alert}"
+
+    def dead_letter_topic(self, topic: str) -> str:
+        """Where a route topic's undeliverable messages go (the id is not prefixed: route
+        topics are named by the service's MESSAGE_ROUTES, in the stack's project)."""
+        return f"{topic}{DEAD_LETTER_SUFFIX}"
+
+    def dead_letter_subscription(self, topic: str) -> str:
+        """The subscription that keeps the dead letters of ``topic`` for someone to read."""
+        return f"{topic}{DEAD_LETTER_SUFFIX}"
+
+    def push_account(self, subscription: str) -> str:
+        """The service account id whose ID token a push subscription sends.
+
+        ``<prefix>-push-<subscription>`` when that is a valid id; otherwise (too long, or
+        characters an account id cannot have) a shortened, lowercased form with six hex
+        digits of the name's SHA-256, so distinct subscriptions keep distinct accounts.
+        """
+        head = f"{self.prefix}-push-"
+        plain = f"{head}{subscription}"
+        if len(plain) <= ACCOUNT_ID_MAX and ACCOUNT_ID.match(plain):
+            return plain
+        digest = hashlib.sha256(subscription.encode()).hexdigest()[:6]
+        slug = re.sub(r"[^a-z0-9]+", "-", subscription.lower())
+        room = ACCOUNT_ID_MAX - len(head) - len(digest) - 1
+        slug = slug[:room].strip("-")
+        return f"{head}{slug}-{digest}" if slug else f"{head}{digest}"

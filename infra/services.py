@@ -3,7 +3,8 @@
 The public one takes WeChat's pushes and merchants' browsers; the internal one serves the
 provider's services and the refresh task, behind Cloud Run IAM, and verifies each caller's ID
 token again itself: for its own URL (INTERNAL_AUDIENCE), from the scheduler's account or an
-``internal_invokers`` member (INTERNAL_INVOKERS). Both leave through the egress subnet
+``internal_invokers`` member (INTERNAL_INVOKERS). The public one gets MESSAGE_ROUTES when
+``message_routes`` is set. Both leave through the egress subnet
 (ALL_TRAFFIC), so every WeChat API call comes from the whitelisted NAT address.
 The environment built here is the contract with ``service/config.py``.
 """
@@ -25,6 +26,7 @@ from service.config import COMPONENT_APPIDS_VAR, COMPONENT_VARS
 
 Role = Literal["public", "internal"]
 CONTAINER_PORT = 8080
+MESSAGE_ROUTES_VAR = "MESSAGE_ROUTES"  # read by service/config.py with service.routes
 INGRESS = {
     "public": "INGRESS_TRAFFIC_ALL",
     "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
@@ -94,6 +96,9 @@ def service_env(
         Env(name="PUBLIC_BASE_URL", value=public_base_url),
         Env(name=COMPONENT_APPIDS_VAR, value=",".join(config.appids)),
     ]
+    if role == "public" and config.message_routes is not None:
+        # Where each push goes (the public service receives them all): first match wins.
+        env.append(Env(name=MESSAGE_ROUTES_VAR, value=config.message_routes))
     if role == "internal":
         # Cloud Run IAM checks the caller before the request arrives; the service verifies
         # the caller's ID token again (against Google's certificates, the service's default).

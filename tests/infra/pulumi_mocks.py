@@ -138,8 +138,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         resource_id = f"{args.name}-id"
         if args.typ == "gcp:serviceaccount/account:Account":
             email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
-            outputs = {"email": email, "member": f"serviceAccount:{email}"}
             resource_id = f"projects/{project}/serviceAccounts/{email}"
+            outputs = {"email": email, "member": f"serviceAccount:{email}", "name": resource_id}
         elif args.typ == "gcp:cloudrunv2/service:Service":
             outputs = {"uri": f"https://{name}-x7k2m9q3ra-df.a.run.app"}
             resource_id = f"projects/{project}/locations/{inputs['location']}/services/{name}"
@@ -161,6 +161,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 version = str(next(self.versions))
             resource_id = f"{inputs['secret']}/versions/{version}"
             outputs = {"version": version, "name": resource_id}
+        elif args.typ == "gcp:pubsub/topic:Topic":
+            resource_id = f"projects/{project}/topics/{name}"
+        elif args.typ == "gcp:pubsub/subscription:Subscription":
+            resource_id = f"projects/{project}/subscriptions/{name}"
         elif args.typ == "gcp:monitoring/notificationChannel:NotificationChannel":
             outputs = {"name": f"projects/{project}/notificationChannels/4242"}
         return resource_id, {**inputs, **outputs}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.infra.conftest import OPS, ORDERS
-from tests.infra.pulumi_mocks import GCP_PROJECT, Deployment, Registration
+from tests.infra.pulumi_mocks import GCP_PROJECT, PROJECT_NUMBER, Deployment, Registration
 
 SERVICE = "gcp:cloudrunv2/service:Service"
 PUBLIC = "wcg-dev-public"
@@ -17,6 +17,8 @@ INTERNAL = "wcg-dev-internal"
 RUNTIME = f"serviceAccount:wcg-dev-runtime@{GCP_PROJECT}.iam.gserviceaccount.com"
 SCHEDULER = f"serviceAccount:wcg-dev-scheduler@{GCP_PROJECT}.iam.gserviceaccount.com"
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+ROUTE_TOPICS = {"wechat-events", "wechat-messages"}
 
 
 def iam_resources(deployment: Deployment) -> list[Registration]:
@@ -42,6 +44,12 @@ def grant_target(grant: Registration) -> tuple[str, Any]:
         return ("secret", grant.inputs["secretId"])
     if grant.type == "gcp:cloudrunv2/serviceIamMember:ServiceIamMember":
         return ("run-service", grant.inputs["name"])
+    if grant.type == "gcp:pubsub/topicIAMMember:TopicIAMMember":
+        return ("topic", grant.inputs["topic"])
+    if grant.type == "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember":
+        return ("subscription", grant.inputs["subscription"])
+    if grant.type == "gcp:serviceaccount/iAMMember:IAMMember":
+        return ("service-account", grant.inputs["serviceAccountId"])
     return (kind, grant.type)
 
 
@@ -49,14 +57,22 @@ def service(deployment: Deployment, name: str) -> Registration:
     return deployment.one(SERVICE, lambda r: r.inputs["name"] == name)
 
 
-def test_iam_is_additive_only(deployment: Deployment) -> None:
+def test_iam_is_additive_only(deployment: Deployment, messaging: Deployment) -> None:
     # Bindings and policies are authoritative: they would remove grants made by others.
     allowed = {
         "gcp:projects/iAMMember:IAMMember",
         "gcp:secretmanager/secretIamMember:SecretIamMember",
         "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
+        "gcp:pubsub/topicIAMMember:TopicIAMMember",
+        "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember",
+        "gcp:serviceaccount/iAMMember:IAMMember",
     }
-    assert {r.type for r in iam_resources(deployment)} <= allowed
+    for run in (deployment, messaging):
+        assert {r.type for r in iam_resources(run)} <= allowed
+    # Every grant is of a kind grant_target knows, so the checks below see its target.
+    assert all(
+        grant_target(g)[0] != g.type.split(":")[1].split("/")[0] for g in iam_resources(messaging)
+    )
 
 
 def test_public_service_is_open_to_everyone(deployment: Deployment) -> None:
@@ -69,8 +85,10 @@ def test_public_service_is_open_to_everyone(deployment: Deployment) -> None:
     assert ["allUsers"] == [m for g in invokers for m in members(g)]
 
 
-def test_only_the_public_service_is_granted_to_the_public(deployment: Deployment) -> None:
-    for grant in iam_resources(deployment):
+def test_only_the_public_service_is_granted_to_the_public(
+    deployment: Deployment, messaging: Deployment
+) -> None:
+    for grant in iam_resources(deployment) + iam_resources(messaging):
         if members(grant) & PUBLIC_MEMBERS:
             assert grant_target(grant) == ("run-service", PUBLIC), grant.name
             assert grant.inputs["role"] == "roles/run.invoker", grant.name
@@ -90,19 +108,24 @@ def test_internal_service_is_internal_and_never_public(
         assert not service(run, INTERNAL).inputs.get("invokerIamDisabled")
 
 
-def test_runtime_account_roles_are_minimal(deployment: Deployment) -> None:
-    own_secrets = {
-        r.inputs["secretId"] for r in deployment.of_type("gcp:secretmanager/secret:Secret")
-    }
-    grants = [g for g in iam_resources(deployment) if RUNTIME in members(g)]
-    project_roles = {
-        g.inputs["role"] for g in grants if grant_target(g) == ("project", GCP_PROJECT)
-    }
-    assert project_roles == {"roles/datastore.user"}
-    secret_grants = [g for g in grants if grant_target(g)[0] == "secret"]
-    assert {g.inputs["role"] for g in secret_grants} == {"roles/secretmanager.secretAccessor"}
-    assert {g.inputs["secretId"] for g in secret_grants} == own_secrets  # each, and only those
-    assert len(grants) == len(project_roles) + len(secret_grants), [g.name for g in grants]
+def test_runtime_account_roles_are_minimal(deployment: Deployment, messaging: Deployment) -> None:
+    for run, route_topics in ((deployment, set()), (messaging, ROUTE_TOPICS)):
+        own_secrets = {r.inputs["secretId"] for r in run.of_type("gcp:secretmanager/secret:Secret")}
+        grants = [g for g in iam_resources(run) if RUNTIME in members(g)]
+        project_roles = {
+            g.inputs["role"] for g in grants if grant_target(g) == ("project", GCP_PROJECT)
+        }
+        assert project_roles == {"roles/datastore.user"}
+        secret_grants = [g for g in grants if grant_target(g)[0] == "secret"]
+        assert {g.inputs["role"] for g in secret_grants} == {"roles/secretmanager.secretAccessor"}
+        assert {g.inputs["secretId"] for g in secret_grants} == own_secrets  # each, only those
+        # Publishing to the route topics, each, and to nothing else (not the dead letters).
+        topic_grants = [g for g in grants if grant_target(g)[0] == "topic"]
+        assert {g.inputs["role"] for g in topic_grants} <= {"roles/pubsub.publisher"}
+        assert sorted(g.inputs["topic"] for g in topic_grants) == sorted(route_topics)
+        assert len(grants) == len(project_roles) + len(secret_grants) + len(topic_grants), [
+            g.name for g in grants
+        ]
 
 
 def test_runtime_account_runs_both_services(deployment: Deployment) -> None:
@@ -119,13 +142,29 @@ def test_scheduler_account_only_invokes_the_internal_service(deployment: Deploym
     assert grants[0].inputs["location"] == service(deployment, INTERNAL).inputs["location"]
 
 
-def test_no_project_wide_grant_but_the_datastore_role(deployment: Deployment) -> None:
-    project_grants = [
-        (g.inputs["role"], sorted(members(g)))
-        for g in iam_resources(deployment)
-        if grant_target(g)[0] == "project"
-    ]
-    assert project_grants == [("roles/datastore.user", [RUNTIME])]
+def test_no_project_wide_grant_but_the_datastore_role(
+    deployment: Deployment, messaging: Deployment
+) -> None:
+    for run in (deployment, messaging):
+        project_grants = [
+            (g.inputs["role"], sorted(members(g)))
+            for g in iam_resources(run)
+            if grant_target(g)[0] == "project"
+        ]
+        assert project_grants == [("roles/datastore.user", [RUNTIME])]
+
+
+def test_push_accounts_are_granted_nothing(messaging: Deployment) -> None:
+    """A push subscription's account only carries its ID token; the provider lets it invoke
+    their own service. The Pub/Sub service agent may make its tokens, on it alone."""
+    emails = set(messaging.outputs["message_subscription_accounts"].values())
+    assert emails
+    for grant in iam_resources(messaging):
+        assert not {f"serviceAccount:{e}" for e in emails} & members(grant), grant.name
+        if grant_target(grant)[0] == "service-account":
+            assert grant.inputs["role"] == "roles/iam.serviceAccountTokenCreator"
+            assert grant.inputs["serviceAccountId"].rsplit("/", 1)[1] in emails
+            assert members(grant) == {PUBSUB_AGENT}
 
 
 def test_internal_invokers_are_granted_only_run_invoker_on_internal(

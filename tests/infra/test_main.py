@@ -154,8 +154,10 @@ def test_apis_are_enabled_and_kept(deployment: Deployment) -> None:
         assert f"{needed}.googleapis.com" in REQUIRED_APIS
 
 
-def test_everything_waits_for_the_apis(deployment: Deployment, foundation: Deployment) -> None:
-    for run in (deployment, foundation):
+def test_everything_waits_for_the_apis(
+    deployment: Deployment, foundation: Deployment, messaging: Deployment
+) -> None:
+    for run in (deployment, foundation, messaging):
         apis = run.of_type("gcp:projects/service:Service")
         for resource in run.resources:
             if not resource.custom or resource.type == "gcp:projects/service:Service":
@@ -164,8 +166,10 @@ def test_everything_waits_for_the_apis(deployment: Deployment, foundation: Deplo
                 assert run.depends_on(resource, api), f"{resource.name} before {api.name}"
 
 
-def test_every_resource_is_in_the_project_and_region(deployment: Deployment) -> None:
-    for resource in deployment.resources:
+def test_every_resource_is_in_the_project_and_region(
+    deployment: Deployment, messaging: Deployment
+) -> None:
+    for resource in deployment.resources + messaging.resources:
         if not resource.custom:
             continue
         inputs = resource.inputs
