@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # Chromium drives the browser tests (a CJK font makes their screenshots readable); the
-# Firestore emulator backs every store test.
+# Firestore emulator backs every store test, the Pub/Sub emulator every delivery test.
 system-deps:
 	@command -v chromium >/dev/null || { echo "installing chromium (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
@@ -27,6 +27,7 @@ system-deps:
 	  $(SUDO) apt-get install -y -qq fonts-wqy-zenhei >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-wqy-zenhei >/dev/null; }; }
 	@$(PY) -m devstack.emulator --check
+	@$(PY) -m devstack.pubsub_emulator --check
 
 dev: setup
 	$(PY) -m devstack

@@ -46,14 +46,15 @@ def _sdk_roots() -> list[Path]:
     return roots
 
 
-def find_launcher() -> Path:
+def find_launcher(launcher: Path = LAUNCHER, hint: str = INSTALL_HINT) -> Path:
+    """The launcher of a Google Cloud SDK emulator (Java); ``hint``: how to install it."""
     for root in _sdk_roots():
-        candidate = root / LAUNCHER
+        candidate = root / launcher
         if candidate.is_file():
             if shutil.which("java") is None:
-                raise EmulatorMissingError(INSTALL_HINT + " (java was not found on PATH)")
+                raise EmulatorMissingError(hint + " (java was not found on PATH)")
             return candidate
-    raise EmulatorMissingError(INSTALL_HINT)
+    raise EmulatorMissingError(hint)
 
 
 def start_emulator(log_path: Path, port: int | None = None) -> tuple[ManagedProcess, str]:

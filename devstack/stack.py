@@ -33,6 +33,36 @@ def start_mock(port: int, log_path: Path, host: str = "127.0.0.1") -> ManagedPro
     return process
 
 
+def start_demo_subscriber(port: int, log_path: Path, host: str = "127.0.0.1") -> ManagedProcess:
+    """The demo business service (``devstack.demo_subscriber``): push and reply endpoints."""
+    process = start_process(
+        "demo subscriber",
+        [sys.executable, "-m", "devstack.demo_subscriber", "--host", host, "--port", str(port)],
+        log_path,
+        cwd=REPO,
+    )
+    process.wait_http(f"http://{host}:{port}/healthz")
+    return process
+
+
+DEMO_TOPIC = "wechat-messages"
+DEMO_SUBSCRIPTION = "demo-subscriber"
+
+
+def demo_routes(subscriber_url: str, topic: str = DEMO_TOPIC) -> str:
+    """MESSAGE_ROUTES for the local stack: users' texts to the reply route, all else to Pub/Sub."""
+    return json.dumps(
+        [
+            {
+                "name": "answer-texts",
+                "match": {"source": ["messages"], "msg_type": ["text"]},
+                "reply": f"{subscriber_url}/reply",
+            },
+            {"name": "everything-else", "pubsub": topic},
+        ]
+    )
+
+
 def start_service(
     port: int,
     env: Mapping[str, str],

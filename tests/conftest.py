@@ -1,4 +1,4 @@
-"""Shared fixtures: the real Firestore emulator, started once per session."""
+"""Shared fixtures: the real Firestore and Pub/Sub emulators, started once per session."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.emulator import EmulatorMissingError, clear_emulator, start_emulator
+from devstack.pubsub_emulator import start_pubsub_emulator
 from service.store.firestore import FirestoreStore
 
 # The real stack's fixtures (``stack``, ``e2e``) for tests/e2e and tests/browser.
@@ -21,6 +22,18 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     log_path = tmp_path_factory.mktemp("emulator") / "firestore-emulator.log"
     try:
         process, host = start_emulator(log_path)
+    except EmulatorMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield host
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a running Pub/Sub emulator; stopped by its process group at the end."""
+    log_path = tmp_path_factory.mktemp("emulator") / "pubsub-emulator.log"
+    try:
+        process, host = start_pubsub_emulator(log_path)
     except EmulatorMissingError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield host

@@ -6,7 +6,7 @@ demo component registered again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,24 +67,26 @@ class Stack:
         )
 
 
-@pytest.fixture(scope="module")
-def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    logs: Path = tmp_path_factory.mktemp("e2e-logs")
+def start_stack(
+    firestore_host: str, logs: Path, extra_env: Mapping[str, str] | None = None
+) -> Stack:
+    """Mock WeChat and the service (gunicorn, 2 workers) with the demo component."""
     mock_port, service_port = free_port(), free_port()
     mock_process = start_mock(mock_port, logs / "mock-wechat.log")
     demo = demo_component()
     mock_url = f"http://127.0.0.1:{mock_port}"
     try:
+        env = service_env(
+            [demo],
+            f"http://127.0.0.1:{service_port}",
+            mock_url,
+            E2E_PROJECT,
+            firestore_host,
+            API_KEY,
+        )
         service = start_service(
             service_port,
-            service_env(
-                [demo],
-                f"http://127.0.0.1:{service_port}",
-                mock_url,
-                E2E_PROJECT,
-                firestore_emulator,
-                API_KEY,
-            ),
+            {**env, **(extra_env or {})},
             logs / "service.log",
             workers=2,
             # A worker busy with 4 requests leaves the rest of a burst to the other one.
@@ -93,8 +95,7 @@ def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> 
     except Exception:
         mock_process.stop()
         raise
-    store = FirestoreStore(project=E2E_PROJECT)
-    yield Stack(
+    return Stack(
         demo=demo,
         service_url=f"http://127.0.0.1:{service_port}",
         mock_url=mock_url,
@@ -102,11 +103,17 @@ def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> 
         mock=MockControl(mock_url, timeout=180),
         service=service,
         mock_process=mock_process,
-        firestore_host=firestore_emulator,
-        store=store,
+        firestore_host=firestore_host,
+        store=FirestoreStore(project=E2E_PROJECT),
     )
-    service.stop()
-    mock_process.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(firestore_emulator, tmp_path_factory.mktemp("e2e-logs"))
+    yield stack
+    stack.service.stop()
+    stack.mock_process.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,106 @@
+"""The Cloud Pub/Sub emulator: find its launcher, start it, make topics and subscriptions.
+
+Like the Firestore emulator, the launcher runs directly in a process group of its own. The
+gateway's client finds it through ``PUBSUB_EMULATOR_HOST``; topics and push subscriptions
+are made over its REST API, as ``gcloud pubsub`` or Pulumi would make them in the cloud.
+Its push subscriptions really POST to local HTTP endpoints and retry until acknowledged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from devstack.emulator import EmulatorMissingError, find_launcher
+from devstack.processes import ManagedProcess, free_port, start_process
+
+PACKAGE = "google-cloud-cli-pubsub-emulator"
+LAUNCHER = Path("platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+INSTALL_HINT = (
+    f"The Cloud Pub/Sub emulator is missing. Install the Debian package {PACKAGE} "
+    f"(apt-get install {PACKAGE}, from Google Cloud's apt repository) and a Java runtime."
+)
+
+
+def find_pubsub_launcher() -> Path:
+    return find_launcher(LAUNCHER, INSTALL_HINT)
+
+
+def start_pubsub_emulator(log_path: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """Start the emulator and wait until it answers ``Ok``; returns (process, host:port)."""
+    port = port or free_port()
+    process = start_process(
+        "Pub/Sub emulator",
+        [str(find_pubsub_launcher()), "--host=127.0.0.1", f"--port={port}"],
+        log_path,
+    )
+    host = f"127.0.0.1:{port}"
+    process.wait_http(f"http://{host}/", expect="Ok", timeout=60)
+    return process, host
+
+
+class PubSubAdmin:
+    """Topics and push subscriptions of one project on the emulator at ``host``."""
+
+    def __init__(self, host: str, project: str) -> None:
+        self.base = f"http://{host}/v1/projects/{project}"
+        self.project = project
+
+    def create_topic(self, topic: str) -> None:
+        self._put(f"topics/{topic}", {})
+
+    def create_push_subscription(
+        self,
+        name: str,
+        topic: str,
+        endpoint: str,
+        ack_deadline: int = 10,
+        attributes_filter: str | None = None,
+    ) -> None:
+        """A push subscription without a retry policy: the emulator (0.8.20) stops pushing
+        a message after its third failed push when there is one, and retries every second
+        when there is none (measured). In the cloud, Pulumi sets the policy (infra/)."""
+        body: dict[str, Any] = {
+            "topic": f"projects/{self.project}/topics/{topic}",
+            "pushConfig": {"pushEndpoint": endpoint},
+            "ackDeadlineSeconds": ack_deadline,
+        }
+        if attributes_filter:
+            body["filter"] = attributes_filter
+        self._put(f"subscriptions/{name}", body)
+
+    def _put(self, path: str, body: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            f"{self.base}/{path}",
+            data=json.dumps(body).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:  # already there: making it is idempotent
+                detail = exc.read().decode(errors="replace")[:300]
+                raise RuntimeError(f"Pub/Sub emulator refused PUT {path}: {detail}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Check for the Cloud Pub/Sub emulator.")
+    parser.add_argument("--check", action="store_true", help="exit non-zero if it is missing")
+    parser.parse_args(argv)
+    try:
+        print(f"Pub/Sub emulator: {find_pubsub_launcher()}")
+    except EmulatorMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
