@@ -1,13 +1,15 @@
 """``make dev``: the whole local stack, with a demo component, until Ctrl-C.
 
-Starts the Firestore emulator, mock WeChat and the service (gunicorn), registers a freshly
-generated demo component in both, has the mock push a ticket, and then calls the refresh
-task on a timer, as Cloud Scheduler would in the cloud.
+Starts the Firestore and Pub/Sub emulators, the demo subscriber, mock WeChat and the service
+(gunicorn), registers a freshly generated demo component in both, has the mock push a ticket,
+and then calls the refresh task on a timer, as Cloud Scheduler would in the cloud. What the
+demo subscriber receives is shown as it arrives.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -20,14 +22,19 @@ import requests
 
 from devstack.emulator import EmulatorMissingError, start_emulator
 from devstack.processes import ManagedProcess, ServerFailedError, port_is_free
+from devstack.pubsub_emulator import PubSubAdmin, start_pubsub_emulator
 from devstack.stack import (
     DEMO_ADMIN,
+    DEMO_SUBSCRIPTION,
+    DEMO_TOPIC,
     REPO,
     MockControl,
     create_demo_merchants,
     demo_component,
+    demo_routes,
     mock_registration,
     service_env,
+    start_demo_subscriber,
     start_mock,
     start_service,
 )
@@ -50,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--service-port", type=int, default=int(os.environ.get("DEV_SERVICE_PORT", 8080))
     )
     parser.add_argument("--mock-port", type=int, default=int(os.environ.get("DEV_MOCK_PORT", 8081)))
+    parser.add_argument(
+        "--subscriber-port",
+        type=int,
+        default=int(os.environ.get("DEV_SUBSCRIBER_PORT", 8082)),
+        help="the demo subscriber (Pub/Sub push endpoint and reply route)",
+    )
     parser.add_argument(
         "--refresh-every",
         type=float,
@@ -82,7 +95,12 @@ def refresh(service_url: str, api_key: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for name, port in (("service", args.service_port), ("mock WeChat", args.mock_port)):
+    ports = (
+        ("service", args.service_port),
+        ("mock WeChat", args.mock_port),
+        ("demo subscriber", args.subscriber_port),
+    )
+    for name, port in ports:
         if not port_is_free(port):
             print(f"error: port {port} (for the {name}) is already in use.", file=sys.stderr)
             return 1
@@ -91,12 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     started: list[ManagedProcess] = []
     service_url = f"http://127.0.0.1:{args.service_port}"
     mock_url = f"http://127.0.0.1:{args.mock_port}"
+    subscriber_url = f"http://127.0.0.1:{args.subscriber_port}"
     api_key = os.environ.get("SERVICE_API_KEYS", "dev-local-key").split(",")[0]
     demo = demo_component()
     try:
         print("starting the Firestore emulator ...", flush=True)
         emulator, firestore_host = start_emulator(args.log_dir / "firestore-emulator.log")
         started.append(emulator)
+        print("starting the Pub/Sub emulator and the demo subscriber ...", flush=True)
+        pubsub, pubsub_host = start_pubsub_emulator(args.log_dir / "pubsub-emulator.log")
+        started.append(pubsub)
+        subscriber_log = args.log_dir / "demo-subscriber.log"
+        started.append(start_demo_subscriber(args.subscriber_port, subscriber_log))
+        admin = PubSubAdmin(pubsub_host, PROJECT)
+        admin.create_topic(DEMO_TOPIC)
+        admin.create_push_subscription(DEMO_SUBSCRIPTION, DEMO_TOPIC, f"{subscriber_url}/push")
         print(f"starting mock WeChat on {mock_url} ...", flush=True)
         started.append(start_mock(args.mock_port, args.log_dir / "mock-wechat.log"))
         control = MockControl(mock_url)
@@ -110,14 +137,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"starting the service on {service_url} (gunicorn, 2 workers) ...", flush=True)
         merchants = create_demo_merchants(control)
-        env = service_env([demo], service_url, mock_url, PROJECT, firestore_host, api_key)
+        env = {
+            **service_env([demo], service_url, mock_url, PROJECT, firestore_host, api_key),
+            "PUBSUB_EMULATOR_HOST": pubsub_host,
+            "MESSAGE_ROUTES": demo_routes(subscriber_url),
+        }
         started.append(start_service(args.service_port, env, args.log_dir / "service.log"))
         pushed = control.push_ticket(demo.appid)
         print(f"mock WeChat pushed a ticket: delivered={pushed['delivered']}", flush=True)
         print(f"first refresh: {refresh(service_url, api_key)}", flush=True)
-        print_banner(args, demo, service_url, mock_url, firestore_host, api_key, merchants)
+        print_banner(
+            args, demo, service_url, mock_url, firestore_host, pubsub_host, api_key, merchants
+        )
         next_refresh = time.monotonic() + args.refresh_every
+        received = SubscriberLog(subscriber_log)
         while True:
+            for line in received.new_lines():
+                print(line, flush=True)
             for process in started:
                 if process.process.poll() is not None:
                     print(f"{process.name} stopped unexpectedly; see {process.log_path}")
@@ -140,6 +176,40 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped: " + ", ".join(p.name for p in reversed(started)))
 
 
+class SubscriberLog:
+    """What the demo subscriber received, one line each, read from its log as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def new_lines(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            data = log.read()
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
+        self.offset += end
+        return [line for raw in data[:end].splitlines() if (line := _received(raw))]
+
+
+def _received(raw: bytes) -> str | None:
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or entry.get("message") != "received":
+        return None
+    what = entry.get("event") or entry.get("info_type") or entry.get("msg_type")
+    content = f" {entry['content']!r}" if entry.get("content") else ""
+    duplicate = " (duplicate: dropped)" if entry.get("duplicate") else ""
+    return (
+        f"{time.strftime('%H:%M:%S')} demo subscriber got, by {entry.get('via')}: "
+        f"{entry.get('source')} {what}{content} from {entry.get('authorizer_appid')}{duplicate}"
+    )
+
+
 def message_url(service_url: str, component_appid: str) -> str:
     """The 消息与事件接收URL to enter in the console; WeChat fills in $APPID$."""
     return f"{service_url}/wechat/{component_appid}/messages/$APPID$"
@@ -151,6 +221,7 @@ def print_banner(
     service_url: str,
     mock_url: str,
     firestore_host: str,
+    pubsub_host: str,
     api_key: str,
     merchants: list[dict[str, Any]],
 ) -> None:
@@ -173,6 +244,13 @@ Demo merchants on mock WeChat:
   service       {service_url}   gunicorn; log {args.log_dir / "service.log"}
   mock WeChat   {mock_url}   log {args.log_dir / "mock-wechat.log"}
   Firestore     {firestore_host}   emulator, project {PROJECT}
+  Pub/Sub       {pubsub_host}   emulator: topic {DEMO_TOPIC}, push subscription {DEMO_SUBSCRIPTION}
+  subscriber    http://127.0.0.1:{args.subscriber_port}   the demo business service; log \
+{args.log_dir / "demo-subscriber.log"}
+
+Delivery (MESSAGE_ROUTES): users' texts go to the reply route (the demo subscriber answers
+"你说：…"); every other message and event, and every authorization notice, to the Pub/Sub
+topic, pushed to the demo subscriber. What it receives is shown below as it arrives.
 
 Where to look:
   {service_url}/healthz         ticket age and component token expiry
@@ -195,9 +273,13 @@ then, once it is authorized, its token and a call on its behalf:
   curl -H 'Authorization: Bearer {api_key}' $A/proxy/cgi-bin/account/getaccountbasicinfo
   curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
   curl -X POST -H 'Authorization: Bearer {api_key}' {service_url}/tasks/refresh
-a user's message to an authorized account, and what the user would see:
+a user's message to an authorized account (the reply route answers it), and a menu click
+(through Pub/Sub to the demo subscriber); the mock prints what the user sees:
   .venv/bin/python -m mock_wechat send-message --mock {mock_url} \\
       --component {demo.appid} --account {merchants[0]["appid"]} --text "hello"
+  .venv/bin/python -m mock_wechat send-message --mock {mock_url} \\
+      --component {demo.appid} --account {merchants[0]["appid"]} --event CLICK --event-key MENU_1
+  curl http://127.0.0.1:{args.subscriber_port}/received
 the 全网发布 release check, as WeChat runs it, on all ten test accounts:
   .venv/bin/python -m mock_wechat release-check --mock {mock_url} \\
       --component {demo.appid} --all-groups

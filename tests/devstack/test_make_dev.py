@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    service_port, mock_port = free_port(), free_port()
+    service_port, mock_port, subscriber_port = free_port(), free_port(), free_port()
     output = tmp_path / "dev.out"
     with output.open("wb") as out:
         dev = subprocess.Popen(
@@ -31,6 +31,8 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 str(service_port),
                 "--mock-port",
                 str(mock_port),
+                "--subscriber-port",
+                str(subscriber_port),
                 "--log-dir",
                 str(tmp_path / "logs"),
             ],
@@ -65,6 +67,27 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert check.returncode == 0, check.stdout + check.stderr
         assert "--all-groups" in args and check.stdout.count("✔") >= 41, check.stdout
 
+        # Authorize a demo merchant as the banner shows, then message it: the reply route
+        # answers the text, and the click reaches the demo subscriber through Pub/Sub.
+        pubsub_port = int(re.search(r"Pub/Sub\s+127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
+        account = re.search(r"--account (wx[0-9a-f]{16})", banner).group(1)  # type: ignore[union-attr]
+        mock = ["--mock", f"http://127.0.0.1:{mock_port}", "--component", component_appid]
+        authorize = run_mock_cli("authorize", "--service", service_url, *mock, "--account", account)
+        assert authorize.returncode == 0, authorize.stdout + authorize.stderr
+        text = run_mock_cli("send-message", *mock, "--account", account, "--text", "hello")
+        assert text.returncode == 0 and "你说：hello" in text.stdout, text.stdout + text.stderr
+        click = run_mock_cli(
+            "send-message", *mock, "--account", account, "--event", "CLICK", "--event-key", "M1"
+        )
+        assert click.returncode == 0, click.stdout + click.stderr
+        deadline = time.monotonic() + 20
+        while "by push: messages CLICK" not in output.read_text():
+            assert time.monotonic() < deadline, f"no click at the subscriber:\n{output.read_text()}"
+            time.sleep(0.2)
+        shown = output.read_text()
+        assert f"by push: events authorized from {account}" in shown
+        assert f"by reply: messages text 'hello' from {account}" in shown
+
         status, body = http_get(f"http://127.0.0.1:{service_port}/healthz")
         health = json.loads(body)
         assert status == 200 and health["status"] == "ok"
@@ -83,9 +106,22 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 dev.kill()
     text = output.read_text()
-    assert "stopped: service (gunicorn), mock WeChat, Firestore emulator" in text
-    for port in (service_port, mock_port, firestore_port):
+    assert (
+        "stopped: service (gunicorn), mock WeChat, demo subscriber, Pub/Sub emulator, "
+        "Firestore emulator"
+    ) in text
+    for port in (service_port, mock_port, subscriber_port, firestore_port, pubsub_port):
         assert port_is_free(port), f"port {port} is still held after Ctrl-C"
+
+
+def run_mock_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mock_wechat", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_dev_stack_refuses_a_busy_port_clearly(tmp_path: Path) -> None:
