@@ -152,7 +152,10 @@ class Runtime:
     def delivery(self) -> Delivery:
         return Delivery(
             self.settings.message_routes,
-            Publisher(self.settings.message_publish_deadline),
+            Publisher(
+                self.settings.message_publish_deadline,
+                self.settings.message_publish_max_latency,
+            ),
             self.settings.google_cloud_project,
         )
 

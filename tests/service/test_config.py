@@ -239,6 +239,7 @@ NUMERIC = [
     ("QUOTA_BACKOFF", "quota_backoff", 1, 3600),
     ("PROXY_TIMEOUT", "proxy_timeout", 1, 300),
     ("MESSAGE_PUBLISH_DEADLINE", "message_publish_deadline", 0.5, 4),
+    ("MESSAGE_PUBLISH_MAX_LATENCY", "message_publish_max_latency", 0, 0.1),
 ]
 WHOLE = {"SWEEP_CONCURRENCY"}
 
@@ -284,7 +285,16 @@ def test_numeric_settings_accept_their_edges_and_defaults(
 
 def test_zero_is_allowed_only_where_it_means_something() -> None:
     assert Settings.from_env({**PER_VARIABLE, "SWEEP_JITTER": "0"}).sweep_jitter == 0
-    assert [name for name, _, low, _ in NUMERIC if low == 0] == ["SWEEP_JITTER"]
+    assert (
+        Settings.from_env(
+            {**PER_VARIABLE, "MESSAGE_PUBLISH_MAX_LATENCY": "0"}
+        ).message_publish_max_latency
+        == 0
+    )
+    assert [name for name, _, low, _ in NUMERIC if low == 0] == [
+        "SWEEP_JITTER",
+        "MESSAGE_PUBLISH_MAX_LATENCY",
+    ]
 
 
 def test_every_numeric_setting_is_in_the_table() -> None:
