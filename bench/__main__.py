@@ -43,9 +43,10 @@ def main() -> int:
         firestore_ops_bench,
     ):
         print(f"running {bench.__name__} ...", flush=True)
-        result = bench.run()
-        print_table(result)
-        results.append(result)
+        ran = bench.run()
+        for result in ran if isinstance(ran, list) else [ran]:
+            print_table(result)
+            results.append(result)
     RESULTS.write_text(
         json.dumps(
             {

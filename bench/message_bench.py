@@ -1,8 +1,14 @@
 """The message-and-event URL under load: messages/s and latency at 1, 16 and 64 senders.
 
 A plain text message to an ordinary authorized account (held in Firestore, with its gh_
-id), answered ``success``: what the bulk of a provider's traffic is. The service runs under
-gunicorn as ``devstack`` starts it, 2 workers x 8 threads, on the Firestore emulator.
+id): what the bulk of a provider's traffic is. Two gateways, each under gunicorn as
+``devstack`` starts it, 2 workers x 8 threads, on the Firestore emulator: one with no route
+(answered ``success`` after the checks), one whose ``pubsub`` route publishes every message
+to the Pub/Sub emulator and waits for its acknowledgement before answering. The emulator
+shares the machine's cores with the load and the servers; Pub/Sub itself would not.
+
+A second table compares the publisher's batching wait (MESSAGE_PUBLISH_MAX_LATENCY: 0, the
+default 5 ms, 10 ms) at 16 senders.
 
 Baseline, from the same run and measured the same way, level by level: a minimal Flask
 handler under the same gunicorn settings that does what a peer SDK does per message,
@@ -13,6 +19,8 @@ messages it answered, warm-up included (``cpu_ms``).
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -32,7 +40,12 @@ WORKERS, THREADS = 2, 8
 USER_NAME = "gh_0123456789ab"
 OPENID = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
 BASELINE = "wechatpy decrypt + encrypt reply (baseline)"
-OURS = "gateway: plain text message -> success"
+OURS = "gateway: no route -> success"
+PUBSUB = "gateway: pubsub route -> published, success"
+BASELINE_WHAT = "minimal Flask + wechatpy decrypt_message and encrypt_message, same gunicorn"
+TOPIC = "bench-messages"
+BATCH_LEVEL = 16
+BATCH_LATENCIES = (0.0, 0.005, 0.010)
 
 
 def signed_message(stack: BenchStack) -> tuple[str, bytes]:
@@ -91,8 +104,8 @@ def _row(case: str, result: LoadResult, cpu_ms: float, baseline: LoadResult) -> 
     }
 
 
-def run() -> dict[str, Any]:
-    with BenchStack("messages", workers=WORKERS, threads=THREADS) as stack:
+def run() -> list[dict[str, Any]]:
+    with BenchStack("messages", workers=WORKERS, threads=THREADS, pubsub=True) as stack:
         component = stack.component
         baseline_url, baseline_process = stack.start_gunicorn_process(
             "baseline-wechatpy",
@@ -103,6 +116,16 @@ def run() -> dict[str, Any]:
                 "BENCH_APPID": component.appid,
             },
         )
+        admin = stack.pubsub_admin()
+        admin.create_topic(TOPIC)
+        admin.create_pull_subscription(TOPIC + "-kept", TOPIC)  # a topic nobody reads drops
+        routes = json.dumps([{"name": "everything", "pubsub": TOPIC}])
+        publishers = {
+            latency: stack.start_gateway(
+                {"MESSAGE_ROUTES": routes, "MESSAGE_PUBLISH_MAX_LATENCY": str(latency)}
+            )
+            for latency in BATCH_LATENCIES
+        }
         [seeded] = stack.seed(1)
         account = seeded["authorizer_appid"]
         record = authorizer_record(component.appid, account, seeded["refresh_token"], 7200)
@@ -110,24 +133,62 @@ def run() -> dict[str, Any]:
         query, body = signed_message(stack)
         path = f"/wechat/{component.appid}/messages/{account}?{query}"
         headers = {"Content-Type": "text/xml"}
-        first = requests.post(stack.service_url + path, data=body, headers=headers, timeout=30)
-        if (first.status_code, first.text) != (200, "success"):
-            raise BenchError(f"the message URL answered {first.status_code}: {first.text[:300]}")
-        assert stack.service is not None
-        rows = []
+        for url in (stack.service_url, *(url for url, _ in publishers.values())):
+            first = requests.post(url + path, data=body, headers=headers, timeout=30)
+            if (first.status_code, first.text) != (200, "success"):
+                raise BenchError(f"{url} answered {first.status_code}: {first.text[:300]}")
+        published = admin.pull(TOPIC + "-kept", 1)
+        if not published or "dedup_key" not in base64.b64decode(published[0]["data"]).decode():
+            raise BenchError(f"the pubsub route published no envelope: {published}")
+        assert stack.service is not None and stack.pubsub is not None
+        pubsub_url, pubsub_process = publishers[0.005]
+        rows, batching = [], []
         for senders in LEVELS:
-            progress(f"{senders} sender(s): wechatpy baseline, then the gateway")
+            progress(f"{senders} sender(s): wechatpy baseline, the gateway, its pubsub route")
             baseline, baseline_cpu = _measure(
                 baseline_url + path, senders, body, headers, baseline_process.pid
             )
             ours, ours_cpu = _measure(
                 stack.service_url + path, senders, body, headers, stack.service.pid
             )
+            emulator_before = group_cpu_seconds(stack.pubsub.pid)
+            routed, routed_cpu = _measure(
+                pubsub_url + path, senders, body, headers, pubsub_process.pid
+            )
+            emulator_ms = (group_cpu_seconds(stack.pubsub.pid) - emulator_before) * 1000
             rows.append(_row(BASELINE, baseline, baseline_cpu, baseline))
             rows.append(_row(OURS, ours, ours_cpu, baseline))
-    return {
-        "name": "message URL: a plain text message (2 workers x 8 threads)",
-        "unit": "messages/s, ms",
-        "baseline": "minimal Flask + wechatpy decrypt_message and encrypt_message, same gunicorn",
-        "rows": rows,
-    }
+            rows.append(
+                {
+                    **_row(PUBSUB, routed, routed_cpu, baseline),
+                    "emulator_cpu_ms": round(
+                        emulator_ms / (routed.per_second * (WARMUP + DURATION)), 2
+                    ),
+                }
+            )
+            if senders == BATCH_LEVEL:
+                for latency, (url, process) in publishers.items():
+                    progress(f"{senders} senders: batching wait {latency * 1000:g} ms")
+                    result, cpu = _measure(url + path, senders, body, headers, process.pid)
+                    batching.append(
+                        {
+                            "max_latency_ms": latency * 1000,
+                            **_row(PUBSUB, result, cpu, baseline),
+                        }
+                    )
+    for row in rows:
+        row.setdefault("emulator_cpu_ms", "")
+    return [
+        {
+            "name": "message URL: a plain text message (2 workers x 8 threads)",
+            "unit": "messages/s, ms",
+            "baseline": BASELINE_WHAT,
+            "rows": rows,
+        },
+        {
+            "name": f"pubsub route: the publisher's batching wait, {BATCH_LEVEL} senders",
+            "unit": "messages/s, ms",
+            "baseline": "the wechatpy baseline at the same level, same run",
+            "rows": [{k: v for k, v in row.items() if k != "case"} for row in batching],
+        },
+    ]

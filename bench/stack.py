@@ -1,11 +1,11 @@
 """The real processes the service benchmarks need, started on free ports and always stopped.
 
-``BenchStack`` is a context manager: the Firestore emulator, mock WeChat and the service
-under gunicorn (the same ``devstack`` helpers ``make dev`` uses), one component registered
-in both with its first ticket pushed and its component token fetched by a sweep, as the
-end-to-end tests bring a component up. Every process is stopped by its process group on
-the way out, whatever happened. Logs go to a temporary directory, kept and named when
-something failed.
+``BenchStack`` is a context manager: the Firestore emulator (and, with ``pubsub=True``, the
+Pub/Sub emulator), mock WeChat and the service under gunicorn (the same ``devstack``
+helpers ``make dev`` uses), one component registered in both with its first ticket pushed
+and its component token fetched by a sweep, as the end-to-end tests bring a component up.
+Every process is stopped by its process group on the way out, whatever happened. Logs go
+to a temporary directory, kept and named when something failed.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import requests
 
 from devstack.emulator import start_emulator
 from devstack.processes import ManagedProcess, free_port
+from devstack.pubsub_emulator import PubSubAdmin, start_pubsub_emulator
 from devstack.stack import (
     MockControl,
     demo_component,
@@ -58,7 +59,11 @@ class BenchStack:
         service_settings: Mapping[str, str] | None = None,
         workers: int = 2,
         threads: int = 8,
+        pubsub: bool = False,
     ) -> None:
+        self.with_pubsub = pubsub
+        self.pubsub: ManagedProcess | None = None
+        self.pubsub_host = ""
         self.logs = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
         self.component: ComponentConfig = demo_component()
         self.service_settings = dict(service_settings or {})
@@ -102,6 +107,10 @@ class BenchStack:
         progress("starting the Firestore emulator, mock WeChat and the service")
         self.emulator, self.firestore_host = start_emulator(self.logs / "firestore-emulator.log")
         self._processes.append(self.emulator)
+        if self.with_pubsub:
+            progress("starting the Pub/Sub emulator")
+            self.pubsub, self.pubsub_host = start_pubsub_emulator(self.logs / "pubsub.log")
+            self._processes.append(self.pubsub)
         mock_port = free_port()
         self.mock_process = start_mock(mock_port, self.logs / "mock-wechat.log")
         self._processes.append(self.mock_process)
@@ -115,24 +124,31 @@ class BenchStack:
         if self.service is not None:
             self._processes.remove(self.service)
             self.service.stop()
+        self.service_url, self.service = self.start_gateway(settings)
+
+    def start_gateway(self, settings: Mapping[str, str]) -> tuple[str, ManagedProcess]:
+        """Another instance of the service on the same store, with ``settings`` added."""
         port = free_port()
-        self.service_url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
         env = service_env(
-            [self.component],
-            self.service_url,
-            self.mock_url,
-            PROJECT,
-            self.firestore_host,
-            API_KEY,
+            [self.component], url, self.mock_url, PROJECT, self.firestore_host, API_KEY
         )
-        self.service = start_service(
+        if self.pubsub_host:
+            env["PUBSUB_EMULATOR_HOST"] = self.pubsub_host
+        process = start_service(
             port,
             {**env, **settings},
             self.logs / f"service-{port}.log",
             workers=self.workers,
             threads=self.threads,
         )
-        self._processes.append(self.service)
+        self._processes.append(process)
+        return url, process
+
+    def pubsub_admin(self) -> PubSubAdmin:
+        if not self.pubsub_host:
+            raise BenchError("this stack was started without the Pub/Sub emulator")
+        return PubSubAdmin(self.pubsub_host, PROJECT)
 
     def start_gunicorn(self, name: str, app: str, env: Mapping[str, str] | None = None) -> str:
         """Another WSGI ``app`` under the service's gunicorn settings; returns its URL."""
@@ -171,9 +187,10 @@ class BenchStack:
     def _bring_up_component(self) -> None:
         appid = self.component.appid
         events = f"{self.service_url}/wechat/{appid}/events"
+        messages = f"{self.service_url}/wechat/{appid}/messages/$APPID$"
         # No automatic pushes: a ticket push in the middle of a timing is noise.
         self.mock.register_component(
-            mock_registration(self.component, events, "127.0.0.1", auto_push=False)
+            mock_registration(self.component, events, "127.0.0.1", messages, auto_push=False)
         )
         pushed = self.mock.push_ticket(appid)
         if not pushed.get("delivered"):

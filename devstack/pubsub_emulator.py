@@ -74,6 +74,30 @@ class PubSubAdmin:
             body["filter"] = attributes_filter
         self._put(f"subscriptions/{name}", body)
 
+    def create_pull_subscription(self, name: str, topic: str) -> None:
+        self._put(f"subscriptions/{name}", {"topic": f"projects/{self.project}/topics/{topic}"})
+
+    def pull(self, subscription: str, max_messages: int = 10) -> list[dict[str, Any]]:
+        """Pull (and acknowledge) up to ``max_messages``: each ``{"data", "attributes", …}``."""
+        base = f"{self.base}/subscriptions/{subscription}"
+        received = self._post(
+            f"{base}:pull", {"maxMessages": max_messages, "returnImmediately": True}
+        ).get("receivedMessages", [])
+        if received:
+            self._post(f"{base}:acknowledge", {"ackIds": [m["ackId"] for m in received]})
+        return [m["message"] for m in received]
+
+    def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer: dict[str, Any] = json.loads(response.read() or b"{}")
+            return answer
+
     def _put(self, path: str, body: dict[str, Any]) -> None:
         request = urllib.request.Request(
             f"{self.base}/{path}",
