@@ -9,12 +9,16 @@ passive reply: text, image, voice, video, music, news, and ``transfer_customer_s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from service.wechat.messages import AccountMessage, xml_elements
 
 MAX_ARTICLES = 8  # WeChat shows at most 8 news items (1 since 2018 for new accounts)
+# Characters outside XML 1.0's Char production: WeChat could not parse the reply, and a lone
+# surrogate (JSON's "\ud800") could not even be encoded to be encrypted.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class ReplyError(ValueError):
@@ -26,6 +30,8 @@ def _text(value: Any, name: str, required: bool = True) -> str:
         return ""
     if not isinstance(value, str) or (required and not value):
         raise ReplyError(f"'{name}' must be a non-empty string")
+    if _NOT_XML_CHAR.search(value):
+        raise ReplyError(f"'{name}' holds a character XML does not allow")
     return value
 
 
