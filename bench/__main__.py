@@ -14,6 +14,7 @@ from bench import (
     crypto_bench,
     firestore_ops_bench,
     message_bench,
+    outage_bench,
     sweep_bench,
     token_api_bench,
 )
@@ -38,6 +39,7 @@ def main() -> int:
     for bench in (
         crypto_bench,
         message_bench,
+        outage_bench,
         token_api_bench,
         sweep_bench,
         firestore_ops_bench,
