@@ -670,6 +670,8 @@ def _route_extra_field(item: Any, error: str) -> str | None:
 
 def _route_fix(key: str, error: str) -> str:
     """The command for the field the service's error names, else the route's pubsub."""
+    if "match.source" in error:  # a reply route must be for the message URL alone
+        return _set(f"{key}.match.source", "messages", path=True)
     for name in ("deadline", "reply", "pubsub", "name"):
         if f"'{name}'" in error:
             return _set(f"{key}.{name}", ROUTE_FIELD_EXAMPLES[name], path=True)

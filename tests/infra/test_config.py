@@ -534,6 +534,13 @@ def test_every_bad_route_is_reported_at_once() -> None:
     assert "route 0" not in caught.value.problems[2]
 
 
+def test_a_reply_route_without_source_messages_is_told_to_set_it() -> None:
+    route = {"name": "bot", "match": {"msg_type": "text"}, "reply": "https://b.example.com"}
+    message = problems_of(base_config(message_routes=routes(route)))
+    assert "needs match.source" in message
+    assert "pulumi config set --path 'message_routes[0].match.source' messages" in message
+
+
 @pytest.mark.parametrize(
     ("route", "field"),
     [
