@@ -83,11 +83,13 @@ class AccountMessages:
     ) -> Handled:
         """Raises ``DeliveryFailed`` when a ``pubsub`` route could not take the message."""
         message = opened.message
+        dedup_key = message_dedup_key(component_appid, authorizer_appid, message)
         test_account = self.test_account(component_appid, authorizer_appid, message)
         if test_account is not None:
             answer = self.responder.respond(component_appid, test_account, message)
-            dedup_key = message_dedup_key(component_appid, authorizer_appid, message)
             return Handled(answer, release_test=True, dedup_key=dedup_key)
+        if not self.delivery.routes:  # nothing to build an envelope for
+            return Handled(Answer.success("unrouted"), False, None, dedup_key)
         held = self.directory.lookup(component_appid, authorizer_appid)
         account_type = held.account_type if held is not None else None
         envelope = message_envelope(
@@ -106,7 +108,7 @@ class AccountMessages:
             answer = Answer.passive(delivered.reply, "replied")
         else:
             answer = Answer.success(delivered.kind)
-        return Handled(answer, False, delivered.route, envelope["dedup_key"])
+        return Handled(answer, False, delivered.route, dedup_key)
 
     def test_account(
         self, component_appid: str, authorizer_appid: str, message: AccountMessage

@@ -67,8 +67,9 @@ class Bound:
 
 
 # Every numeric setting, finite and bounded by what it means. Only SWEEP_JITTER and
-# MESSAGE_PUBLISH_MAX_LATENCY may be 0 (no jitter, no batching wait); a lease, a skew or a timeout of 0 would switch its check off. WeChat's tokens
-# live 7200 s and a ticket 12 h; it pushes a ticket every 600 s.
+# MESSAGE_PUBLISH_MAX_LATENCY may be 0 (no jitter, no batching wait); a lease, a skew or a
+# timeout of 0 would switch its check off. WeChat's tokens live 7200 s and a ticket 12 h;
+# it pushes a ticket every 600 s.
 NUMERIC_SETTINGS: tuple[Bound, ...] = (
     # Renew the component token this long before it expires: well inside its 7200 s.
     Bound("COMPONENT_TOKEN_REFRESH_MARGIN", 600, 60, 3600),

@@ -136,6 +136,8 @@ class PushDispatcher:
 
     def _deliver(self, opened: Opened, received_at: float, key: str) -> DeliveryFailed | None:
         message = opened.message
+        if not self.delivery.routes:  # no route could take it: no envelope, no read
+            return None
         try:
             authorizer = self._authorizer(message)
         except StoreError as exc:

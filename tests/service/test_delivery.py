@@ -587,7 +587,8 @@ class FlakyDelivery(Delivery):
     """Fails the first ``failures`` deliveries, then delivers; records every envelope."""
 
     def __init__(self, failures: int) -> None:
-        super().__init__((), Publisher(), PROJECT)
+        routes = parse_routes('[{"name": "all", "pubsub": "all"}]')  # it never publishes
+        super().__init__(routes, Publisher(), PROJECT)
         self.failures = failures
         self.envelopes: list[dict[str, Any]] = []
 
@@ -706,3 +707,24 @@ def test_another_push_is_handled_and_delivered_on_its_own(
     assert entry is not None and entry.delivered
     first = store.get_inbox_entry(APPID, inbox_key(unauthorized(1700000000).message))
     assert first is not None and not first.delivered
+
+
+def test_without_routes_a_push_is_not_enveloped_and_its_authorizer_not_read(
+    dispatch: Dispatch, store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatch.delivery.routes = ()
+    reads: list[str] = []
+    get_authorizer = store.get_authorizer
+
+    def counted(component_appid: str, appid: str, **kwargs: Any) -> Any:
+        reads.append(appid)
+        return get_authorizer(component_appid, appid, **kwargs)
+
+    monkeypatch.setattr(store, "get_authorizer", counted)
+    assert dispatch.dispatcher.dispatch(unauthorized(), received_at=NOW) == "revoked"
+    assert dispatch.delivery.envelopes == []  # not even asked
+    revocation_reads = len(reads)
+    dispatch.delivery.routes = parse_routes('[{"name": "all", "pubsub": "all"}]')
+    dispatch.delivery.failures = 0
+    assert dispatch.dispatcher.dispatch(unauthorized(1700000001), received_at=NOW) != "duplicate"
+    assert len(reads) == revocation_reads * 2 + 1  # the same reads, and one for the envelope
