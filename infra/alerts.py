@@ -110,6 +110,25 @@ minutes; without it no new component token can be obtained once the current one 
 """,
     ),
     LogAlert(
+        name="pushes-not-delivered",
+        events=(log_events.PUSH_NOT_DELIVERED,),
+        kind="any",
+        title="WeChat pushes could not be handed to Pub/Sub",
+        severity="ERROR",
+        documentation="""\
+The public service answered WeChat 503 for a message or a notice because its `pubsub`
+route's topic did not acknowledge it within MESSAGE_PUBLISH_DEADLINE (3 s). WeChat tries a
+push 3 times; a message whose tries all fail is dropped by WeChat and its user sees
+"该公众号暂时无法提供服务". Nothing answered `success` is lost.
+
+1. Check Pub/Sub's status and the topic named in the log lines' `error` (does it exist, in
+   the project the service runs in?).
+2. Check that the runtime service account still has `roles/pubsub.publisher` on it
+   (`make deploy` restores it).
+3. The log lines name the component and the account of each push refused.
+""",
+    ),
+    LogAlert(
         name="sweep-done",
         events=(log_events.SWEEP_DONE,),
         kind="absent",

@@ -12,3 +12,5 @@ REFRESH_TOKEN_REJECTED = "refresh_token_rejected"
 TICKET_STALE = "ticket_stale"
 # WeChat answered a call that changed its side, and storing the answer failed (retried).
 CREDENTIAL_WRITE_FAILED = "credential_write_failed"
+# A push answered 503 because its Pub/Sub route did not take it in time (WeChat retries).
+PUSH_NOT_DELIVERED = "push_not_delivered"

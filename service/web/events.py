@@ -11,6 +11,7 @@ import time
 
 from flask import Blueprint, Response, request
 
+from service import log_events
 from service.delivery import DeliveryFailed
 from service.inbound import PushRejected
 from service.pushes import open_push
@@ -47,7 +48,8 @@ def receive(component_appid: str) -> Response | tuple[Response, int]:
         outcome = rt.pushes.dispatch(opened, received_at)
     except DeliveryFailed as exc:
         log.error(
-            "push applied but not delivered: not answered", extra={**where, "error": str(exc)}
+            "push applied but not delivered: not answered",
+            extra={**where, "event": log_events.PUSH_NOT_DELIVERED, "error": str(exc)},
         )
         return error_response(503, "the gateway cannot deliver this push yet; retry")
     log.info(

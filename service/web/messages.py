@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, request
 
+from service import log_events
 from service.account_messages import open_message
 from service.answers import Answer, AnswerKind
 from service.delivery import DeliveryFailed
@@ -66,7 +67,10 @@ def receive(component_appid: str, authorizer_appid: str) -> Response | tuple[Res
         return error_response(503, "the gateway cannot store what this message needs; retry")
     except DeliveryFailed as exc:
         # Not answered success: WeChat tries again, and a later try may get through.
-        log.error("message not answered: not delivered", extra={**where, "error": str(exc)})
+        log.error(
+            "message not answered: not delivered",
+            extra={**where, "event": log_events.PUSH_NOT_DELIVERED, "error": str(exc)},
+        )
         return error_response(503, "the gateway cannot deliver this message yet; retry")
     response = render(handled.answer, crypto, opened.used_previous_key)
     if handled.answer.after is not None:

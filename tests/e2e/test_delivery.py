@@ -361,7 +361,34 @@ def test_pubsub_down_means_no_success_and_the_retry_delivers(delivery: Delivery)
     got = delivery.wait_envelope(event="CLICK", authorizer_appid=oa)
     assert got["envelope"]["fields"]["EventKey"] == "outage"
     failed = log_entries(stack.service.log_text(), "message not answered: not delivered")
-    assert any(line["authorizer_appid"] == oa for line in failed)
+    assert any(
+        line["authorizer_appid"] == oa and line["event"] == "push_not_delivered" for line in failed
+    )  # what the deployment's alert counts
+
+
+def test_pubsub_down_a_notice_is_applied_refused_and_delivered_when_pushed_again(
+    delivery: Delivery,
+) -> None:
+    stack = delivery.stack
+    oa = authorize(stack)
+    delivery.pubsub.stop()
+    pushed = stack.mock.unauthorize(oa, stack.demo.appid)
+    assert pushed["push"]["delivered"] is False and pushed["push"]["http_status"] == 503, pushed
+    assert stored_authorizer(stack, oa).status == "revoked"  # applied, though not delivered
+    delivery.start_pubsub()
+    index = next(
+        i for i, p in enumerate(stack.mock.pushes()) if p.get("info_type") == "unauthorized"
+    )
+    assert stack.mock.redeliver(index)["delivered"] is True
+    got = delivery.wait_envelope(info_type="unauthorized", authorizer_appid=oa)
+    assert got["envelope"]["result"]["status"] == "revoked"
+    history = stored_authorizer(stack, oa).history
+    assert sum(1 for h in history if h["event"] == "unauthorized") == 1  # applied once
+    stack.mock.redeliver(index)  # WeChat once more: already delivered, not again
+    time.sleep(2)
+    assert len(delivery.envelopes(info_type="unauthorized", authorizer_appid=oa)) == 1
+    refused = log_entries(stack.service.log_text(), "push applied but not delivered: not answered")
+    assert [line["event"] for line in refused][-1:] == ["push_not_delivered"]
 
 
 def test_wechats_three_tries_give_one_dedup_key(delivery: Delivery) -> None:

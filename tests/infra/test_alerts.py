@@ -107,6 +107,8 @@ def test_documentation_says_what_to_do(deployment: Deployment) -> None:
     assert "authoriz" in docs["reauthorization-required"].lower()
     assert "授权事件接收URL" in docs["ticket-stale"] and "success" in docs["ticket-stale"]
     assert "Cloud Scheduler" in docs["sweep-done"]
+    assert "pubsub.publisher" in docs["pushes-not-delivered"]
+    assert "MESSAGE_PUBLISH_DEADLINE" in docs["pushes-not-delivered"]
 
 
 def test_no_channel_without_alert_email() -> None:
