@@ -18,6 +18,7 @@ from service.delivery import Delivery
 from service.proxy import AuthorizerProxy
 from service.publisher import Publisher
 from service.pushes import PushDispatcher
+from service.readiness import ReadinessCheck
 from service.redaction import register_secrets
 from service.release_responder import ReleaseResponder
 from service.release_sends import ReleaseSendPolicy, ReleaseSends
@@ -60,6 +61,14 @@ class Runtime:
     @cached_property
     def client(self) -> ComponentClient:
         return self._client or ComponentClient(self.settings.wechat_api_base)
+
+    @cached_property
+    def readiness(self) -> ReadinessCheck:
+        first = next(iter(self.settings.components))
+        return ReadinessCheck(
+            lambda deadline: self.store.get_component(first, deadline=deadline),
+            self.settings.wechat_api_base,
+        )
 
     @cached_property
     def tickets(self) -> TicketKeeper:

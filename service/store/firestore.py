@@ -107,8 +107,8 @@ class FirestoreStore:
 
     # ----- components ---------------------------------------------------------------
 
-    def get_component(self, appid: str) -> ComponentRecord:
-        snapshot = self._read(self._component_ref(appid))
+    def get_component(self, appid: str, deadline: float | None = None) -> ComponentRecord:
+        snapshot = self._read(self._component_ref(appid), deadline)
         if not snapshot.exists:
             return ComponentRecord(appid=appid)
         return ComponentRecord.from_document(snapshot.to_dict() or {}, appid=appid)

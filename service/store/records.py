@@ -283,8 +283,10 @@ class ContentionError(StoreError):
 
 
 class ComponentStore(Protocol):
-    def get_component(self, appid: str) -> ComponentRecord:
-        """The stored record, or an empty one (only ``appid`` set) if there is none."""
+    def get_component(self, appid: str, deadline: float | None = None) -> ComponentRecord:
+        """The stored record, or an empty one (only ``appid`` set) if there is none.
+
+        ``deadline``: give up (StoreError) after this many seconds, retries included."""
         ...
 
     def modify_component(self, appid: str, change: ComponentChange) -> Modified[ComponentRecord]:

@@ -1,6 +1,7 @@
 """GET /healthz: per component, how old the ticket is and when the token expires.
 
-On the public service (SERVICE_ROLE=public) only that it is up.
+On the public service (SERVICE_ROLE=public) only that it is up. GET /readyz: whether this
+instance reaches Firestore and WeChat (service.readiness), for Cloud Run's startup probe.
 """
 
 from __future__ import annotations
@@ -60,3 +61,12 @@ def healthz() -> Response | tuple[Response, int]:
         for c in components.values()
     )
     return jsonify(status="ok" if healthy else "degraded", components=components)
+
+
+@bp.get("/readyz")
+def readyz() -> Response | tuple[Response, int]:
+    """200 once Firestore answered and WeChat's API host was reached; 503 with the reason."""
+    result = runtime().readiness.run()
+    if not result.ready:
+        return error_response(503, result.problem or "not ready")
+    return jsonify(status="ready", firestore_ms=result.firestore_ms, egress_ms=result.egress_ms)
