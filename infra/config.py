@@ -113,9 +113,14 @@ PLAIN_KEYS = (
     "image",
     "components",
     "public_domain",
+    "authorize_rate_limit",
     "refresh_schedule",
     "min_instances",
+    "internal_min_instances",
     "max_instances",
+    "workers",
+    "threads",
+    "firestore_import",
     "internal_ingress",
     "internal_invokers",
     "alert_email",
@@ -126,10 +131,26 @@ PLAIN_KEYS = (
     "message_subscriptions",
 )
 DEFAULT_SCHEDULE = "*/5 * * * *"
-DEFAULT_MIN_INSTANCES = 0
+# The public service keeps one instance warm: WeChat waits 5 s for a push's answer, and a
+# cold start with Direct VPC egress can take longer. The internal one may start cold.
+DEFAULT_MIN_INSTANCES = 1
+DEFAULT_INTERNAL_MIN_INSTANCES = 0
 DEFAULT_MAX_INSTANCES = 10
 MAX_INSTANCES_LIMIT = 1000
+# gunicorn's processes and threads per instance; Cloud Run's request concurrency is their
+# product, so an instance is never sent more requests than it has threads to serve.
+DEFAULT_WORKERS = 1
+DEFAULT_THREADS = 8
+# One worker per CPU, and Cloud Run offers whole CPUs in these counts.
+WORKER_COUNTS = (1, 2, 4, 6, 8)
+MAX_CONCURRENCY = 1000  # Cloud Run's limit on requests per instance
 DEFAULT_DATABASE = "(default)"
+# Cloud Armor's per-client-IP limit on the merchant's pages (with public_domain), a minute.
+# A merchant's whole flow is a handful of requests, but many users in China share one
+# address behind carrier NAT: 120 lets a few dozen merchants behind one address authorize
+# in the same minute, and still stops one address from flooding every instance at once.
+DEFAULT_AUTHORIZE_RATE_LIMIT = 120
+AUTHORIZE_RATE_LIMIT_MAX = 1_000_000  # Cloud Armor's largest throttle count
 
 # Pub/Sub delivery (message_routes, message_subscriptions).
 # Each route topic gets "<topic>-dead-letter" (a topic and the subscription that keeps its
@@ -220,9 +241,15 @@ class GatewayConfig:
     firestore_location: str  # defaults to the region
     image: str | None = None
     public_domain: str | None = None
+    authorize_rate_limit: int = DEFAULT_AUTHORIZE_RATE_LIMIT
     refresh_schedule: str = DEFAULT_SCHEDULE
-    min_instances: int = DEFAULT_MIN_INSTANCES
+    min_instances: int = DEFAULT_MIN_INSTANCES  # of the public service
     max_instances: int = DEFAULT_MAX_INSTANCES
+    internal_min_instances: int = DEFAULT_INTERNAL_MIN_INSTANCES
+    workers: int = DEFAULT_WORKERS
+    threads: int = DEFAULT_THREADS
+    # Adopt an existing Firestore database (left behind by an earlier stack) into this one.
+    firestore_import: bool = False
     internal_ingress: InternalIngress = "internal"
     # IAM members allowed to call the internal service (the provider's own services):
     # serviceAccount:<email> or user:<email>.
@@ -234,6 +261,11 @@ class GatewayConfig:
     # The topic ids the pubsub routes name, in order: created in the stack's project.
     message_topics: tuple[str, ...] = ()
     message_subscriptions: tuple[MessageSubscription, ...] = ()
+
+    @property
+    def concurrency(self) -> int:
+        """Requests Cloud Run sends one instance at a time: one per gunicorn thread."""
+        return self.workers * self.threads
 
     @property
     def appids(self) -> tuple[str, ...]:
@@ -321,11 +353,24 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         )
 
     public_domain = _text(raw, "public_domain")
-    if public_domain is not None and not _is_hostname(public_domain):
+    domain_problem = None if public_domain is None else _domain_problem(public_domain)
+    if domain_problem is not None:
         problems.invalid(
             "public_domain",
-            f"{public_domain!r} is not a bare lowercase hostname (no scheme, path or port)",
+            f"{public_domain!r} {domain_problem}",
             _set("public_domain", "auth.example.com"),
+        )
+    authorize_rate_limit = _integer(
+        raw, "authorize_rate_limit", DEFAULT_AUTHORIZE_RATE_LIMIT, problems
+    )
+    if authorize_rate_limit is not None and not (
+        1 <= authorize_rate_limit <= AUTHORIZE_RATE_LIMIT_MAX
+    ):
+        problems.invalid(
+            "authorize_rate_limit",
+            f"must be from 1 to {AUTHORIZE_RATE_LIMIT_MAX} requests a minute per client IP "
+            f"(Cloud Armor's range), got {authorize_rate_limit}",
+            _set("authorize_rate_limit", str(DEFAULT_AUTHORIZE_RATE_LIMIT)),
         )
 
     schedule = _text(raw, "refresh_schedule") or DEFAULT_SCHEDULE
@@ -345,17 +390,46 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
             f"must be from 1 to {MAX_INSTANCES_LIMIT}, got {max_instances}",
             _set("max_instances", str(DEFAULT_MAX_INSTANCES)),
         )
-    if min_instances is not None and min_instances < 0:
+    internal_min = _integer(raw, "internal_min_instances", DEFAULT_INTERNAL_MIN_INSTANCES, problems)
+    for key, least in (("min_instances", min_instances), ("internal_min_instances", internal_min)):
+        if least is not None and least < 0:
+            problems.invalid(key, f"must not be negative, got {least}", _set(key, "0"))
+        elif least is not None and max_instances is not None and least > max_instances:
+            problems.invalid(
+                key,
+                f"{least} is more than max_instances ({max_instances})",
+                _set(key, str(max_instances)),
+            )
+
+    workers = _integer(raw, "workers", DEFAULT_WORKERS, problems)
+    threads = _integer(raw, "threads", DEFAULT_THREADS, problems)
+    if workers is not None and workers not in WORKER_COUNTS:
         problems.invalid(
-            "min_instances",
-            f"must not be negative, got {min_instances}",
-            _set("min_instances", "0"),
+            "workers",
+            f"must be one of {', '.join(map(str, WORKER_COUNTS))} (gunicorn processes per "
+            f"instance, one per CPU, as Cloud Run offers CPUs), got {workers}",
+            _set("workers", str(DEFAULT_WORKERS)),
         )
-    if min_instances is not None and max_instances is not None and min_instances > max_instances:
+        workers = None
+    if threads is not None and threads < 1:
         problems.invalid(
-            "min_instances",
-            f"{min_instances} is more than max_instances ({max_instances})",
-            _set("min_instances", str(max_instances)),
+            "threads", f"must be at least 1, got {threads}", _set("threads", str(DEFAULT_THREADS))
+        )
+        threads = None
+    if workers is not None and threads is not None and workers * threads > MAX_CONCURRENCY:
+        problems.invalid(
+            "threads",
+            f"workers x threads ({workers} x {threads}) is Cloud Run's request concurrency, "
+            f"at most {MAX_CONCURRENCY}",
+            _set("threads", str(MAX_CONCURRENCY // workers)),
+        )
+
+    firestore_import = (_text(raw, "firestore_import") or "false").lower()  # YAML: True
+    if firestore_import not in ("true", "false"):
+        problems.invalid(
+            "firestore_import",
+            f"{firestore_import!r} is neither true nor false",
+            _set("firestore_import", "true"),
         )
 
     ingress = _text(raw, "internal_ingress") or "internal"
@@ -409,6 +483,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
     if problems.lines:
         raise ConfigError(problems.lines)
     assert project and region and min_instances is not None and max_instances is not None
+    assert internal_min is not None and workers is not None and threads is not None
     return GatewayConfig(
         project=project,
         region=region,
@@ -416,9 +491,14 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         components=components,
         image=image,
         public_domain=public_domain,
+        authorize_rate_limit=authorize_rate_limit or DEFAULT_AUTHORIZE_RATE_LIMIT,
         refresh_schedule=" ".join(fields_),
         min_instances=min_instances,
         max_instances=max_instances,
+        internal_min_instances=internal_min,
+        workers=workers,
+        threads=threads,
+        firestore_import=firestore_import == "true",
         internal_ingress="all" if ingress == "all" else "internal",
         internal_invokers=invokers,
         alert_email=alert_email,
@@ -842,6 +922,29 @@ def _integer(raw: Mapping[str, Any], key: str, default: int, problems: _Problems
 def _is_hostname(value: str) -> bool:
     labels = value.split(".")
     return len(value) <= 253 and len(labels) >= 2 and all(HOST_LABEL.match(x) for x in labels)
+
+
+def _domain_problem(domain: str) -> str | None:
+    """Why ``domain`` cannot be the public domain (after its quoted value), or None."""
+    if "*" in domain:
+        return (
+            "is a wildcard: a Google-managed certificate covers named hosts only, so name "
+            "the one host WeChat and the merchants will use"
+        )
+    if not _is_hostname(domain):
+        return "is not a bare lowercase hostname (no scheme, path or port)"
+    if domain.rsplit(".", 1)[-1].isdigit():
+        return (
+            "ends in a number, so it is an IP address or no domain at all: give a domain "
+            "whose DNS A record you will point at the load balancer"
+        )
+    if domain == "run.app" or domain.endswith(".run.app"):
+        return (
+            "is a Cloud Run (run.app) host: Google controls run.app, not you, and the point "
+            "of public_domain is a domain you control for the 授权发起页域名 and both push "
+            "URLs (leave public_domain unset to use the run.app host)"
+        )
+    return None
 
 
 def read_config() -> GatewayConfig:

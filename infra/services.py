@@ -22,10 +22,17 @@ from infra.component_secrets import StoredSecret
 from infra.config import GatewayConfig
 from infra.names import ResourceNames
 from infra.network import EgressNetwork
+from infra.public_domain import CLIENT_IP_HOPS, CLIENT_IP_HOPS_VAR, public_ingress
 from service.config import COMPONENT_APPIDS_VAR, COMPONENT_VARS
 
 Role = Literal["public", "internal"]
 CONTAINER_PORT = 8080
+# Cloud Run holds traffic from a new instance until this answers 200 (service/readiness.py:
+# Firestore read, WeChat's API host reached through the egress, each within 1.2 s).
+READINESS_PATH = "/readyz"
+PROBE_PERIOD = 3  # seconds between tries, and each try's timeout
+PROBE_FAILURES = 40  # 2 minutes before Cloud Run gives the instance up
+MEMORY_PER_WORKER_MIB = 512
 MESSAGE_ROUTES_VAR = "MESSAGE_ROUTES"  # read by service/config.py with service.routes
 INGRESS = {
     "public": "INGRESS_TRAFFIC_ALL",
@@ -40,15 +47,51 @@ class ServiceShape:
     name: str
     ingress: str
     timeout: str
+    min_instances: int
 
 
 def service_shapes(config: GatewayConfig) -> tuple[ServiceShape, ServiceShape]:
     names = ResourceNames(config.name_prefix)
     return (
         # WeChat waits 5 s for a push's answer; a merchant's callback is one exchange.
-        ServiceShape("public", names.public_service, INGRESS["public"], "60s"),
+        ServiceShape(
+            "public", names.public_service, public_ingress(config), "60s", config.min_instances
+        ),
         # The refresh sweep may run for minutes.
-        ServiceShape("internal", names.internal_service, INGRESS[config.internal_ingress], "900s"),
+        ServiceShape(
+            "internal",
+            names.internal_service,
+            INGRESS[config.internal_ingress],
+            "900s",
+            config.internal_min_instances,
+        ),
+    )
+
+
+def container_resources(
+    config: GatewayConfig,
+) -> gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs:
+    """One CPU per gunicorn worker; CPU only during requests, boosted while starting."""
+    return gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
+        limits={
+            "cpu": str(config.workers),
+            "memory": f"{MEMORY_PER_WORKER_MIB * config.workers}Mi",
+        },
+        # Setting `resources` at all turns request-based billing off unless it is said again.
+        cpu_idle=True,
+        startup_cpu_boost=True,
+    )
+
+
+def startup_probe() -> gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs:
+    return gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
+        http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
+            path=READINESS_PATH, port=CONTAINER_PORT
+        ),
+        initial_delay_seconds=0,
+        period_seconds=PROBE_PERIOD,
+        timeout_seconds=PROBE_PERIOD,
+        failure_threshold=PROBE_FAILURES,
     )
 
 
@@ -95,10 +138,16 @@ def service_env(
         # Both need it: the internal one issues authorization links whose callback is public.
         Env(name="PUBLIC_BASE_URL", value=public_base_url),
         Env(name=COMPONENT_APPIDS_VAR, value=",".join(config.appids)),
+        # gunicorn's size; the same numbers set Cloud Run's request concurrency.
+        Env(name="GUNICORN_WORKERS", value=str(config.workers)),
+        Env(name="GUNICORN_THREADS", value=str(config.threads)),
     ]
     if role == "public" and config.message_routes is not None:
         # Where each push goes (the public service receives them all): first match wins.
         env.append(Env(name=MESSAGE_ROUTES_VAR, value=config.message_routes))
+    if role == "public" and config.public_domain is not None:
+        # Behind the load balancer (infra/public_domain.py): the client is one hop further.
+        env.append(Env(name=CLIENT_IP_HOPS_VAR, value=str(CLIENT_IP_HOPS)))
     if role == "internal":
         # Cloud Run IAM checks the caller before the request arrives; the service verifies
         # the caller's ID token again (against Google's certificates, the service's default).
@@ -145,15 +194,22 @@ class GatewayServices(pulumi.ComponentResource):
                 location=config.region,
                 name=shape.name,
                 ingress=shape.ingress,
+                # WeChat's pushes and merchants' browsers carry no Google identity: the public
+                # service skips Cloud Run's invoker check. (An `allUsers` invoker grant is
+                # refused where Domain Restricted Sharing is on; this is not a grant.)
+                invoker_iam_disabled=shape.role == "public",
                 # Stateless: replacing or deleting it loses nothing.
                 deletion_protection=False,
                 template=gcp.cloudrunv2.ServiceTemplateArgs(
                     service_account=runtime_account.email,
                     timeout=shape.timeout,
                     scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
-                        min_instance_count=config.min_instances,
+                        min_instance_count=shape.min_instances,
                         max_instance_count=config.max_instances,
                     ),
+                    # Cloud Run's default, 80, would queue 80 requests on 8 threads, against
+                    # WeChat's 5 s: one request per gunicorn thread.
+                    max_instance_request_concurrency=config.concurrency,
                     vpc_access=gcp.cloudrunv2.ServiceTemplateVpcAccessArgs(
                         network_interfaces=[
                             gcp.cloudrunv2.ServiceTemplateVpcAccessNetworkInterfaceArgs(
@@ -169,6 +225,8 @@ class GatewayServices(pulumi.ComponentResource):
                             ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(
                                 container_port=CONTAINER_PORT
                             ),
+                            resources=container_resources(config),
+                            startup_probe=startup_probe(),
                             envs=service_env(
                                 shape.role,
                                 config,
@@ -185,16 +243,6 @@ class GatewayServices(pulumi.ComponentResource):
             )
         self.public = services["public"]
         self.internal = services["internal"]
-        # WeChat's pushes and merchants' browsers carry no Google identity.
-        self.public_invoker = gcp.cloudrunv2.ServiceIamMember(
-            "public-invoker-all-users",
-            project=config.project,
-            location=self.public.location,
-            name=self.public.name,
-            role="roles/run.invoker",
-            member="allUsers",
-            opts=pulumi.ResourceOptions(parent=self),
-        )
         # The provider's own callers of the token API and the proxy (`internal_invokers`).
         self.internal_invokers = [
             gcp.cloudrunv2.ServiceIamMember(

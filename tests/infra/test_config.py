@@ -65,7 +65,10 @@ def test_defaults() -> None:
     assert config.appids == (APPID_A, APPID_B)
     assert config.image is None
     assert config.refresh_schedule == "*/5 * * * *"
-    assert (config.min_instances, config.max_instances) == (0, 10)
+    # The public service stays warm; the internal one may start cold.
+    assert (config.min_instances, config.internal_min_instances, config.max_instances) == (1, 0, 10)
+    assert (config.workers, config.threads, config.concurrency) == (1, 8, 8)
+    assert config.firestore_import is False
     assert config.internal_ingress == "internal"
     assert config.firestore_location == REGION
     assert config.firestore_database == "(default)"
@@ -78,8 +81,12 @@ def test_defaults() -> None:
 def test_values_are_read() -> None:
     config = parse(
         base_config(
-            min_instances="1",
+            min_instances="2",
+            internal_min_instances="1",
             max_instances="20",
+            workers="2",
+            threads="16",
+            firestore_import="true",
             internal_ingress="all",
             public_domain="auth.example.com",
             refresh_schedule="*/2 * * * *",
@@ -88,7 +95,9 @@ def test_values_are_read() -> None:
             name_prefix="wcg-prod",
         )
     )
-    assert (config.min_instances, config.max_instances) == (1, 20)
+    assert (config.min_instances, config.internal_min_instances, config.max_instances) == (2, 1, 20)
+    assert (config.workers, config.threads, config.concurrency) == (2, 16, 32)
+    assert config.firestore_import is True
     assert config.internal_ingress == "all"
     assert config.public_domain == "auth.example.com"
     assert config.refresh_schedule == "*/2 * * * *"
@@ -172,6 +181,21 @@ BAD_CONFIGS: list[tuple[str, dict[str, str | None], list[str] | None, str]] = [
     ("max zero", {"max_instances": "0"}, None, f"'{P}:max_instances'"),
     ("max too high", {"max_instances": "1001"}, None, f"'{P}:max_instances'"),
     ("negative min", {"min_instances": "-1"}, None, f"'{P}:min_instances'"),
+    (
+        "internal min above max",
+        {"internal_min_instances": "3", "max_instances": "2"},
+        None,
+        f"'{P}:internal_min_instances'",
+    ),
+    ("3 workers: no 3-CPU instance", {"workers": "3"}, None, f"'{P}:workers'"),
+    ("no threads", {"threads": "0"}, None, f"'{P}:threads'"),
+    (
+        "more concurrency than Cloud Run allows",
+        {"workers": "8", "threads": "200"},
+        None,
+        f"'{P}:threads'",
+    ),
+    ("firestore_import not a bool", {"firestore_import": "yes"}, None, f"'{P}:firestore_import'"),
     ("bad internal_ingress", {"internal_ingress": "public"}, None, f"'{P}:internal_ingress'"),
     (
         "allUsers may invoke the internal service",

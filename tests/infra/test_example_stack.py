@@ -62,7 +62,7 @@ def test_filled_in_it_is_valid(optional_keys: bool) -> None:
     secrets = {full(k): v for k, v in SECRET_VALUES.items() if k.startswith(APPID_A)}
     config = parse_config({**raw, **secrets}, list(secrets), "dev")
     assert config.appids == (APPID_A,)
-    assert (config.min_instances, config.max_instances) == (0, 10)
+    assert (config.min_instances, config.internal_min_instances, config.max_instances) == (1, 0, 10)
     assert config.internal_ingress == "internal"
     assert (config.image is not None) == optional_keys
     assert bool(config.internal_invokers) == optional_keys

@@ -75,23 +75,20 @@ def test_iam_is_additive_only(deployment: Deployment, messaging: Deployment) -> 
     )
 
 
-def test_public_service_is_open_to_everyone(deployment: Deployment) -> None:
-    assert service(deployment, PUBLIC).inputs["ingress"] == "INGRESS_TRAFFIC_ALL"
-    invokers = [
-        g
-        for g in iam_resources(deployment)
-        if grant_target(g) == ("run-service", PUBLIC) and g.inputs["role"] == "roles/run.invoker"
-    ]
-    assert ["allUsers"] == [m for g in invokers for m in members(g)]
-
-
-def test_only_the_public_service_is_granted_to_the_public(
-    deployment: Deployment, messaging: Deployment
+def test_public_service_is_open_to_everyone_without_an_all_users_grant(
+    deployment: Deployment,
 ) -> None:
+    """Organisations with Domain Restricted Sharing refuse `allUsers` in any IAM policy: the
+    public service turns Cloud Run's invoker check off instead, and grants no one."""
+    public = service(deployment, PUBLIC)
+    assert public.inputs["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert public.inputs["invokerIamDisabled"] is True
+    assert not [g for g in iam_resources(deployment) if grant_target(g) == ("run-service", PUBLIC)]
+
+
+def test_nothing_is_granted_to_the_public(deployment: Deployment, messaging: Deployment) -> None:
     for grant in iam_resources(deployment) + iam_resources(messaging):
-        if members(grant) & PUBLIC_MEMBERS:
-            assert grant_target(grant) == ("run-service", PUBLIC), grant.name
-            assert grant.inputs["role"] == "roles/run.invoker", grant.name
+        assert not members(grant) & PUBLIC_MEMBERS, grant.name
 
 
 def test_internal_service_is_internal_and_never_public(

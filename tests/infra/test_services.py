@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import runpy
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import pytest
+
+from service.app import create_app
 from service.config import Settings
+from service.readiness import STEP_DEADLINE
 from tests.infra.conftest import OPS, ORDERS
 from tests.infra.pulumi_mocks import (
     APPID_A,
@@ -23,7 +31,9 @@ from tests.infra.pulumi_mocks import (
 SERVICE = "gcp:cloudrunv2/service:Service"
 PUBLIC = "wcg-dev-public"
 INTERNAL = "wcg-dev-internal"
+NAMES = (PUBLIC, INTERNAL)
 DETERMINISTIC_URL = f"https://{PUBLIC}-{PROJECT_NUMBER}.{REGION}.run.app"
+GUNICORN_CONF = Path(__file__).resolve().parents[2] / "service" / "gunicorn_conf.py"
 
 
 def plain_env(service: Registration) -> dict[str, Any]:
@@ -112,12 +122,73 @@ def test_firestore_database_name_is_the_created_one() -> None:
 
 
 def test_scaling_from_config(deployment: Deployment) -> None:
-    for name in (PUBLIC, INTERNAL):
-        scaling = deployment.named(SERVICE, name).inputs["template"]["scaling"]
-        assert scaling == {"minInstanceCount": 0, "maxInstanceCount": 10}
-    run = run_program(base_config(min_instances="1", max_instances="3"))
-    scaling = run.named(SERVICE, PUBLIC).inputs["template"]["scaling"]
-    assert scaling == {"minInstanceCount": 1, "maxInstanceCount": 3}
+    """The public service keeps one instance warm by default: WeChat waits 5 s."""
+    scaling = {n: deployment.named(SERVICE, n).inputs["template"]["scaling"] for n in NAMES}
+    assert scaling[PUBLIC] == {"minInstanceCount": 1, "maxInstanceCount": 10}
+    assert scaling[INTERNAL] == {"minInstanceCount": 0, "maxInstanceCount": 10}
+    run = run_program(base_config(min_instances="2", internal_min_instances="1", max_instances="3"))
+    assert run.named(SERVICE, PUBLIC).inputs["template"]["scaling"] == {
+        "minInstanceCount": 2,
+        "maxInstanceCount": 3,
+    }
+    assert run.named(SERVICE, INTERNAL).inputs["template"]["scaling"] == {
+        "minInstanceCount": 1,
+        "maxInstanceCount": 3,
+    }
+
+
+def gunicorn_size(env: dict[str, Any]) -> tuple[int, int]:
+    """What service/gunicorn_conf.py makes of the service's environment."""
+    with mock.patch.dict(os.environ, {k: str(v) for k, v in env.items()}):
+        settings = runpy.run_path(str(GUNICORN_CONF))
+    return settings["workers"], settings["threads"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "workers", "threads"),
+    [({}, 1, 8), ({"threads": "12"}, 1, 12), ({"workers": "2", "threads": "4"}, 2, 4)],
+)
+def test_request_concurrency_is_gunicorn_s_threads(
+    overrides: dict[str, str], workers: int, threads: int
+) -> None:
+    """Cloud Run's default of 80 would queue 80 requests on 8 threads; one setting sizes
+    gunicorn and Cloud Run's concurrency both, and a worker gets a CPU of its own."""
+    run = run_program(base_config(**overrides))
+    for name in NAMES:
+        template = run.named(SERVICE, name).inputs["template"]
+        assert gunicorn_size(plain_env(run.named(SERVICE, name))) == (workers, threads)
+        assert template["maxInstanceRequestConcurrency"] == workers * threads
+        (container,) = template["containers"]
+        assert container["resources"]["limits"] == {
+            "cpu": str(workers),
+            "memory": f"{512 * workers}Mi",
+        }
+
+
+def test_cpu_is_boosted_at_start_and_billed_per_request(deployment: Deployment) -> None:
+    for name in NAMES:
+        (container,) = deployment.named(SERVICE, name).inputs["template"]["containers"]
+        assert container["resources"]["startupCpuBoost"] is True
+        # Set explicitly: with `resources` given, Cloud Run would otherwise bill always-on CPU.
+        assert container["resources"]["cpuIdle"] is True
+
+
+def test_traffic_waits_for_firestore_and_the_egress(deployment: Deployment) -> None:
+    """The startup probe is the service's own /readyz, within Cloud Run's bounds."""
+    for name in NAMES:
+        (container,) = deployment.named(SERVICE, name).inputs["template"]["containers"]
+        probe = container["startupProbe"]
+        assert probe["httpGet"] == {"path": "/readyz", "port": 8080}
+        assert probe["timeoutSeconds"] <= probe["periodSeconds"]
+        # Cloud Run allows at most 240 s for a startup probe in all.
+        assert probe["periodSeconds"] * probe["failureThreshold"] <= 240
+        # Each step of the check is bounded so the answer comes within the probe's timeout.
+        assert 2 * STEP_DEADLINE < probe["timeoutSeconds"]
+    for name in NAMES:
+        app = create_app(
+            Settings.from_env(resolved_env(deployment, deployment.named(SERVICE, name)))
+        )
+        assert "/readyz" in {rule.rule for rule in app.url_map.iter_rules()}
 
 
 def test_services_start_after_their_grants(deployment: Deployment) -> None:
