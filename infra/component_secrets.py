@@ -61,6 +61,10 @@ class ComponentSecrets(pulumi.ComponentResource):
                     resource_name,
                     secret=secret.id,
                     secret_data=pulumi.Output.secret(value),
+                    # A rotation replaces this version: disable the old one, never destroy
+                    # it, so a rollback to a revision pinned to it still starts. Destroy
+                    # old versions by hand once no revision uses them (README).
+                    deletion_policy="DISABLE",
                     opts=pulumi.ResourceOptions(parent=self),
                 )
                 access = gcp.secretmanager.SecretIamMember(

@@ -56,6 +56,11 @@ TTL_FIELD = "expire_at"
 TTL_COLLECTION_GROUPS = ("inbox", "authorization_codes", "release_sends")
 
 
+def database_id(config: GatewayConfig) -> str:
+    """The database's id in GCP, as `pulumi import` and the import_ option take it."""
+    return f"projects/{config.project}/databases/{config.firestore_database}"
+
+
 class FirestoreDatabase(pulumi.ComponentResource):
     def __init__(
         self,
@@ -74,7 +79,18 @@ class FirestoreDatabase(pulumi.ComponentResource):
             # The refresh tokens in here cannot all be recovered if lost.
             delete_protection_state="DELETE_PROTECTION_ENABLED",
             point_in_time_recovery_enablement="POINT_IN_TIME_RECOVERY_ENABLED",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            # pulumi-gcp's default: `pulumi destroy` forgets the database and leaves it in
+            # the project, said here so that a change of default never deletes one.
+            deletion_policy="ABANDON",
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(depends_on),
+                # `pulumi destroy` stops here (use --exclude-protected): a forgotten
+                # database would block the next `pulumi up` (it exists already).
+                protect=True,
+                # firestore_import: adopt the one an earlier stack left behind.
+                import_=database_id(config) if config.firestore_import else None,
+            ),
         )
         child = pulumi.ResourceOptions(parent=self)
         self.indexes = [

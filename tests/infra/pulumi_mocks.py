@@ -35,6 +35,7 @@ GCP_PROJECT = "wcg-test-project"
 REGION = "asia-east2"
 PROJECT_NUMBER = "123456789012"
 EGRESS_ADDRESS = "203.0.113.10"
+LB_ADDRESS = "198.51.100.80"  # the load balancer's global address, with public_domain
 STACK = "dev"
 
 APPID_A = "wx0123456789abcdef"
@@ -80,6 +81,8 @@ class Registration:
     dependencies: tuple[str, ...]
     id: str
     state: dict[str, Any]  # what the mocks answered: the inputs plus computed outputs
+    protect: bool = False  # Pulumi refuses to delete it (`pulumi destroy` stops at it)
+    import_id: str = ""  # adopted from the cloud rather than created
 
 
 @dataclass
@@ -122,6 +125,18 @@ class Deployment:
         return False
 
 
+# The load balancer's global resources, by type: their ids' collection, as GCP names them.
+GLOBAL_COMPUTE = {
+    "gcp:compute/backendService:BackendService": "backendServices",
+    "gcp:compute/uRLMap:URLMap": "urlMaps",
+    "gcp:compute/managedSslCertificate:ManagedSslCertificate": "sslCertificates",
+    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": "targetHttpsProxies",
+    "gcp:compute/targetHttpProxy:TargetHttpProxy": "targetHttpProxies",
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule": "forwardingRules",
+    "gcp:compute/securityPolicy:SecurityPolicy": "securityPolicies",
+}
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like GCP would (ids, emails, URIs, addresses); records every invoke."""
 
@@ -149,6 +164,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}"
                 f"/regions/{inputs['region']}/addresses/{name}",
             }
+        elif args.typ == "gcp:compute/globalAddress:GlobalAddress":
+            outputs = {"address": LB_ADDRESS}
+            resource_id = f"projects/{project}/global/addresses/{name}"
+        elif args.typ in GLOBAL_COMPUTE:
+            resource_id = f"projects/{project}/global/{GLOBAL_COMPUTE[args.typ]}/{name}"
+        elif args.typ == "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup":
+            region = inputs["region"]
+            resource_id = f"projects/{project}/regions/{region}/networkEndpointGroups/{name}"
         elif args.typ == "gcp:compute/network:Network":
             resource_id = f"projects/{project}/global/networks/{name}"
         elif args.typ == "gcp:compute/subnetwork:Subnetwork":
@@ -198,6 +221,8 @@ class RecordingMonitor(MockMonitor):
                 dependencies=tuple(request.dependencies),
                 id=self.resources[response.urn].id,
                 state=self.resources[response.urn].state,
+                protect=bool(request.protect),
+                import_id=request.importId,
             )
             with self.lock:
                 self.deployment.resources.append(registration)

@@ -115,3 +115,12 @@ def test_secret_values_are_marked_secret(deployment: Deployment) -> None:
     # Pulumi encrypts a secret input in its state; a plain one would be stored readable.
     for version in deployment.of_type(VERSION):
         assert is_secret(version.inputs["secretData"]), version.name
+
+
+def test_a_rotated_version_is_disabled_not_destroyed(deployment: Deployment) -> None:
+    """Replacing a version (a rotation) deletes the old one by default, and a rollback to a
+    revision pinned to it would no longer start."""
+    versions = deployment.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    assert len(versions) == 7
+    for version in versions:
+        assert version.inputs["deletionPolicy"] == "DISABLE", version.name

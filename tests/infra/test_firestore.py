@@ -13,7 +13,7 @@ import pytest
 
 from service.store import firestore as store
 from service.store.records import AuthorizerRecord, CodeExchange, InboxEntry, ReleaseSend
-from tests.infra.pulumi_mocks import REGION, Deployment, base_config, run_program
+from tests.infra.pulumi_mocks import GCP_PROJECT, REGION, Deployment, base_config, run_program
 
 DATABASE = "gcp:firestore/database:Database"
 INDEX = "gcp:firestore/index:Index"
@@ -47,6 +47,26 @@ def test_database_is_native_protected_and_in_the_region(deployment: Deployment) 
     assert database.inputs["name"] == "(default)"
     assert database.inputs["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
     assert database.inputs.get("deletionPolicy", "ABANDON") != "DELETE"
+
+
+def test_destroy_stops_at_the_database_and_up_never_meets_a_forgotten_one(
+    deployment: Deployment,
+) -> None:
+    """An abandoned `(default)` database made the next `pulumi up` fail: it already exists.
+    Protected, `pulumi destroy` keeps it (in the project and in the state)."""
+    database = deployment.one(DATABASE)
+    assert database.protect
+    assert database.inputs["deletionPolicy"] == "ABANDON"
+    assert database.import_id == ""
+
+
+def test_firestore_import_adopts_the_database_an_earlier_stack_left() -> None:
+    run = run_program(base_config(firestore_import="true", firestore_database="gateway"))
+    database = run.one(DATABASE)
+    assert database.import_id == f"projects/{GCP_PROJECT}/databases/gateway"
+    assert database.protect
+    # Only the database is adopted: its indexes and TTL fields are made (or kept) as usual.
+    assert all(not r.import_id for r in run.resources if r.type != DATABASE)
 
 
 def test_database_location_and_name_from_config() -> None:
