@@ -18,7 +18,7 @@ import pulumi  # noqa: E402
 import pulumi_gcp as gcp  # noqa: E402
 
 from infra.accounts import ServiceAccounts  # noqa: E402
-from infra.alerts import GatewayAlerts  # noqa: E402
+from infra.alerts import GatewayAlerts, LogMetrics  # noqa: E402
 from infra.apis import PUBSUB_API, ProjectApis  # noqa: E402
 from infra.component_secrets import ComponentSecrets  # noqa: E402
 from infra.config import read_config  # noqa: E402
@@ -26,6 +26,7 @@ from infra.firestore import FirestoreDatabase  # noqa: E402
 from infra.messaging import MessageDelivery  # noqa: E402
 from infra.names import ResourceNames  # noqa: E402
 from infra.network import EgressNetwork  # noqa: E402
+from infra.public_domain import PublicEntry  # noqa: E402
 from infra.refresh_schedule import RefreshSchedule  # noqa: E402
 from infra.registry import ImageRegistry  # noqa: E402
 from infra.services import GatewayServices, deterministic_url  # noqa: E402
@@ -40,6 +41,14 @@ database = FirestoreDatabase("firestore", config, depends_on=[apis])
 accounts = ServiceAccounts("accounts", config, depends_on=[apis])
 secrets = ComponentSecrets("secrets", config, accessor=accounts.runtime, depends_on=[apis])
 network = EgressNetwork("egress", config, depends_on=[apis])
+# Foundation too: Cloud Monitoring takes minutes to know a new log-based metric, and the
+# alert policies on them come with the services, in the second `pulumi up`.
+log_metrics = LogMetrics(
+    "log-metrics",
+    config,
+    service_names=[names.public_service, names.internal_service],
+    depends_on=[apis],
+)
 
 project_number = gcp.organizations.get_project_output(project_id=config.project).number
 
@@ -105,6 +114,15 @@ else:
             *(messaging.publisher_grants if messaging else []),
         ],
     )
+    if config.public_domain is not None:
+        # The load balancer and Cloud Armor in front of the public service.
+        entry = PublicEntry(
+            "public-domain", config, public_service=services.public, depends_on=[apis]
+        )
+        # Create this record at the domain's DNS provider; the certificate then provisions.
+        pulumi.export("public_domain_dns_record", entry.dns_record)
+        pulumi.export("public_domain_address", entry.ip_address)
+        pulumi.export("public_domain_certificate", entry.certificate_name)
     schedule = RefreshSchedule(
         "refresh",
         config,
@@ -116,7 +134,7 @@ else:
     GatewayAlerts(
         "alerts",
         config,
-        service_names=[names.public_service, names.internal_service],
+        metrics=log_metrics,
         dead_letter_subscriptions=[
             names.dead_letter_subscription(topic) for topic in config.message_topics
         ],

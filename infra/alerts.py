@@ -2,6 +2,11 @@
 
 The event names are the service's own (``service/log_events.py``), so a rename there
 renames the metric's filter too; tests/infra checks that every event has its metric.
+
+The metrics are foundation (``LogMetrics``: their filters need only the services' names),
+the policies come with the services (``GatewayAlerts``): Cloud Monitoring answers 404
+"Cannot find metric(s)" for minutes after a log-based metric is created, so a policy made
+right after its metric fails.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from infra.names import ResourceNames
 from service import log_events
 
 WINDOW = "300s"
+# An incident whose condition has had no data for this long closes by itself.
+AUTO_CLOSE = "1800s"
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,13 @@ LOG_ALERTS = (
 A component token or an authorizer token could not be refreshed (or WeChat's quota,
 errcode 45009, stopped a refresh). Tokens keep working until they expire, so act now:
 
-1. Read `last_error` for each component in `/healthz` on the internal service (it needs an
-   identity token: `curl -H "Authorization: Bearer $(gcloud auth print-identity-token)"
-   <internal_url>/healthz`), and an authorizer's own `last_error` under
-   `/api/v1/components/<component>/authorizers/<appid>`.
+1. Read what failed: `gcloud logging read 'jsonPayload.event="authorizer_refresh_failed"
+   OR jsonPayload.event="component_token_refresh_failed"' --limit 10` (each line names the
+   component, the authorizer and WeChat's error). The internal service's `/healthz` shows
+   each component's `last_error` as well, but with `internal_ingress: internal` (the
+   default) it answers only from inside the project's VPC: from a VM on the stack's
+   network, `curl -H "Authorization: Bearer $(gcloud auth print-identity-token)"
+   <internal_url>/healthz`, or from anywhere while `internal_ingress` is `all`.
 2. errcode **61004**: the caller's IP is not whitelisted. Add the stack's `egress_ip` output
    to the third-party platform's IP whitelist in the WeChat open platform console.
 3. errcode **45009**: the daily quota is spent; the service pauses and retries later. Clear
@@ -179,7 +189,9 @@ def metric_filter(alert: LogAlert, service_names: Sequence[str]) -> str:
     return f'resource.type="cloud_run_revision" AND ({services}) AND ({events})'
 
 
-class GatewayAlerts(pulumi.ComponentResource):
+class LogMetrics(pulumi.ComponentResource):
+    """One log-based metric per ``LOG_ALERTS`` entry, created with the foundation."""
+
     def __init__(
         self,
         name: str,
@@ -187,11 +199,40 @@ class GatewayAlerts(pulumi.ComponentResource):
         service_names: Sequence[str],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("wcg:gateway:LogMetrics", name, None, opts)
+        names = ResourceNames(config.name_prefix)
+        first = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+        self.by_alert: dict[str, gcp.logging.Metric] = {
+            alert.name: gcp.logging.Metric(
+                alert.name,
+                project=config.project,
+                name=names.log_metric(alert.name),
+                description=f"Log entries with jsonPayload.event in {list(alert.events)}",
+                filter=metric_filter(alert, service_names),
+                metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+                    metric_kind="DELTA", value_type="INT64", unit="1"
+                ),
+                opts=first,
+            )
+            for alert in LOG_ALERTS
+        }
+        self.register_outputs({"metrics": [m.name for m in self.by_alert.values()]})
+
+
+class GatewayAlerts(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        config: GatewayConfig,
+        metrics: LogMetrics,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
         dead_letter_subscriptions: Sequence[str] = (),
     ) -> None:
         super().__init__("wcg:gateway:GatewayAlerts", name, None, opts)
-        names = ResourceNames(config.name_prefix)
         first = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+        alert_strategy = gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close=AUTO_CLOSE)
         channels: list[pulumi.Input[str]] = []
         if config.alert_email is not None:
             self.email_channel = gcp.monitoring.NotificationChannel(
@@ -203,21 +244,9 @@ class GatewayAlerts(pulumi.ComponentResource):
                 opts=first,
             )
             channels.append(self.email_channel.name)
-        self.metrics: list[gcp.logging.Metric] = []
         self.policies: list[gcp.monitoring.AlertPolicy] = []
         for alert in LOG_ALERTS:
-            metric = gcp.logging.Metric(
-                alert.name,
-                project=config.project,
-                name=names.log_metric(alert.name),
-                description=f"Log entries with jsonPayload.event in {list(alert.events)}",
-                filter=metric_filter(alert, service_names),
-                metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-                    metric_kind="DELTA", value_type="INT64", unit="1"
-                ),
-                opts=first,
-            )
-            self.metrics.append(metric)
+            metric = metrics.by_alert[alert.name]
             self.policies.append(
                 gcp.monitoring.AlertPolicy(
                     alert.name,
@@ -232,7 +261,8 @@ class GatewayAlerts(pulumi.ComponentResource):
                         subject=f"{config.name_prefix}: {alert.title}",
                     ),
                     notification_channels=channels,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[metric]),
+                    alert_strategy=alert_strategy,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, metric]),
                 )
             )
         if dead_letter_subscriptions:
@@ -271,10 +301,11 @@ class GatewayAlerts(pulumi.ComponentResource):
                         subject=f"{config.name_prefix}: {DEAD_LETTERS_TITLE}",
                     ),
                     notification_channels=channels,
+                    alert_strategy=alert_strategy,
                     opts=first,
                 )
             )
-        self.register_outputs({"metrics": [m.name for m in self.metrics]})
+        self.register_outputs({"policies": [p.name for p in self.policies]})
 
 
 def _condition(

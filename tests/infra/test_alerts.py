@@ -118,3 +118,35 @@ def test_no_channel_without_alert_email() -> None:
     assert len(policies) == len(LOG_ALERTS)
     for policy in policies:
         assert not policy.inputs.get("notificationChannels")
+
+
+def test_metrics_come_with_the_foundation_and_policies_a_pass_later(
+    foundation: Deployment, deployment: Deployment
+) -> None:
+    """Cloud Monitoring answers 404 "Cannot find metric(s)" for minutes after a log-based
+    metric is created: the metrics are made in the first `pulumi up`, before any image, and
+    the policies in the second, each after its metric."""
+    assert {m.inputs["name"] for m in foundation.of_type(METRIC)} == {
+        f"wcg-dev-{alert.name}" for alert in LOG_ALERTS
+    }
+    assert foundation.of_type(POLICY) == []
+    metrics = {m.name: m for m in deployment.of_type(METRIC)}
+    for policy in deployment.of_type(POLICY):
+        if policy.name in metrics:
+            assert deployment.depends_on(policy, metrics[policy.name]), policy.name
+
+
+def test_incidents_close_by_themselves(deployment: Deployment, messaging: Deployment) -> None:
+    policies = deployment.of_type(POLICY) + messaging.of_type(POLICY)
+    assert any(p.name == "dead-letters" for p in policies)
+    for policy in policies:
+        assert policy.inputs["alertStrategy"] == {"autoClose": "1800s"}, policy.name
+
+
+def test_the_runbook_works_with_the_default_internal_ingress(deployment: Deployment) -> None:
+    """`curl <internal_url>/healthz` cannot reach an internal-only service from a laptop:
+    the runbook starts from the logs, and says where /healthz answers."""
+    docs = {p.name: p.inputs["documentation"]["content"] for p in deployment.of_type(POLICY)}
+    runbook = docs["refresh-failures"]
+    assert "gcloud logging read" in runbook
+    assert "internal_ingress" in runbook and "VPC" in runbook
