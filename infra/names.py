@@ -64,6 +64,52 @@ class ResourceNames:
     def refresh_job(self) -> str:
         return f"{self.prefix}-refresh"
 
+    # The load balancer in front of the public service (with public_domain).
+    @property
+    def public_neg(self) -> str:
+        return f"{self.prefix}-public-neg"
+
+    @property
+    def public_backend(self) -> str:
+        return f"{self.prefix}-public-backend"
+
+    @property
+    def public_url_map(self) -> str:
+        return f"{self.prefix}-public-lb"
+
+    @property
+    def http_redirect_map(self) -> str:
+        return f"{self.prefix}-http-redirect"
+
+    @property
+    def https_proxy(self) -> str:
+        return f"{self.prefix}-https-proxy"
+
+    @property
+    def http_proxy(self) -> str:
+        return f"{self.prefix}-http-proxy"
+
+    @property
+    def public_address(self) -> str:
+        return f"{self.prefix}-public-ip"
+
+    @property
+    def https_rule(self) -> str:
+        return f"{self.prefix}-https"
+
+    @property
+    def http_rule(self) -> str:
+        return f"{self.prefix}-http"
+
+    @property
+    def security_policy(self) -> str:
+        return f"{self.prefix}-armor"
+
+    def certificate(self, domain: str) -> str:
+        """Named after its domain: a new domain gets a new certificate, created while the
+        proxy still holds the old one (one fixed name could not be replaced in use)."""
+        return f"{self.prefix}-cert-{hashlib.sha256(domain.encode()).hexdigest()[:8]}"
+
     def secret(self, appid: str, kind: SecretKind) -> str:
         return f"{self.prefix}-{appid}-{kind.id_suffix}"
 
