@@ -9,7 +9,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps dev test test-fast lint format bench image deploy preview clean
+.PHONY: setup system-deps dev test test-fast lint format bench image deploy preview smoke clean
 
 setup: $(STAMP) system-deps
 
@@ -59,17 +59,15 @@ bench: setup $(BENCH_STAMP)
 # Deployment (see README, "Deploy to Google Cloud"). Both need the Pulumi CLI and a stack;
 # `make image` also needs gcloud. STACK picks a stack other than the selected one.
 PULUMI := pulumi $(if $(STACK),--stack $(STACK))
-IMAGE_TAG ?= $(shell git describe --always --dirty 2>/dev/null || date +%Y%m%d%H%M%S)
 
 define need
 	@command -v $(1) >/dev/null || { echo "error: $(1) is not installed: $(2)" >&2; exit 1; }
 endef
 
-# Builds the image with Cloud Build into the stack's registry and sets the stack's `image`.
-image:
-	$(call need,pulumi,install the Pulumi CLI (see README))
-	$(call need,gcloud,install the Google Cloud CLI and run 'gcloud auth login')
-	@repo=$$($(PULUMI) stack output image_repository 2>/dev/null) || { 	  echo "error: the stack has no image_repository yet: run 'make deploy' once first" 	       "(without 'image' it creates the registry, the network and the secrets)" >&2; exit 1; }; 	project=$$($(PULUMI) config get gcp:project) && 	gcloud builds submit --project "$$project" --tag "$$repo/gateway:$(IMAGE_TAG)" . && 	$(PULUMI) config set image "$$repo/gateway:$(IMAGE_TAG)" && 	echo "image set to $$repo/gateway:$(IMAGE_TAG); now run: make deploy"
+# Builds the image with Cloud Build into the stack's registry and pins the stack's `image` to
+# the pushed digest (a tag may be built twice; a digest never), ops/image.py.
+image: $(STAMP)
+	@$(PY) -m ops.image $(if $(STACK),--stack $(STACK)) $(if $(IMAGE_TAG),--tag $(IMAGE_TAG))
 
 preview: $(STAMP)
 	$(call need,pulumi,install the Pulumi CLI (see README))
@@ -78,6 +76,11 @@ preview: $(STAMP)
 deploy: $(STAMP)
 	$(call need,pulumi,install the Pulumi CLI (see README))
 	$(PULUMI) up
+
+# Checks the deployed stack (STACK picks one) and changes nothing; LOCAL=1 checks the running
+# `make dev` instead. Without the Pulumi CLI it checks `make dev` if that runs (README).
+smoke: $(STAMP)
+	@$(PY) -m ops.smoke $(if $(LOCAL),--local) $(if $(STACK),--stack $(STACK))
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -92,6 +92,12 @@ if config.image is None:
     )
     pulumi.export("next_step", next_step)
 else:
+    if "@sha256:" not in config.image:
+        pulumi.log.warn(
+            f"`image` is the tag {config.image.rpartition(':')[2]!r}, not a digest: a tag can "
+            "be built again, and setting the same value again rolls out nothing. `make image` "
+            "pins the image by the digest it pushed."
+        )
     public_base = public_base_url(
         config.public_domain,
         project_number.apply(

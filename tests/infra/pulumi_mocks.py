@@ -50,7 +50,8 @@ SECRET_VALUES: dict[str, str] = {
     f"{APPID_B}_token": "tokenBBBBsecret42",
     f"{APPID_B}_encoding_aes_key": "aeskeyBBBB" + "c3" * 16 + "C",
 }
-IMAGE = f"{REGION}-docker.pkg.dev/{GCP_PROJECT}/wcg-dev/gateway:abc123"
+# As `make image` sets it: pinned to the pushed digest.
+IMAGE = f"{REGION}-docker.pkg.dev/{GCP_PROJECT}/wcg-dev/gateway@sha256:{'ab12' * 16}"
 
 
 def base_config(**overrides: str | None) -> dict[str, str]:

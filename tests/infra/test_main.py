@@ -19,6 +19,8 @@ from tests.infra.pulumi_mocks import (
     PROJECT_NUMBER,
     REGION,
     Deployment,
+    base_config,
+    run_program,
 )
 
 DETERMINISTIC_BASE = f"https://wcg-dev-public-{PROJECT_NUMBER}.{REGION}.run.app"
@@ -142,6 +144,15 @@ def test_without_image_only_the_foundation(foundation: Deployment) -> None:
 
 def test_with_image_no_warning(deployment: Deployment) -> None:
     assert deployment.warnings == []
+
+
+def test_an_image_by_tag_is_warned_of() -> None:
+    """A tag may be built twice (`git describe --dirty`): the same value rolls out nothing."""
+    run = run_program(
+        base_config(image=f"{REGION}-docker.pkg.dev/{GCP_PROJECT}/wcg-dev/gateway:v1-dirty")
+    )
+    (warning,) = run.warnings
+    assert "'v1-dirty'" in warning and "make image" in warning and "digest" in warning
 
 
 def test_apis_are_enabled_and_kept(deployment: Deployment) -> None:
