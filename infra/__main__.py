@@ -152,7 +152,9 @@ else:
     pulumi.export("authorization_entry_urls", urls.entry_urls)
     pulumi.export("authorization_callback_urls", urls.callback_urls)
     pulumi.export("authorization_domain", urls.domain)
-    pulumi.export("public_url", services.public.uri)
+    # Where the public service answers from the internet: the domain when there is one (its
+    # run.app URL then takes traffic from the load balancer only).
+    pulumi.export("public_url", public_base if config.public_domain else services.public.uri)
     pulumi.export("internal_url", services.internal.uri)
     # What callers of the internal service ask their ID tokens for (its deterministic URL).
     pulumi.export("internal_audience", services.internal_audience)

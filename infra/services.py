@@ -1,11 +1,15 @@
 """The two Cloud Run services, public and internal, run from the one image.
 
-The public one takes WeChat's pushes and merchants' browsers; the internal one serves the
+The public one takes WeChat's pushes and merchants' browsers, with Cloud Run's invoker check
+off (they carry no Google identity), and behind the load balancer when ``public_domain`` is
+set (infra/public_domain.py); the internal one serves the
 provider's services and the refresh task, behind Cloud Run IAM, and verifies each caller's ID
 token again itself: for its own URL (INTERNAL_AUDIENCE), from the scheduler's account or an
 ``internal_invokers`` member (INTERNAL_INVOKERS). The public one gets MESSAGE_ROUTES when
 ``message_routes`` is set. Both leave through the egress subnet
-(ALL_TRAFFIC), so every WeChat API call comes from the whitelisted NAT address.
+(ALL_TRAFFIC), so every WeChat API call comes from the whitelisted NAT address. A new
+instance takes traffic once /readyz has reached Firestore and WeChat through that path; each
+instance serves at most workers x threads requests at a time, as many as gunicorn has threads.
 The environment built here is the contract with ``service/config.py``.
 """
 
@@ -35,7 +39,6 @@ PROBE_FAILURES = 40  # 2 minutes before Cloud Run gives the instance up
 MEMORY_PER_WORKER_MIB = 512
 MESSAGE_ROUTES_VAR = "MESSAGE_ROUTES"  # read by service/config.py with service.routes
 INGRESS = {
-    "public": "INGRESS_TRAFFIC_ALL",
     "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
     "all": "INGRESS_TRAFFIC_ALL",
 }

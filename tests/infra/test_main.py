@@ -80,6 +80,8 @@ def test_outputs_with_a_public_domain(with_domain: Deployment) -> None:
     assert out["message_event_urls"][APPID_B] == (
         f"https://auth.example.com/wechat/{APPID_B}/messages/$APPID$"
     )
+    # run.app answers the load balancer only: what answers from the internet is the domain.
+    assert out["public_url"] == "https://auth.example.com"
 
 
 def test_output_urls_are_the_public_services_routes(deployment: Deployment) -> None:
