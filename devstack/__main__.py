@@ -38,6 +38,7 @@ from devstack.stack import (
     start_mock,
     start_service,
 )
+from ops.smoke import DEV_STATE_FILE, DevState, DevStateError
 from service.config import ComponentConfig
 
 PROJECT = "demo-gateway"
@@ -75,7 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def refresh(service_url: str, api_key: str) -> str:
+def refresh(service_url: str, api_key: str) -> tuple[bool, str]:
+    """Calls the refresh task as Cloud Scheduler would: (answered 200, a line saying how)."""
     try:
         response = requests.post(
             f"{service_url}/tasks/refresh",
@@ -83,14 +85,16 @@ def refresh(service_url: str, api_key: str) -> str:
             timeout=60,
         )
     except requests.RequestException as exc:
-        return f"refresh failed: {type(exc).__name__}"
+        return False, f"refresh failed: {type(exc).__name__}"
     if response.status_code not in (200, 503) or "failed" not in response.text:
-        return f"refresh answered HTTP {response.status_code}: {response.text[:200]}"
+        return False, f"refresh answered HTTP {response.status_code}: {response.text[:200]}"
     report = response.json()
     counts = ("renewed", "skipped", "failed", "needs_reauthorization", "quota_exceeded")
     line = " ".join(f"{name}={report[name]}" for name in counts)
     # 503: some refresh failed; Cloud Scheduler would retry.
-    return line if response.status_code == 200 else f"{line} (HTTP 503, retryable)"
+    if response.status_code == 200:
+        return True, line
+    return False, f"{line} (HTTP 503, retryable)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     subscriber_url = f"http://127.0.0.1:{args.subscriber_port}"
     api_key = os.environ.get("SERVICE_API_KEYS", "dev-local-key").split(",")[0]
     demo = demo_component()
+    state_path = args.log_dir / DEV_STATE_FILE
     try:
         print("starting the Firestore emulator ...", flush=True)
         emulator, firestore_host = start_emulator(args.log_dir / "firestore-emulator.log")
@@ -145,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         started.append(start_service(args.service_port, env, args.log_dir / "service.log"))
         pushed = control.push_ticket(demo.appid)
         print(f"mock WeChat pushed a ticket: delivered={pushed['delivered']}", flush=True)
-        print(f"first refresh: {refresh(service_url, api_key)}", flush=True)
+        ok, outcome = refresh(service_url, api_key)
+        print(f"first refresh: {outcome}", flush=True)
+        # For `make smoke LOCAL=1`; rewritten after each refresh, removed on the way out.
+        state = DevState(service_url, demo.appid, api_key, os.getpid(), args.refresh_every)
+        state = state.refreshed(ok, outcome)
+        state.write(state_path)
         print_banner(
             args, demo, service_url, mock_url, firestore_host, pubsub_host, api_key, merchants
         )
@@ -159,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{process.name} stopped unexpectedly; see {process.log_path}")
                     return 1
             if time.monotonic() >= next_refresh:
-                print(f"{time.strftime('%H:%M:%S')} refresh: {refresh(service_url, api_key)}")
+                ok, outcome = refresh(service_url, api_key)
+                print(f"{time.strftime('%H:%M:%S')} refresh: {outcome}")
+                state = state.refreshed(ok, outcome)
+                state.write(state_path)
                 next_refresh = time.monotonic() + args.refresh_every
             time.sleep(1)
     except Stop:
@@ -170,10 +183,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if _written_by_me(state_path):
+            state_path.unlink()
         for process in reversed(started):
             process.stop()
         if started:
             print("stopped: " + ", ".join(p.name for p in reversed(started)))
+
+
+def _written_by_me(state_path: Path) -> bool:
+    """Whether the state file is this run's (another make dev may share the log dir)."""
+    try:
+        return DevState.read(state_path).pid == os.getpid()
+    except (FileNotFoundError, DevStateError):
+        return False
 
 
 class SubscriberLog:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -94,8 +95,41 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         (component,) = health["components"].values()
         assert component["component_token_expires_in_seconds"] > 7000
 
+        # make smoke LOCAL=1 finds the stack through DEV_LOG_DIR's state file: all pass.
+        state_file = tmp_path / "logs" / "stack.json"
+        smoke = run_smoke("--local", log_dir=tmp_path / "logs")
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        checks = [line for line in smoke.stdout.splitlines() if line[:6] in CHECK_LINES]
+        assert [line.split(":")[0] for line in checks] == [
+            "PASS  /healthz",
+            f"PASS  entry page {component_appid}",
+            f"PASS  events URL {component_appid}",
+            "PASS  API without key",
+            "PASS  refresh loop",
+        ], smoke.stdout
+        assert "over http (local)" in smoke.stdout
+        # Copies of the state file that say the last refresh failed, or point at a dead port,
+        # each make it fail (the stack itself is left alone).
+        state = json.loads(state_file.read_text())
+        refresh_failed = tmp_path / "refresh-failed" / "stack.json"
+        refresh_failed.parent.mkdir()
+        last = {**state["last_refresh"], "ok": False, "outcome": "refresh failed: Timeout"}
+        refresh_failed.write_text(json.dumps({**state, "last_refresh": last}))
+        smoke = run_smoke("--local", "--dev-state", str(refresh_failed))
+        assert smoke.returncode == 1, smoke.stdout
+        assert "FAIL  refresh loop: make dev's last refresh" in smoke.stdout
+        assert "refresh failed: Timeout" in smoke.stdout
+        dead_port = tmp_path / "dead-port.json"
+        dead_port.write_text(
+            json.dumps({**state, "service_url": f"http://127.0.0.1:{free_port()}"})
+        )
+        smoke = run_smoke("--local", "--dev-state", str(dead_port))
+        assert smoke.returncode == 1, smoke.stdout
+        assert "FAIL  /healthz:" in smoke.stdout and "connection refused" in smoke.stdout
+
         dev.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert dev.wait(30) == 0
+        assert not state_file.exists(), "make dev left its state file behind"
     finally:
         if dev.poll() is None:
             # Ctrl-C first, so it stops the servers it started in their own process groups;
@@ -112,6 +146,21 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     ) in text
     for port in (service_port, mock_port, subscriber_port, firestore_port, pubsub_port):
         assert port_is_free(port), f"port {port} is still held after Ctrl-C"
+
+
+CHECK_LINES = ("PASS  ", "WARN  ", "FAIL  ")
+
+
+def run_smoke(*args: str, log_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"DEV_LOG_DIR": str(log_dir)} if log_dir else {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ops.smoke", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def run_mock_cli(*args: str) -> subprocess.CompletedProcess[str]:
