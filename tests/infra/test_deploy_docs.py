@@ -1,4 +1,4 @@
-"""The README's deploy section is what a first-time deployer follows: every key and output
+"""docs/deploy.md is what a first-time deployer follows: every key and output
 the program has is explained there, and what the mocks cannot see is written down."""
 
 from __future__ import annotations
@@ -9,23 +9,23 @@ from pathlib import Path
 from infra.config import PLAIN_KEYS
 from tests.infra.pulumi_mocks import Deployment
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DEPLOY_DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 
 def deploy_section() -> str:
-    text = README.read_text()
-    return text[text.index("## Deploy to Google Cloud") : text.index("## Local development")]
+    text = DEPLOY_DOC.read_text()
+    return text[text.index("# Deploy to Google Cloud") :]
 
 
 def table_keys(section: str, heading: str) -> set[str]:
     """The first-column names of the table under ``heading`` (`a`, `b` rows included)."""
     part = section[section.index(heading) :]
-    rows = re.findall(r"^\| ([^|]+) \|", part[: part.index("\n### ")], flags=re.M)
+    rows = re.findall(r"^\| ([^|]+) \|", part[: part.index("\n## ")], flags=re.M)
     return {name for row in rows for name in re.findall(r"`([a-z_:]+)`", row)}
 
 
 def test_every_config_key_is_in_the_stack_table() -> None:
-    assert set(PLAIN_KEYS) <= table_keys(deploy_section(), "### 2. Configure a stack")
+    assert set(PLAIN_KEYS) <= table_keys(deploy_section(), "## 2. Configure a stack")
 
 
 def test_every_output_is_in_the_outputs_table(
@@ -33,13 +33,13 @@ def test_every_output_is_in_the_outputs_table(
 ) -> None:
     runs = (deployment, with_domain, messaging, foundation)
     outputs = {name for run in runs for name in run.outputs}
-    assert outputs <= table_keys(deploy_section(), "### 4. Read the outputs")
+    assert outputs <= table_keys(deploy_section(), "## 4. Read the outputs")
 
 
 def test_the_first_deploy_checklist_has_both_passes_and_the_smoke_test() -> None:
     section = deploy_section()
-    checklist = section[section.index("### First deploy checklist") :]
-    checklist = checklist[: checklist.index("\n### ")]
+    checklist = section[section.index("## First deploy checklist") :]
+    checklist = checklist[: checklist.index("\n## ")]
     for step in ("make deploy", "make image", "make smoke", "egress_ip", "public_domain"):
         assert step in checklist, step
     assert "Cannot find metric(s)" in checklist  # the alert race, and the second `up`
