@@ -210,6 +210,27 @@ def test_the_layout_names_modules_that_exist() -> None:
     assert not missing, missing
 
 
+def mermaid_semicolons(text: str) -> list[int]:
+    """Lines of Mermaid diagrams with a bare ';': Mermaid ends a statement there, so the
+    rest of a message becomes a statement of its own and the whole diagram fails to render
+    (write '#59;')."""
+    lines, inside = [], False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().startswith("```"):
+            inside = line.strip() == "```mermaid"
+            continue
+        if inside and ";" in line.replace("#59;", ""):
+            lines.append(number)
+    return lines
+
+
+@pytest.mark.parametrize(
+    "path", documentation_files(), ids=lambda path: path.relative_to(ROOT).as_posix()
+)
+def test_mermaid_diagrams_have_no_bare_semicolons(path: Path) -> None:
+    assert mermaid_semicolons(path.read_text(encoding="utf-8")) == []
+
+
 # --- the checks themselves fail when they should ----------------------------------------
 
 
@@ -234,6 +255,11 @@ def test_the_layout_names_modules_that_exist() -> None:
 )
 def test_github_slugs(heading: str, slug: str) -> None:
     assert github_slug(heading) == slug
+
+
+def test_a_bare_semicolon_in_a_diagram_is_found() -> None:
+    text = "```mermaid\nsequenceDiagram\n    A->>B: one#59; two\n    B-->>A: one; two\n```\n"
+    assert mermaid_semicolons(text + "a; b outside\n") == [4]
 
 
 def test_repeated_headings_get_numbered_anchors() -> None:
