@@ -1,12 +1,12 @@
 """SERVICE_ROLE splits the routes: every route of the whole app belongs to exactly one role,
-except /healthz, which both serve."""
+except /healthz and /readyz (Cloud Run's startup probe), which both serve."""
 
 from __future__ import annotations
 
 from devstack.stack import component_variables, demo_component
 from service import create_app
 
-SHARED = {"/healthz", "/static/<path:filename>"}
+SHARED = {"/healthz", "/readyz", "/static/<path:filename>"}
 
 
 def rules(role: str) -> set[str]:
