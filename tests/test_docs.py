@@ -122,8 +122,8 @@ def code_paths(text: str) -> Iterator[tuple[int, str]]:
     for number, line in prose_lines(text):
         for match in CODE_SPAN.finditer(line):
             span = match.group(2).strip()
-            if not REPO_PATH.match(span) or span.startswith(RUNTIME_PATHS):
-                continue
+            if not REPO_PATH.match(span) or span.startswith(RUNTIME_PATHS) or "..." in span:
+                continue  # not a path, written at run time, or a placeholder (`service/...`)
             if span.split("/", 1)[0] in REPO_FOLDERS or span.endswith(FILE_SUFFIXES):
                 yield number, span
 
@@ -279,7 +279,7 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "README.md").write_text(
         "# Start\n\nSee [the page](docs/page.md#going-live-全网发布), "
         "[encoded](docs/page.md#going-live-%E5%85%A8%E7%BD%91%E5%8F%91%E5%B8%83), "
-        "[here](#start), [web](https://example.com/x#y), `service/health.py`, `service/`.\n\n"
+        "[here](#start), [web](https://example.com/x#y), `service/health.py`, `service/`, `service/...`, `.dev/stack.json`.\n\n"
         "[ref]: docs/page.md\n\n"
         "```\n[in code](missing.md) `service/gone.py`\n```\n"
     )
