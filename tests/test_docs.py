@@ -279,7 +279,8 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "README.md").write_text(
         "# Start\n\nSee [the page](docs/page.md#going-live-全网发布), "
         "[encoded](docs/page.md#going-live-%E5%85%A8%E7%BD%91%E5%8F%91%E5%B8%83), "
-        "[here](#start), [web](https://example.com/x#y), `service/health.py`, `service/`, `service/...`, `.dev/stack.json`.\n\n"
+        "[here](#start), [web](https://example.com/x#y), `service/health.py`, `service/`, "
+        "`service/...`, `.dev/stack.json`.\n\n"
         "[ref]: docs/page.md\n\n"
         "```\n[in code](missing.md) `service/gone.py`\n```\n"
     )
