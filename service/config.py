@@ -95,6 +95,10 @@ NUMERIC_SETTINGS: tuple[Bound, ...] = (
     # How long a message waits to share a publish request with others (the client's
     # batching max_latency); 0 sends each at once. make bench measures 0, 5 and 10 ms.
     Bound("MESSAGE_PUBLISH_MAX_LATENCY", 0.005, 0, 0.1),
+    # The console's push log (service.console_pushlog): each process writes the ordinary
+    # messages it kept as one document at most this often, and keeps at most this many.
+    Bound("PUSH_LOG_FLUSH_INTERVAL", 60, 1, 3600),
+    Bound("PUSH_LOG_MESSAGES", 500, 10, 500, whole=True),
 )
 
 
@@ -189,6 +193,11 @@ class Settings:
     public_rate_limit: PublicRateLimit = field(default_factory=lambda: PublicRateLimit())
     # Where each push is delivered (MESSAGE_ROUTES, service.routes); none: answered success.
     message_routes: tuple[Route, ...] = ()
+    # The console (/console, internal role): the emails of its operators in the cloud
+    # (INTERNAL_AUTH=cloud_run_iam); locally a SERVICE_API_KEYS key signs in.
+    console_operators: tuple[str, ...] = ()
+    push_log_flush_interval: float = 60.0
+    push_log_messages: int = 500
 
     def callback_url(self, component_appid: str) -> str | None:
         """The default redirect_uri: our callback under PUBLIC_BASE_URL, if it is set."""
@@ -228,6 +237,7 @@ class Settings:
             ),
             internal_audiences=audiences,
             internal_invokers=invokers,
+            console_operators=_console_operators(env),
             id_token_certs_url=_url(env, "ID_TOKEN_CERTS_URL", DEFAULT_ID_TOKEN_CERTS_URL),
             log_level=env.get("LOG_LEVEL", "INFO"),
             **numbers,
@@ -279,6 +289,18 @@ def _identity_settings(
                 "(service accounts, users) whose ID tokens may call the internal service"
             )
     return audiences, tuple(dict.fromkeys(email.lower() for email in invokers))
+
+
+def _console_operators(env: Mapping[str, str]) -> tuple[str, ...]:
+    """CONSOLE_OPERATORS: the emails that may open /console in the cloud (none: nobody)."""
+    operators = _list(env, "CONSOLE_OPERATORS")
+    for email in operators:
+        if not EMAIL.match(email):
+            raise ConfigError(
+                f"CONSOLE_OPERATORS: {email!r} is not an email address (list the operators' "
+                "Google accounts, without 'user:')"
+            )
+    return tuple(dict.fromkeys(email.lower() for email in operators))
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

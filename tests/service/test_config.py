@@ -240,8 +240,10 @@ NUMERIC = [
     ("PROXY_TIMEOUT", "proxy_timeout", 1, 300),
     ("MESSAGE_PUBLISH_DEADLINE", "message_publish_deadline", 0.5, 4),
     ("MESSAGE_PUBLISH_MAX_LATENCY", "message_publish_max_latency", 0, 0.1),
+    ("PUSH_LOG_FLUSH_INTERVAL", "push_log_flush_interval", 1, 3600),
+    ("PUSH_LOG_MESSAGES", "push_log_messages", 10, 500),
 ]
-WHOLE = {"SWEEP_CONCURRENCY"}
+WHOLE = {"SWEEP_CONCURRENCY", "PUSH_LOG_MESSAGES"}
 
 
 def _bad_values(name: str, low: int, high: int) -> list[str]:
