@@ -198,6 +198,9 @@ class Settings:
     console_operators: tuple[str, ...] = ()
     push_log_flush_interval: float = 60.0
     push_log_messages: int = 500
+    # Scene 2: the open platform account every authorizer of the deployment belongs to
+    # (GROUP_OPEN_APPID); None: no group (service.open_account_group).
+    group_open_appid: str | None = None
 
     def callback_url(self, component_appid: str) -> str | None:
         """The default redirect_uri: our callback under PUBLIC_BASE_URL, if it is set."""
@@ -243,7 +246,20 @@ class Settings:
             **numbers,
             public_rate_limit=_public_rate_limit(env),
             message_routes=_message_routes(env),
+            group_open_appid=_group_open_appid(env),
         )
+
+
+def _group_open_appid(env: Mapping[str, str]) -> str | None:
+    value = env.get("GROUP_OPEN_APPID", "").strip()
+    if not value:
+        return None
+    if not APPID_PATTERN.match(value):
+        raise ConfigError(
+            "GROUP_OPEN_APPID must be an open platform account's appid, 'wx' followed by "
+            f"16 hex digits, got {value[:40]!r}"
+        )
+    return value
 
 
 def _message_routes(env: Mapping[str, str]) -> tuple[Route, ...]:

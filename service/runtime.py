@@ -15,6 +15,8 @@ from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPol
 from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
 from service.delivery import Delivery
+from service.open_account_group import OpenAccountGroup
+from service.open_accounts import OpenAccountManager
 from service.proxy import AuthorizerProxy
 from service.publisher import Publisher
 from service.pushes import PushDispatcher
@@ -129,6 +131,20 @@ class Runtime:
     def proxy(self) -> AuthorizerProxy:
         return AuthorizerProxy(
             self.settings.wechat_api_base, self.authorizer_tokens, self.settings.proxy_timeout
+        )
+
+    @cached_property
+    def open_accounts(self) -> OpenAccountManager:
+        return OpenAccountManager(self.proxy)
+
+    @cached_property
+    def open_account_group(self) -> OpenAccountGroup | None:
+        """Scene 2's report and action; None without GROUP_OPEN_APPID."""
+        group = self.settings.group_open_appid
+        if group is None:
+            return None
+        return OpenAccountGroup(
+            self.store, self.open_accounts, tuple(self.settings.components), group
         )
 
     @cached_property

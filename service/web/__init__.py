@@ -30,6 +30,9 @@ def register_blueprints(app: Flask) -> None:
     if rt.settings.serves("internal"):
         app.register_blueprint(tasks.bp)
         app.register_blueprint(internal_api.bp)
+        from service.web import open_account_api
+
+        app.register_blueprint(open_account_api.bp)
     if rt.settings.service_role != "all":
         app.register_error_handler(404, _other_role_refusal)
 
