@@ -295,7 +295,7 @@ class OpenAccountManager:
             return Change(Result.BOUND, open_appid, recovered=True)
         if now is not None:  # bound elsewhere before our call, which then failed
             raise OpenAccountRefused(ALREADY_BOUND, "", BIND, now)
-        raise _unchanged(BIND, failure, "the account is not bound")
+        raise _unchanged(failure, "WeChat shows the account is not bound")
 
     def unbind(self, component_appid: str, appid: str, open_appid: str | None = None) -> Change:
         """Unbind the account from ``open_appid`` (by default, from the one it is bound to).
@@ -327,14 +327,14 @@ class OpenAccountManager:
             return Change(Result.UNBOUND, None, previous_open_appid=open_appid, recovered=True)
         if now != open_appid:
             raise OpenAccountRefused(NOT_BOUND, "", UNBIND, now)
-        raise _unchanged(UNBIND, failure, f"the account is still bound to {open_appid}")
+        raise _unchanged(failure, f"WeChat shows it still bound to {open_appid}")
 
     # ----- internals ------------------------------------------------------------------
 
     def _recover_create(self, component_appid: str, appid: str, failure: _NoAnswer) -> Change:
         now = self._read_back(component_appid, appid, CREATE, failure)
         if now is None:
-            raise _unchanged(CREATE, failure, "no open platform account was created")
+            raise _unchanged(failure, "WeChat shows no open platform account was created")
         # Unbound just before the call (asked above), bound now: this call created it.
         self._log(Result.CREATED, component_appid, appid, now, recovered=True)
         return Change(Result.CREATED, now, recovered=True)
@@ -345,7 +345,7 @@ class OpenAccountManager:
         """After a change whose outcome is unknown: where the account is bound now."""
         if not failure.reached:
             # Never sent: nothing happened, and nothing needs asking.
-            raise _unchanged(api, failure, "the request never reached WeChat")
+            raise _unchanged(failure, "it never reached WeChat")
         log.warning(
             "open platform account change without an answer: asking WeChat",
             extra={
@@ -364,7 +364,7 @@ class OpenAccountManager:
             )
             raise OpenAccountUnavailable(
                 failure.status,
-                f"{api}: {failure.reason}; asking WeChat what happened failed too ({exc}): "
+                f"{failure.reason}; asking WeChat what happened failed too ({exc}): "
                 "the outcome is unknown. GET …/open-account before trying again",
                 Outcome.UNKNOWN,
             ) from None
@@ -429,9 +429,9 @@ class OpenAccountManager:
         )
 
 
-def _unchanged(api: str, failure: _NoAnswer, what: str) -> OpenAccountUnavailable:
+def _unchanged(failure: _NoAnswer, why: str) -> OpenAccountUnavailable:
     return OpenAccountUnavailable(
         failure.status,
-        f"{api}: {failure.reason}; WeChat shows nothing happened ({what}): safe to try again",
+        f"{failure.reason}; nothing happened ({why}): safe to try again",
         Outcome.UNCHANGED,
     )
