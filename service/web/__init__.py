@@ -14,15 +14,29 @@ def runtime() -> Runtime:
 
 
 # Where each role's routes live, so the other role can say where to go instead of a bare 404.
-ROLE_PREFIXES = {"public": ("/wechat/", "/authorize/"), "internal": ("/api/", "/tasks/")}
+ROLE_PREFIXES = {
+    "public": ("/wechat/", "/authorize/"),
+    "internal": ("/api/", "/tasks/", "/console"),
+}
 
 
 def register_blueprints(app: Flask) -> None:
-    from service.web import authorize, errors, events, health, internal_api, messages, tasks
+    from service.web import (
+        authorize,
+        console,
+        console_log,
+        errors,
+        events,
+        health,
+        internal_api,
+        messages,
+        tasks,
+    )
 
     rt: Runtime = app.extensions["gateway"]
     errors.register(app)
     app.register_blueprint(health.bp)
+    console_log.install(app)  # the push log's messages are written after an answer
     if rt.settings.serves("public"):
         app.register_blueprint(events.bp)
         app.register_blueprint(messages.bp)
@@ -30,6 +44,7 @@ def register_blueprints(app: Flask) -> None:
     if rt.settings.serves("internal"):
         app.register_blueprint(tasks.bp)
         app.register_blueprint(internal_api.bp)
+        app.register_blueprint(console.bp)
         from service.web import open_account_api
 
         app.register_blueprint(open_account_api.bp)

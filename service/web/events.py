@@ -16,6 +16,7 @@ from service.delivery import DeliveryFailed
 from service.inbound import PushRejected
 from service.pushes import open_push
 from service.web import runtime
+from service.web.console_log import push_log
 from service.web.errors import error_response
 
 bp = Blueprint("events", __name__)
@@ -52,6 +53,7 @@ def receive(component_appid: str) -> Response | tuple[Response, int]:
             extra={**where, "event": log_events.PUSH_NOT_DELIVERED, "error": str(exc)},
         )
         return error_response(503, "the gateway cannot deliver this push yet; retry")
+    push_log().event(opened.message, opened.xml, outcome, received_at)  # the console's log
     log.info(
         "push handled",
         extra={

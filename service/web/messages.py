@@ -24,6 +24,7 @@ from service.delivery import DeliveryFailed
 from service.inbound import PushRejected
 from service.store.records import StoreError
 from service.web import runtime
+from service.web.console_log import push_log
 from service.web.errors import error_response
 from service.wechat.accounts import APPID_PATTERN
 from service.wechat.crypto import MessageCrypto
@@ -73,6 +74,17 @@ def receive(component_appid: str, authorizer_appid: str) -> Response | tuple[Res
         )
         return error_response(503, "the gateway cannot deliver this message yet; retry")
     response = render(handled.answer, crypto, opened.used_previous_key)
+    response.call_on_close(
+        push_log().message(
+            component_appid,
+            authorizer_appid,
+            message,
+            opened.xml,
+            handled.answer.outcome,
+            handled.route,
+            received_at,
+        )
+    )
     if handled.answer.after is not None:
         response.call_on_close(after_answer(handled.answer, where))
     log.info(
