@@ -8,8 +8,9 @@ compare-and-set before the access token is handed out, and only while the author
 still authorized: a token for a revoked authorizer is never handed out.
 
 Failures keep every credential: a transient error only records itself; 61023 marks the
-authorizer ``needs_reauthorization``; 61003 marks it ``revoked``; 45009 pauses every
-``api_authorizer_token`` call of the component until the quota may have come back.
+authorizer ``needs_reauthorization`` and 61003 marks it ``revoked`` (both through
+``service.authorizer_status``); 45009 pauses every ``api_authorizer_token`` call of the
+component until the quota may have come back.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from service import leases
+from service.authorizer_status import AuthorizerStatusKeeper
 from service.component_token import ComponentTokenManager, TokenUnavailableError
 from service.leases import new_lease_owner
 from service.log_events import (
@@ -121,6 +123,7 @@ class AuthorizerTokenManager:
         self.store = store
         self.client = client
         self.component_tokens = component_tokens
+        self.statuses = AuthorizerStatusKeeper(store)  # 61023 and 61003 change the status
         self.policy = policy
         self.clock = clock
         self.sleep = sleep
@@ -292,7 +295,7 @@ class AuthorizerTokenManager:
             self._settle(taken, owner, lambda current: {})  # only the lease goes back
             raise
         except RefreshTokenInvalidError as exc:
-            self._settle(taken, owner, _refused(refresh_token, exc, self.clock()), final=True)
+            self.statuses.refuse_refresh(taken, owner, refresh_token, exc, self.clock())
             log.error(
                 "authorizer refresh token rejected (61023): the merchant must authorize again",
                 extra={**where, "event": REFRESH_TOKEN_REJECTED},
@@ -302,7 +305,7 @@ class AuthorizerTokenManager:
                 f"authorizer {appid} must authorize again: WeChat refused its refresh token",
             ) from None
         except NotAuthorizedError as exc:
-            self._settle(taken, owner, _refused(refresh_token, exc, self.clock()), final=True)
+            self.statuses.refuse_refresh(taken, owner, refresh_token, exc, self.clock())
             log.warning("authorizer is no longer authorized (61003)", extra=where)
             raise AuthorizerUnavailableError(
                 AuthorizerStatus.REVOKED.value,
@@ -424,35 +427,6 @@ def _renewed(
         if not current.access_token or newest is None or expires_at > newest:
             changes.update(access_token=answer.access_token, access_token_expires_at=expires_at)
         return changes
-
-    return update
-
-
-def _refused(
-    used: str, error: WeChatError, now: float
-) -> Callable[[AuthorizerRecord], dict[str, Any]]:
-    status = (
-        AuthorizerStatus.NEEDS_REAUTHORIZATION
-        if isinstance(error, RefreshTokenInvalidError)
-        else AuthorizerStatus.REVOKED
-    )
-
-    def update(current: AuthorizerRecord) -> dict[str, Any]:
-        if current.status != AuthorizerStatus.AUTHORIZED or current.refresh_token != used:
-            # Revoked already, or re-authorized with a new refresh token since: not ours.
-            return _failed(str(error), now)(current)
-        marked = current.with_event(now, "refresh_refused", errcode=error.errcode)
-        # The refresh token is kept (WeChat may list it again, and sync then recovers it).
-        revoked = {"revoked_at": now} if status == AuthorizerStatus.REVOKED else {}
-        return {
-            **revoked,
-            "status": status.value,
-            "access_token": None,
-            "access_token_expires_at": None,
-            "last_error": str(error),
-            "last_error_at": now,
-            "history": marked.history,
-        }
 
     return update
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from service.authorization import AuthorizationFlow, Outcome
+from service.authorization_pushes import AuthorizationPushes
+from service.code_exchange import Outcome
 from service.delivery import Delivery, DeliveryFailed
 from service.envelopes import notice_envelope
 from service.inbound import PushRejected, open_envelope
@@ -83,14 +84,14 @@ class PushDispatcher:
     def __init__(
         self,
         tickets: TicketKeeper,
-        flow: AuthorizationFlow,
+        authorizations: AuthorizationPushes,
         store: AuthorizationStore,
         delivery: Delivery,
         inbox_ttl: float = INBOX_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.tickets = tickets
-        self.flow = flow
+        self.authorizations = authorizations
         self.store = store
         self.delivery = delivery
         self.inbox_ttl = inbox_ttl
@@ -177,10 +178,10 @@ class PushDispatcher:
     def _handle(self, message: PushMessage) -> tuple[str, bool]:
         """The outcome, and whether it is final (a redelivery would change nothing)."""
         if isinstance(message, AuthorizationGranted):
-            result = self.flow.on_granted(message)
+            result = self.authorizations.on_granted(message)
             return result.outcome.value, result.outcome not in RETRYABLE
         if isinstance(message, Unauthorized):
-            return self.flow.on_unauthorized(message).value, True
+            return self.authorizations.on_unauthorized(message).value, True
         if isinstance(message, Notice):
             # Recorded whole in the inbox and delivered without their codes (a fast
             # registration's auth_code), which are never logged.

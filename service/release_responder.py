@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from service.answers import Answer
-from service.authorization import MAX_CODE_LENGTH
+from service.code_exchange import MAX_CODE_LENGTH
 from service.release_sends import ReleaseSends
 from service.wechat.messages import AccountMessage, text_reply
 from service.wechat.release_accounts import (

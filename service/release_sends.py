@@ -28,14 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from service.authorization import AuthorizationFlow
-from service.authorization import Outcome as ExchangeOutcome
 from service.authorizer_tokens import (
     AuthorizerTokenError,
     AuthorizerTokenManager,
     QuotaBackoffError,
     RefreshFailedError,
 )
+from service.code_exchange import CodeExchanger
+from service.code_exchange import Outcome as ExchangeOutcome
 from service.leases import new_lease_owner
 from service.proxy import AuthorizerProxy, ProxyCall, UpstreamError
 from service.store.records import (
@@ -76,14 +76,14 @@ class ReleaseSends:
     def __init__(
         self,
         store: AuthorizationStore,
-        flow: AuthorizationFlow,
+        exchanger: CodeExchanger,
         tokens: AuthorizerTokenManager,
         proxy: AuthorizerProxy,
         policy: ReleaseSendPolicy = ReleaseSendPolicy(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.flow = flow
+        self.exchanger = exchanger
         self.tokens = tokens
         self.proxy = proxy
         self.policy = policy
@@ -129,7 +129,7 @@ class ReleaseSends:
         log.info("release check: customer-service text claimed", extra=where)
         # The code is exchanged once across the push, the browser and this: usually the
         # authorized push did it, and the stored token is used (nothing is called).
-        exchanged = self.flow.exchange(
+        exchanged = self.exchanger.exchange(
             component_appid,
             taken.code,
             source="release_check",

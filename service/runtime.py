@@ -10,8 +10,10 @@ from functools import cached_property
 
 from service.account_directory import AuthorizerDirectory
 from service.account_messages import AccountMessages
-from service.authorization import AuthorizationFlow, FlowPolicy
+from service.authorization_links import LinkIssuer
+from service.authorization_pushes import AuthorizationPushes
 from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPolicy
+from service.code_exchange import CodeExchanger, ExchangePolicy
 from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
 from service.delivery import Delivery
@@ -150,24 +152,31 @@ class Runtime:
     @cached_property
     def sync(self) -> AuthorizerSync:
         return AuthorizerSync(
-            self.store, self.client, self.component_tokens, self.authorization.fill_profile
+            self.store, self.client, self.component_tokens, self.code_exchange.fill_profile
         )
 
     @cached_property
-    def authorization(self) -> AuthorizationFlow:
-        return AuthorizationFlow(
+    def links(self) -> LinkIssuer:
+        return LinkIssuer(self.client, self.component_tokens, self.settings)
+
+    @cached_property
+    def code_exchange(self) -> CodeExchanger:
+        return CodeExchanger(
             self.store,
             self.client,
             self.component_tokens,
-            self.settings,
-            FlowPolicy(lease_seconds=self.settings.refresh_lease_seconds),
+            ExchangePolicy(lease_seconds=self.settings.refresh_lease_seconds),
         )
+
+    @cached_property
+    def authorization_pushes(self) -> AuthorizationPushes:
+        return AuthorizationPushes(self.store, self.code_exchange)
 
     @cached_property
     def release_sends(self) -> ReleaseSends:
         return ReleaseSends(
             self.store,
-            self.authorization,
+            self.code_exchange,
             self.authorizer_tokens,
             self.proxy,
             ReleaseSendPolicy(lease_seconds=self.settings.refresh_lease_seconds),
@@ -192,7 +201,7 @@ class Runtime:
 
     @cached_property
     def pushes(self) -> PushDispatcher:
-        return PushDispatcher(self.tickets, self.authorization, self.store, self.delivery)
+        return PushDispatcher(self.tickets, self.authorization_pushes, self.store, self.delivery)
 
     def crypto(self, appid: str) -> MessageCrypto:
         if appid not in self._crypto:

@@ -15,6 +15,7 @@ write is a compare-and-set that applies only if the record is still exactly as i
 A re-authorization, a rotated refresh token or a revocation that lands during the walk is
 newer than the list, so that record is left alone (counted ``unchanged``; the next sync
 looks again). A refresh token taken from the list counts as asked when its page was read.
+Those changes are ``service.authorizer_status``'s; this module walks the list and reports.
 """
 
 from __future__ import annotations
@@ -25,13 +26,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from service.authorizer_status import AuthorizerStatusKeeper, Reconciled
 from service.component_token import ComponentTokenManager
-from service.store.records import (
-    AuthorizationStore,
-    AuthorizerRecord,
-    AuthorizerStatus,
-    SyncFlag,
-)
+from service.store.records import AuthorizationStore, AuthorizerRecord, AuthorizerStatus
 from service.wechat.client import AuthorizerPage, ComponentClient, ListedAuthorizer
 
 log = logging.getLogger(__name__)
@@ -68,6 +65,7 @@ class AuthorizerSync:
         self.store = store
         self.client = client
         self.component_tokens = component_tokens
+        self.statuses = AuthorizerStatusKeeper(store)
         self.fill_profile = fill_profile
         self.clock = clock
 
@@ -150,94 +148,16 @@ class AuthorizerSync:
         report: SyncReport,
     ) -> None:
         now = self.clock()
-        result: list[str] = []
-
-        def change(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
-            result.clear()
-            if current != seen:
-                result.append("raced")  # written during the walk: newer than the list
-                return None
-            base = current or AuthorizerRecord(
-                component_appid=component_appid, appid=entry.appid, authorized_at=entry.auth_time
-            )
-            if entry.refresh_token is None:
-                return _unexchanged(base, current, now, result)
-            return _listed(base, current, entry.refresh_token, asked_at, now, result)
-
-        self.store.modify_authorizer(component_appid, entry.appid, change)
-        kind = result[0] if result else "unchanged"
-        if kind in ("unchanged", "raced"):
+        kind = self.statuses.reconcile_listed(component_appid, entry, asked_at, seen, now)
+        if kind in (Reconciled.UNCHANGED, Reconciled.RACED):
             report.unchanged += 1
         else:
-            getattr(report, kind).append(entry.appid)
+            getattr(report, kind.value).append(entry.appid)
 
     def _flag_not_listed(self, seen: AuthorizerRecord, report: SyncReport) -> None:
-        def flag(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
-            if current != seen or current is None:
-                return None  # authorized (again) during the walk: the list is older
-            return current.but(sync_flag=SyncFlag.NOT_LISTED.value)
-
-        self.store.modify_authorizer(seen.component_appid, seen.appid, flag)
+        self.statuses.flag_not_listed(seen)
         report.not_listed.append(seen.appid)
         log.warning(
             "authorizer held but not listed by WeChat",
             extra={"component_appid": seen.component_appid, "authorizer_appid": seen.appid},
         )
-
-
-def _listed(
-    base: AuthorizerRecord,
-    current: AuthorizerRecord | None,
-    refresh_token: str,
-    asked_at: float,
-    now: float,
-    result: list[str],
-) -> AuthorizerRecord | None:
-    authorized = current is not None and current.status == AuthorizerStatus.AUTHORIZED
-    if authorized and base.refresh_token == refresh_token:
-        return base.but(sync_flag=None) if base.sync_flag else None
-    if authorized:
-        if asked_at <= (base.refresh_token_asked_at or 0.0):
-            return None  # ours was asked for after the page was read: it is the newer one
-        result.append("updated")
-        return base.but(
-            refresh_token=refresh_token,
-            refresh_token_asked_at=asked_at,
-            sync_flag=None,
-            updated_at=now,
-        ).with_event(now, "refresh_token_synced")
-    if (
-        current is not None
-        and current.status == AuthorizerStatus.NEEDS_REAUTHORIZATION
-        and current.refresh_token == refresh_token
-    ):
-        return None  # WeChat refused this very token before; listing it changes nothing
-    result.append("recovered")
-    return base.but(
-        status=AuthorizerStatus.AUTHORIZED.value,
-        refresh_token=refresh_token,
-        refresh_token_asked_at=asked_at,
-        access_token=None,
-        access_token_expires_at=0.0,  # due: the next sweep or request renews it
-        revoked_at=None,
-        sync_flag=None,
-        last_error=None,
-        last_error_at=None,
-        updated_at=now,
-    ).with_event(now, "recovered_by_sync")
-
-
-def _unexchanged(
-    base: AuthorizerRecord, current: AuthorizerRecord | None, now: float, result: list[str]
-) -> AuthorizerRecord | None:
-    result.append("unexchanged")
-    flagged = base.but(sync_flag=SyncFlag.UNEXCHANGED.value)
-    # A usable refresh token of our own, or a status that says so already: flag only.
-    if current is not None and (
-        current.status == AuthorizerStatus.NEEDS_REAUTHORIZATION
-        or (current.status == AuthorizerStatus.AUTHORIZED and current.refresh_token)
-    ):
-        return None if current.sync_flag == flagged.sync_flag else flagged
-    return flagged.but(
-        status=AuthorizerStatus.NEEDS_REAUTHORIZATION.value, updated_at=now
-    ).with_event(now, "listed_without_refresh_token")

@@ -37,7 +37,7 @@ from flask import (
     url_for,
 )
 
-from service.authorization import MAX_CODE_LENGTH, ExchangeResult, Outcome
+from service.code_exchange import MAX_CODE_LENGTH, ExchangeResult, Outcome
 from service.component_token import TokenUnavailableError
 from service.store.records import AuthorizerRecord
 from service.web import runtime
@@ -301,7 +301,7 @@ def _follow(component_appid: str, page: str, link: LinkRequest, sig: str) -> Res
     if not verdict.allowed:
         return _too_many(verdict)
     try:
-        issued = runtime().authorization.issue_links(component_appid, link)
+        issued = runtime().links.issue(component_appid, link)
     except TokenUnavailableError as exc:
         log.warning(
             "authorization link not issued: no component token",
@@ -356,7 +356,7 @@ def callback(component_appid: str) -> Response:
     verdict = _take(WECHAT_COST - 1)
     if not verdict.allowed:
         return _too_many(verdict)
-    result = rt.authorization.exchange(component_appid, code, "callback")
+    result = rt.code_exchange.exchange(component_appid, code, "callback")
     return _result_page(component_appid, code, result)
 
 
@@ -366,7 +366,7 @@ AUTHORIZED = (Outcome.EXCHANGED, Outcome.ALREADY, Outcome.RECOVERED)
 
 def _result_page(component_appid: str, code: str, result: ExchangeResult) -> Response:
     if result.outcome in AUTHORIZED and result.authorizer:
-        if runtime().authorization.first_view(component_appid, code):
+        if runtime().code_exchange.first_view(component_appid, code):
             return _page(200, **authorized_context(result.authorizer))
         # Anyone holding the callback URL later sees only that it is done, not the account.
         return _page(

@@ -107,7 +107,7 @@ def authorize_links(component_appid: str) -> ResponseReturnValue:
         link_request = parse_link_request(data, rt.settings.callback_url(component_appid))
     except LinkParamError as exc:
         return jsonify(error=str(exc), param=exc.param), 400
-    issued = rt.authorization.issue_links(component_appid, link_request)
+    issued = rt.links.issue(component_appid, link_request)
     links = issued.links
     body: dict[str, Any] = {
         "pc_url": links.pc_url,

@@ -17,7 +17,7 @@ import service.release_responder
 import service.web.messages
 from service import create_app as create_service
 from service.answers import Answer, AnswerKind
-from service.authorization import AuthorizationFlow, ExchangeResult, Outcome
+from service.code_exchange import CodeExchanger, ExchangeResult, Outcome
 from service.release_responder import ReleaseResponder
 from service.wechat.crypto import MessageCrypto
 from service.wechat.errors import WeChatError
@@ -58,10 +58,10 @@ def custom_message_sent_before_the_reply() -> None:
 def code_exchanged_twice() -> None:
     """The release check's code goes to api_query_auth again, as a naive SDK does, even
     though the authorized push exchanged it; the stored token is then used."""
-    exchange = AuthorizationFlow.exchange
+    exchange = CodeExchanger.exchange
 
     def naive(
-        self: AuthorizationFlow,
+        self: CodeExchanger,
         component_appid: str,
         code: str,
         source: str,
@@ -79,7 +79,7 @@ def code_exchanged_twice() -> None:
             return ExchangeResult(Outcome.REFUSED, errcode=exc.errcode, reason=str(exc))
         return ExchangeResult(Outcome.EXCHANGED)
 
-    AuthorizationFlow.exchange = naive  # type: ignore[method-assign]
+    CodeExchanger.exchange = naive  # type: ignore[method-assign]
 
 
 MUTATIONS: dict[str, Callable[[], None]] = {

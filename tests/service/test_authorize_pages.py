@@ -20,7 +20,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.authorization import ExchangeResult, IssuedLinks, Outcome
+from service.authorization_links import IssuedLinks
+from service.code_exchange import ExchangeResult, Outcome
 from service.component_token import TokenUnavailableError
 from service.config import ComponentConfig, PublicRateLimit, Settings
 from service.runtime import Runtime
@@ -37,7 +38,8 @@ IP_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 
 
 class FakeFlow:
-    """Stands in for the authorization flow; counts what would cost a WeChat call."""
+    """Stands in for the link issuer and the code exchanger; counts what would cost a WeChat
+    call."""
 
     def __init__(self) -> None:
         self.issued: list[LinkRequest] = []
@@ -45,7 +47,7 @@ class FakeFlow:
         self.issue_error: Exception | None = None
         self.result = ExchangeResult(Outcome.REFUSED, errcode=61009, reason="code is invalid")
 
-    def issue_links(self, component_appid: str, request: LinkRequest) -> IssuedLinks:
+    def issue(self, component_appid: str, request: LinkRequest) -> IssuedLinks:
         self.issued.append(request)
         if self.issue_error is not None:
             raise self.issue_error
@@ -71,7 +73,8 @@ def make_settings(per_minute: int = 100_000, burst: int = 100_000) -> Settings:
 def make_app(settings: Settings) -> tuple[Flask, FakeFlow]:
     runtime = Runtime(settings)
     flow = FakeFlow()
-    runtime.__dict__["authorization"] = flow  # in place of the cached property
+    # In place of the cached properties.
+    runtime.__dict__["links"] = runtime.__dict__["code_exchange"] = flow
     return create_app(settings, runtime=runtime), flow
 
 

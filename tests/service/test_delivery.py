@@ -22,7 +22,7 @@ import requests
 
 from devstack.processes import free_port
 from devstack.pubsub_emulator import PubSubAdmin
-from service.authorization import AuthorizationFlow
+from service.authorization_pushes import AuthorizationPushes
 from service.config import Settings
 from service.delivery import Delivered, Delivery, DeliveryFailed
 from service.envelopes import attributes, encode, message_envelope, notice_envelope
@@ -616,17 +616,17 @@ def dispatch(
     store: FirestoreStore, firestore_project: str, monkeypatch: pytest.MonkeyPatch
 ) -> Dispatch:
     runtime = Runtime(Settings.from_env(service_env(firestore_project)), store=store)
-    flow: AuthorizationFlow = runtime.authorization
+    pushes: AuthorizationPushes = runtime.authorization_pushes
     handled: list[str] = []
-    on_unauthorized = flow.on_unauthorized
+    on_unauthorized = pushes.on_unauthorized
 
     def counted(push: Any) -> Any:
         handled.append(push.authorizer_appid)
         return on_unauthorized(push)
 
-    monkeypatch.setattr(flow, "on_unauthorized", counted)
+    monkeypatch.setattr(pushes, "on_unauthorized", counted)
     delivery = FlakyDelivery(failures=1)
-    return Dispatch(PushDispatcher(runtime.tickets, flow, store, delivery), delivery, handled)
+    return Dispatch(PushDispatcher(runtime.tickets, pushes, store, delivery), delivery, handled)
 
 
 def unauthorized(create_time: int = 1700000000) -> Opened:

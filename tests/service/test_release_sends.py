@@ -13,7 +13,6 @@ from typing import Any, cast
 
 import pytest
 
-from service.authorization import AuthorizationFlow, ExchangeResult, Outcome
 from service.authorizer_tokens import (
     AuthorizerToken,
     AuthorizerTokenManager,
@@ -21,6 +20,7 @@ from service.authorizer_tokens import (
     RefreshFailedError,
 )
 from service.authorizer_tokens import Outcome as TokenOutcome
+from service.code_exchange import CodeExchanger, ExchangeResult, Outcome
 from service.proxy import AuthorizerProxy, ProxyAnswer, ProxyCall, UpstreamError
 from service.release_sends import ReleaseSendPolicy, ReleaseSends, send_key
 from service.store.firestore import FirestoreStore
@@ -33,7 +33,7 @@ CODE = "queryauthcode@@@abc"
 
 
 @dataclass
-class FakeFlow:
+class FakeExchanger:
     outcome: Outcome = Outcome.ALREADY
     codes: list[str] = field(default_factory=list)
 
@@ -87,14 +87,14 @@ def clock() -> Clock:
 
 def sends(
     store: FirestoreStore,
-    flow: FakeFlow,
+    exchanger: FakeExchanger,
     proxy: FakeProxy,
     clock: Clock,
     tokens: FakeTokens | None = None,
 ) -> ReleaseSends:
     return ReleaseSends(
         store,
-        cast(AuthorizationFlow, flow),
+        cast(CodeExchanger, exchanger),
         cast(AuthorizerTokenManager, tokens or FakeTokens()),
         cast(AuthorizerProxy, proxy),
         ReleaseSendPolicy(lease_seconds=30, max_attempts=3),
@@ -111,8 +111,8 @@ def stored(store: FirestoreStore, key: str) -> ReleaseSend:
 def test_a_send_is_queued_once_then_sent_with_the_exact_text(
     store: FirestoreStore, clock: Clock
 ) -> None:
-    flow, proxy = FakeFlow(), FakeProxy()
-    queue = sends(store, flow, proxy, clock)
+    exchanger, proxy = FakeExchanger(), FakeProxy()
+    queue = sends(store, exchanger, proxy, clock)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1") == key  # WeChat's retry
     assert key == send_key(COMPONENT, ACCOUNT, "msg:1")
@@ -124,7 +124,7 @@ def test_a_send_is_queued_once_then_sent_with_the_exact_text(
             {"touser": OPENID, "msgtype": "text", "text": {"content": CODE + "_from_api"}},
         )
     ]
-    assert flow.codes == [CODE]
+    assert exchanger.codes == [CODE]
     assert stored(store, key).status == "sent"
     assert store.open_release_sends(COMPONENT) == []
 
@@ -133,7 +133,7 @@ def test_a_claim_whose_holder_died_is_taken_over_after_its_lease(
     store: FirestoreStore, clock: Clock
 ) -> None:
     proxy = FakeProxy()
-    queue = sends(store, FakeFlow(), proxy, clock)
+    queue = sends(store, FakeExchanger(), proxy, clock)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue._claim(COMPONENT, key, "dead-process") is not None  # then it stopped
     assert queue.recover(COMPONENT) == {"busy": 1}
@@ -146,7 +146,7 @@ def test_a_send_abandoned_while_calling_wechat_is_never_repeated(
     store: FirestoreStore, clock: Clock
 ) -> None:
     proxy = FakeProxy()
-    queue = sends(store, FakeFlow(), proxy, clock)
+    queue = sends(store, FakeExchanger(), proxy, clock)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     taken = queue._claim(COMPONENT, key, "dead-process")
     assert taken is not None and queue._advance(taken, "dead-process")  # then it stopped
@@ -160,7 +160,7 @@ def test_an_answer_lost_on_the_way_back_is_unknown_and_not_repeated(
     store: FirestoreStore, clock: Clock
 ) -> None:
     proxy = FakeProxy(failure=UpstreamError(504, "WeChat did not answer within 15 s"))
-    queue = sends(store, FakeFlow(), proxy, clock)
+    queue = sends(store, FakeExchanger(), proxy, clock)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue.run(COMPONENT, key) == "unknown"
     clock.now += 3600
@@ -172,7 +172,7 @@ def test_a_send_that_surely_never_reached_wechat_is_tried_again(
     store: FirestoreStore, clock: Clock
 ) -> None:
     proxy = FakeProxy(failure=UpstreamError(502, "could not connect", reached=False))
-    queue = sends(store, FakeFlow(), proxy, clock)
+    queue = sends(store, FakeExchanger(), proxy, clock)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue.run(COMPONENT, key) == "retry"
     assert stored(store, key).status == "pending"
@@ -184,7 +184,7 @@ def test_the_token_is_ready_before_the_send_so_a_failure_there_is_retried(
     store: FirestoreStore, clock: Clock
 ) -> None:
     proxy, tokens = FakeProxy(), FakeTokens(failure=RefreshFailedError("-1 from WeChat"))
-    queue = sends(store, FakeFlow(), proxy, clock, tokens)
+    queue = sends(store, FakeExchanger(), proxy, clock, tokens)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue.run(COMPONENT, key) == "retry"
     assert proxy.calls == [] and stored(store, key).status == "pending"
@@ -195,12 +195,12 @@ def test_the_token_is_ready_before_the_send_so_a_failure_there_is_retried(
 def test_a_transient_code_exchange_failure_leaves_it_pending(
     store: FirestoreStore, clock: Clock
 ) -> None:
-    flow, proxy = FakeFlow(outcome=Outcome.ERROR), FakeProxy()
-    queue = sends(store, flow, proxy, clock)
+    exchanger, proxy = FakeExchanger(outcome=Outcome.ERROR), FakeProxy()
+    queue = sends(store, exchanger, proxy, clock)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue.run(COMPONENT, key) == "retry"
     assert proxy.calls == []
-    flow.outcome = Outcome.REFUSED  # exchanged elsewhere: the stored token is used
+    exchanger.outcome = Outcome.REFUSED  # exchanged elsewhere: the stored token is used
     assert queue.run(COMPONENT, key) == "sent"
 
 
@@ -208,7 +208,7 @@ def test_wechat_refusing_the_send_or_no_authorizer_fails_it_for_good(
     store: FirestoreStore, clock: Clock
 ) -> None:
     proxy, tokens = FakeProxy(errcode=45015), FakeTokens()
-    queue = sends(store, FakeFlow(), proxy, clock, tokens)
+    queue = sends(store, FakeExchanger(), proxy, clock, tokens)
     refused = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     assert queue.run(COMPONENT, refused) == "failed"
     assert stored(store, refused).errcode == 45015
@@ -219,7 +219,7 @@ def test_wechat_refusing_the_send_or_no_authorizer_fails_it_for_good(
 
 
 def test_after_too_many_attempts_it_fails(store: FirestoreStore, clock: Clock) -> None:
-    queue = sends(store, FakeFlow(outcome=Outcome.ERROR), FakeProxy(), clock)
+    queue = sends(store, FakeExchanger(outcome=Outcome.ERROR), FakeProxy(), clock)
     key = queue.enqueue(COMPONENT, ACCOUNT, OPENID, CODE, "msg:1")
     outcomes = [queue.run(COMPONENT, key) for _ in range(4)]
     assert outcomes == ["retry", "retry", "retry", "failed"]

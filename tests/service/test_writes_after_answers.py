@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from service.authorization import Outcome
+from service.code_exchange import Outcome
 from service.log_events import CREDENTIAL_WRITE_FAILED
 from service.persist import write_after_answer
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizerStatus, ExchangeStatus, StoreError
 from service.wechat.client import AuthorizationInfo, AuthorizerAccessToken
-from tests.service import test_authorization as exchange_tests
 from tests.service import test_authorizer_tokens as token_tests
+from tests.service import test_code_exchange as exchange_tests
 
 
 class FlakyStore:
@@ -58,7 +58,7 @@ def test_an_exchanged_code_s_tokens_are_stored_after_failed_writes(
 
     wechat = AnsweringThenFaulting()
     flow = exchange_tests.make_flow(flaky, wechat)  # type: ignore[arg-type]
-    result = flow.on_granted(exchange_tests.authorized())
+    result = flow.pushes.on_granted(exchange_tests.authorized())
     assert result.outcome == Outcome.EXCHANGED, result
     record = store.get_authorizer(exchange_tests.APPID, exchange_tests.MERCHANT)
     assert record is not None and record.status == AuthorizerStatus.AUTHORIZED

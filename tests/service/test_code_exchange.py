@@ -1,8 +1,8 @@
-"""The authorization flow's rules on the real Firestore emulator, WeChat faked in-process.
+"""The code exchange's rules on the real Firestore emulator, WeChat faked in-process.
 
 The end-to-end tests prove the same over HTTP with the mock and two gunicorn workers;
-here each rule is shown alone: one exchange per code, refusals cached, stale pushes
-ignored, revocation keeps the record.
+here each rule is shown alone: one exchange per code whichever of the callback and the
+push comes first, refusals remembered, leases taken over, lost answers recovered.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
-from service.authorization import AuthorizationFlow, FlowPolicy, Outcome
-from service.config import ComponentConfig, Settings
+from service.authorization_pushes import AuthorizationPushes
+from service.code_exchange import CodeExchanger, ExchangePolicy, Outcome, code_key
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizerStatus, ExchangeStatus
 from service.wechat.accounts import AccountType
@@ -32,7 +33,7 @@ from service.wechat.errors import (
     TransportError,
     WeChatError,
 )
-from service.wechat.messages import Authorized, Unauthorized, UpdateAuthorized
+from service.wechat.messages import Authorized
 
 APPID = "wx0123456789abcdef"
 MERCHANT = "wx326eecacf7370d4e"
@@ -108,15 +109,23 @@ class FakeWeChat(ComponentClient):
         )
 
 
-def make_flow(store: FirestoreStore, wechat: FakeWeChat) -> AuthorizationFlow:
-    settings = Settings(components={APPID: ComponentConfig(APPID, "s", "t", "k" * 43)})
-    return AuthorizationFlow(
+@dataclass
+class Flow:
+    """One process's view of the authorization flow: its code exchanger and the pushes'
+    handler on top of it."""
+
+    codes: CodeExchanger
+    pushes: AuthorizationPushes
+
+
+def make_flow(store: FirestoreStore, wechat: FakeWeChat) -> Flow:
+    codes = CodeExchanger(
         store,
         wechat,
-        FakeTokens(),
-        settings,  # type: ignore[arg-type]
-        FlowPolicy(lease_seconds=5, callback_wait=5, push_wait=5, poll_interval=0.02),
+        FakeTokens(),  # type: ignore[arg-type]
+        ExchangePolicy(lease_seconds=5, callback_wait=5, push_wait=5, poll_interval=0.02),
     )
+    return Flow(codes, AuthorizationPushes(store, codes))
 
 
 def authorized(code: str = CODE, at: int = 1000, kind: type[Authorized] = Authorized) -> Authorized:
@@ -128,10 +137,10 @@ def test_callback_and_push_together_exchange_once(store: FirestoreStore) -> None
     wechat = FakeWeChat(latency=0.3)
     flows = [make_flow(store, wechat) for _ in range(4)]  # as if four processes
     jobs: list[Callable[[], object]] = [
-        lambda: flows[0].exchange(APPID, CODE, "callback"),
-        lambda: flows[1].on_granted(authorized()),
-        lambda: flows[2].exchange(APPID, CODE, "callback"),
-        lambda: flows[3].on_granted(authorized()),
+        lambda: flows[0].codes.exchange(APPID, CODE, "callback"),
+        lambda: flows[1].pushes.on_granted(authorized()),
+        lambda: flows[2].codes.exchange(APPID, CODE, "callback"),
+        lambda: flows[3].pushes.on_granted(authorized()),
     ]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda job: job(), jobs))
@@ -149,8 +158,8 @@ def test_a_refused_code_is_remembered_and_stores_nothing(store: FirestoreStore) 
     wechat = FakeWeChat()
     wechat.refuse[CODE] = AuthorizationCodeExpiredError(61010, "code is expired", "api_query_auth")
     flow = make_flow(store, wechat)
-    first = flow.exchange(APPID, CODE, "callback")
-    second = flow.on_granted(authorized())
+    first = flow.codes.exchange(APPID, CODE, "callback")
+    second = flow.pushes.on_granted(authorized())
     assert (first.outcome, first.errcode) == (Outcome.REFUSED, 61010)
     assert (second.outcome, second.errcode) == (Outcome.REFUSED, 61010)
     assert wechat.exchanges == [CODE]
@@ -161,9 +170,9 @@ def test_a_transient_failure_lets_the_next_attempt_exchange(store: FirestoreStor
     wechat = FakeWeChat()
     wechat.refuse[CODE] = SystemBusyError(-1, "system error", "api_query_auth")
     flow = make_flow(store, wechat)
-    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.ERROR
+    assert flow.codes.exchange(APPID, CODE, "callback").outcome == Outcome.ERROR
     del wechat.refuse[CODE]
-    assert flow.on_granted(authorized()).outcome == Outcome.EXCHANGED
+    assert flow.pushes.on_granted(authorized()).outcome == Outcome.EXCHANGED
     assert wechat.exchanges == [CODE, CODE]
 
 
@@ -171,18 +180,16 @@ def test_a_stale_lease_is_taken_over(store: FirestoreStore) -> None:
     wechat = FakeWeChat()
     flow = make_flow(store, wechat)
     now = [time.time()]
-    flow.clock = lambda: now[0]
-    flow.policy = FlowPolicy(lease_seconds=5, callback_wait=0, push_wait=0)
+    flow.codes.clock = lambda: now[0]
+    flow.codes.policy = ExchangePolicy(lease_seconds=5, callback_wait=0, push_wait=0)
     # A holder that died: its lease is on the record and never released.
-    store.modify_code_exchange(APPID, _key(), flow._claim(APPID, _key(), "dead", "push"))
-    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.IN_PROGRESS
+    store.modify_code_exchange(APPID, _key(), flow.codes._claim(APPID, _key(), "dead", "push"))
+    assert flow.codes.exchange(APPID, CODE, "callback").outcome == Outcome.IN_PROGRESS
     now[0] += 6
-    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.EXCHANGED
+    assert flow.codes.exchange(APPID, CODE, "callback").outcome == Outcome.EXCHANGED
 
 
 def _key() -> str:
-    from service.authorization import code_key
-
     return code_key(APPID, CODE)
 
 
@@ -200,12 +207,12 @@ def test_an_overtaken_holder_s_exchange_stands_and_the_taker_is_not_told_failed(
     wechat.hold[CODE] = release_first  # the first holder's answer takes longer than its lease
     first, second = make_flow(store, wechat), make_flow(store, wechat)
     for flow in (first, second):
-        flow.policy = FlowPolicy(lease_seconds=0.3, callback_wait=5, push_wait=5)
+        flow.codes.policy = ExchangePolicy(lease_seconds=0.3, callback_wait=5, push_wait=5)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        slow = pool.submit(first.exchange, APPID, CODE, "callback")
+        slow = pool.submit(first.codes.exchange, APPID, CODE, "callback")
         time.sleep(0.5)  # the first holder's lease has run out
         # The push takes the exchange over; WeChat says the code is used (by the first).
-        taken_over = second.on_granted(authorized())
+        taken_over = second.pushes.on_granted(authorized())
         release_first.set()
         overtaken = slow.result(10)
     assert taken_over.outcome == Outcome.RECOVERED, taken_over
@@ -222,7 +229,7 @@ def test_a_lost_answer_is_recovered_from_the_account_the_push_names(
     wechat = FakeWeChat()
     wechat.lose_answer.add(CODE)
     flow = make_flow(store, wechat)
-    result = flow.on_granted(authorized())
+    result = flow.pushes.on_granted(authorized())
     assert result.outcome == Outcome.RECOVERED
     assert wechat.exchanges == [CODE]  # not sent again: it would have answered 61010
     assert exchange_status(store) == ExchangeStatus.DONE
@@ -231,7 +238,7 @@ def test_a_lost_answer_is_recovered_from_the_account_the_push_names(
     assert record.refresh_token == "refreshtoken@@@r1" and record.nick_name == "小店"
     assert record.access_token is None and record.access_token_expires_at == 0.0  # due now
     # The callback that follows finds it done.
-    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.ALREADY
+    assert flow.codes.exchange(APPID, CODE, "callback").outcome == Outcome.ALREADY
 
 
 def test_a_lost_callback_answer_is_recovered_from_the_list_of_authorizations(
@@ -243,7 +250,7 @@ def test_a_lost_callback_answer_is_recovered_from_the_list_of_authorizations(
         ListedAuthorizer("wx00000000000000aa", "refreshtoken@@@old", int(time.time()) - 90000),
         ListedAuthorizer(MERCHANT, "refreshtoken@@@r1", int(time.time())),
     ]
-    result = make_flow(store, wechat).exchange(APPID, CODE, "callback")
+    result = make_flow(store, wechat).codes.exchange(APPID, CODE, "callback")
     assert result.outcome == Outcome.RECOVERED and result.authorizer is not None
     assert result.authorizer.appid == MERCHANT
     assert wechat.exchanges == [CODE]
@@ -260,10 +267,10 @@ def test_a_lost_callback_answer_that_the_list_cannot_tell_waits_for_the_push(
         ListedAuthorizer(MERCHANT, "refreshtoken@@@r1", now),
     ]
     flow = make_flow(store, wechat)
-    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.CONFIRMING
+    assert flow.codes.exchange(APPID, CODE, "callback").outcome == Outcome.CONFIRMING
     assert exchange_status(store) == ExchangeStatus.UNKNOWN  # never "failed"
-    assert flow.on_granted(authorized()).outcome == Outcome.RECOVERED
-    assert flow.exchange(APPID, CODE, "callback").outcome == Outcome.ALREADY
+    assert flow.pushes.on_granted(authorized()).outcome == Outcome.RECOVERED
+    assert flow.codes.exchange(APPID, CODE, "callback").outcome == Outcome.ALREADY
     assert wechat.exchanges == [CODE]
 
 
@@ -274,53 +281,14 @@ def test_a_lost_answer_for_an_authorization_wechat_does_not_hold_fails_the_code(
     wechat.lose_answer.add(CODE)
     wechat.revoked = True  # and the merchant cancelled before we asked
     flow = make_flow(store, wechat)
-    result = flow.on_granted(authorized())
+    result = flow.pushes.on_granted(authorized())
     assert (result.outcome, result.errcode) == (Outcome.REFUSED, 61003)
     assert exchange_status(store) == ExchangeStatus.FAILED
 
 
-def test_update_replaces_func_info_and_renews_tokens(store: FirestoreStore) -> None:
-    wechat = FakeWeChat()
-    flow = make_flow(store, wechat)
-    flow.on_granted(authorized())
-    wechat.func_info = (1,)
-    result = flow.on_granted(authorized("queryauthcode@@@two", 2000, UpdateAuthorized))
-    assert result.outcome == Outcome.EXCHANGED
-    record = store.get_authorizer(APPID, MERCHANT)
-    assert record is not None and record.func_info == (1,) and record.access_token == "access-2"
-    assert [e["event"] for e in record.history] == ["authorized", "authorization_updated"]
-
-
-def test_unauthorized_deletes_tokens_keeps_history_and_ignores_stale_pushes(
-    store: FirestoreStore,
-) -> None:
-    wechat = FakeWeChat()
-    flow = make_flow(store, wechat)
-    flow.on_granted(authorized(at=1000))
-    assert flow.on_unauthorized(Unauthorized(APPID, 999, "unauthorized", MERCHANT)) == Outcome.STALE
-    assert (
-        flow.on_unauthorized(Unauthorized(APPID, 1100, "unauthorized", MERCHANT)) == Outcome.REVOKED
-    )
-    record = store.get_authorizer(APPID, MERCHANT)
-    assert record is not None and record.status == AuthorizerStatus.REVOKED
-    assert record.access_token is None and record.refresh_token is None
-    assert record.nick_name == "小店" and len(record.history) == 2
-    assert flow.on_unauthorized(Unauthorized(APPID, 1100, "unauthorized", MERCHANT)) == (
-        Outcome.ALREADY_REVOKED
-    )
-    # An authorized push older than the revocation is stale: nothing is exchanged.
-    late = flow.on_granted(authorized("queryauthcode@@@late", 1050))
-    assert late.outcome == Outcome.STALE and wechat.exchanges == [CODE]
-    # Re-authorizing later works and gets a fresh authorized_at.
-    again = flow.on_granted(authorized("queryauthcode@@@again", 1200))
-    assert again.outcome == Outcome.EXCHANGED and again.authorizer is not None
-    assert again.authorizer.status == AuthorizerStatus.AUTHORIZED
-    assert again.authorizer.authorized_at is not None and again.authorizer.revoked_at is None
-
-
 def test_the_result_page_shows_a_code_s_result_once(store: FirestoreStore) -> None:
     flow = make_flow(store, FakeWeChat())
-    assert flow.first_view(APPID, CODE) is False  # no such exchange: nothing to show
-    flow.exchange(APPID, CODE, "callback")
-    assert flow.first_view(APPID, CODE) is True
-    assert flow.first_view(APPID, CODE) is False
+    assert flow.codes.first_view(APPID, CODE) is False  # no such exchange: nothing to show
+    flow.codes.exchange(APPID, CODE, "callback")
+    assert flow.codes.first_view(APPID, CODE) is True
+    assert flow.codes.first_view(APPID, CODE) is False

@@ -1,10 +1,12 @@
-"""The merchant authorization flow (protocol §2.2, §3.3–§3.6, §4, §5).
+"""Exchanging an authorization code, exactly once across every process (protocol §3.4).
 
-Links come from a fresh pre_auth_code each time. An authorization code is exchanged
-exactly once, whichever of the browser callback and the ``authorized`` push comes first:
-the first claims a lease on the code's record and exchanges it, the other waits for (or
-reads) the result. The refresh token is written to the authorizer record before anything
-else can fail. Pushes older than the newest one applied to an authorizer change nothing.
+Whichever of the browser's callback, the ``authorized`` push and the release check comes
+first claims a lease on the code's record and calls ``api_query_auth``; the others wait for
+(or read) its result. WeChat spends the code on the first call, so the call is never
+repeated blindly: a refusal is remembered, a failure that never reached WeChat gives the
+lease back, and a lost answer is recovered from WeChat (the account, or the list of recent
+authorizations) instead of guessed. The authorization WeChat gave is handed to
+``service.authorizer_status`` and stored before anything else can fail.
 """
 
 from __future__ import annotations
@@ -19,19 +21,17 @@ from enum import StrEnum
 
 from service import leases
 from service.authorizer_lookup import recently_authorized
+from service.authorizer_status import AuthorizerStatusKeeper
 from service.component_token import ComponentTokenManager, TokenUnavailableError
-from service.config import Settings
 from service.leases import new_lease_owner
 from service.persist import write_after_answer
 from service.store.records import (
     AuthorizationStore,
     AuthorizerRecord,
-    AuthorizerStatus,
     CodeExchange,
     ExchangeStatus,
 )
-from service.wechat.accounts import APPID_PATTERN
-from service.wechat.client import AuthorizationInfo, AuthorizerInfo, ComponentClient
+from service.wechat.client import AuthorizationInfo, ComponentClient
 from service.wechat.errors import (
     AuthorizationCodeExpiredError,
     AuthorizationCodeInvalidError,
@@ -40,9 +40,7 @@ from service.wechat.errors import (
     WeChatError,
     error_for,
 )
-from service.wechat.links import AuthorizeLinks, LinkRequest, build_links
-from service.wechat.messages import AuthorizationGranted, Unauthorized
-from service.wechat.release_accounts import is_release_test_appid
+from service.wechat.messages import AuthorizationGranted
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +57,10 @@ class Outcome(StrEnum):
     RECOVERED = "recovered"  # the exchange's answer was lost; WeChat gave the authorization
     CONFIRMING = "confirming"  # the answer was lost and WeChat cannot say what it gave yet
     ERROR = "error"  # WeChat or the component token failed transiently; try again
+    # The authorization pushes' own (service.authorization_pushes):
     STALE = "stale"  # an older push than the newest one applied: ignored
     REVOKED = "revoked"
     ALREADY_REVOKED = "already_revoked"
-
-
-@dataclass(frozen=True)
-class IssuedLinks:
-    links: AuthorizeLinks
-    pre_auth_code: str
-    expires_at: float
-    request: LinkRequest
 
 
 @dataclass(frozen=True)
@@ -81,7 +72,7 @@ class ExchangeResult:
 
 
 @dataclass(frozen=True)
-class FlowPolicy:
+class ExchangePolicy:
     lease_seconds: float = 30.0
     callback_wait: float = 30.0  # a browser may wait for the other exchanger this long
     push_wait: float = 3.0  # WeChat wants its answer within 5 s
@@ -113,52 +104,23 @@ def code_key(component_appid: str, code: str) -> str:
     return hashlib.sha256(f"{component_appid}\n{code}".encode()).hexdigest()
 
 
-class AuthorizationFlow:
+class CodeExchanger:
     def __init__(
         self,
         store: AuthorizationStore,
         client: ComponentClient,
         tokens: ComponentTokenManager,
-        settings: Settings,
-        policy: FlowPolicy = FlowPolicy(),
+        policy: ExchangePolicy = ExchangePolicy(),
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.client = client
         self.tokens = tokens
-        self.settings = settings
+        self.statuses = AuthorizerStatusKeeper(store)
         self.policy = policy
         self.clock = clock
         self.sleep = sleep
-
-    # ----- links --------------------------------------------------------------------
-
-    def issue_links(self, component_appid: str, request: LinkRequest) -> IssuedLinks:
-        """A fresh pre_auth_code (single use) and every link form built on it."""
-        asked_at = self.clock()
-        pre = self.tokens.call_with_token(
-            component_appid,
-            lambda token: self.client.api_create_preauthcode(component_appid, token),
-        )
-        links = build_links(
-            component_appid,
-            pre.code,
-            request,
-            mp_base=self.settings.wechat_mp_base,
-            open_base=self.settings.wechat_open_base,
-        )
-        log.info(
-            "authorization links issued",
-            extra={
-                "component_appid": component_appid,
-                "auth_type": request.auth_type,
-                "biz_appid": request.biz_appid,
-            },
-        )
-        return IssuedLinks(links, pre.code, asked_at + pre.expires_in, request)
-
-    # ----- the code exchange --------------------------------------------------------
 
     def exchange(
         self,
@@ -252,7 +214,7 @@ class AuthorizationFlow:
             raise
         # WeChat has spent the code: its answer is stored before anything else can fail.
         record = write_after_answer(
-            lambda: self._grant(component_appid, info, attempt.source, attempt.push),
+            lambda: self._grant(component_appid, info, attempt),
             "an exchanged authorization",
             {**where, "authorizer_appid": info.authorizer_appid},
         )
@@ -312,11 +274,11 @@ class AuthorizationFlow:
             log.warning("lost code exchange: WeChat lists no refresh token yet", extra=where)
             return ExchangeResult(Outcome.CONFIRMING)
         write_after_answer(
-            lambda: self._grant(component_appid, info, attempt.source, attempt.push),
+            lambda: self._grant(component_appid, info, attempt),
             "a recovered authorization",
             {**where, "authorizer_appid": appid},
         )
-        record = self._store_profile(component_appid, appid, profile)
+        record = self.statuses.store_profile(component_appid, appid, profile)
         self._finish(attempt, _done(appid, self.clock()), final=True)
         log.warning(
             "lost code exchange: authorization recovered from WeChat",
@@ -367,63 +329,15 @@ class AuthorizationFlow:
                 Outcome.ALREADY, self.store.get_authorizer(component_appid, appid)
             )
         # The callback exchanged this push's code: remember the push's time for ordering.
-        bumped = self.store.modify_authorizer(component_appid, appid, _at_least(push.create_time))
-        return ExchangeResult(Outcome.ALREADY, bumped.record)
+        bumped = self.statuses.note_push(component_appid, appid, push.create_time)
+        return ExchangeResult(Outcome.ALREADY, bumped)
 
     def _grant(
-        self,
-        component_appid: str,
-        info: AuthorizationInfo,
-        source: str,
-        push: AuthorizationGranted | None,
+        self, component_appid: str, info: AuthorizationInfo, attempt: _Attempt
     ) -> AuthorizerRecord:
-        now = self.clock()
-        appid = info.authorizer_appid
-
-        def grant(current: AuthorizerRecord | None) -> AuthorizerRecord:
-            base = current or AuthorizerRecord(component_appid=component_appid, appid=appid)
-            was_authorized = current is not None and current.status == AuthorizerStatus.AUTHORIZED
-            kept_refresh = base.refresh_token if was_authorized else None
-            expires_in = info.expires_in if info.access_token else None
-            last_push = base.last_push_time
-            if push is not None and (last_push is None or push.create_time > last_push):
-                last_push = push.create_time
-            return base.but(
-                status=AuthorizerStatus.AUTHORIZED.value,
-                func_info=info.func_info,
-                access_token=info.access_token,
-                # 0, not None, without a token: the sweep's query must find it.
-                access_token_expires_at=now + expires_in if expires_in else 0.0,
-                refresh_token=info.refresh_token or kept_refresh,
-                refresh_token_asked_at=now if info.refresh_token else base.refresh_token_asked_at,
-                last_error=None,
-                last_error_at=None,
-                sync_flag=None,
-                release_test=is_release_test_appid(appid),
-                authorized_at=base.authorized_at if was_authorized else now,
-                updated_at=now,
-                revoked_at=None,
-                last_push_time=last_push,
-            ).with_event(
-                now,
-                "authorization_updated" if was_authorized else "authorized",
-                source=source,
-                func_info=list(info.func_info),
-            )
-
-        record = self.store.modify_authorizer(component_appid, appid, grant).record
-        assert record is not None
-        log.info(
-            "authorizer authorized",
-            extra={
-                "component_appid": component_appid,
-                "authorizer_appid": appid,
-                "source": source,
-                "func_info": list(info.func_info),
-                "has_refresh_token": bool(info.refresh_token),
-            },
+        return self.statuses.grant(
+            component_appid, info, attempt.source, attempt.push, self.clock()
         )
-        return record
 
     def fill_profile(self, component_appid: str, appid: str) -> AuthorizerRecord | None:
         """Name, type and principal from api_get_authorizer_info; a failure only logs."""
@@ -442,90 +356,7 @@ class AuthorizationFlow:
                 },
             )
             return None
-        return self._store_profile(component_appid, appid, profile)
-
-    def _store_profile(
-        self, component_appid: str, appid: str, profile: AuthorizerInfo
-    ) -> AuthorizerRecord | None:
-        def fill(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
-            if current is None:
-                return None
-            return current.but(
-                account_type=profile.account_type.value,
-                nick_name=profile.nick_name,
-                principal_name=profile.principal_name,
-                user_name=profile.user_name,
-                head_img=profile.head_img,
-                service_type=profile.service_type,
-                verify_type=profile.verify_type,
-                account_status=profile.account_status,
-            )
-
-        return self.store.modify_authorizer(component_appid, appid, fill).record
-
-    # ----- pushes -------------------------------------------------------------------
-
-    def on_granted(self, push: AuthorizationGranted) -> ExchangeResult:
-        """``authorized`` / ``updateauthorized``: exchange the code unless the push is stale."""
-        if not APPID_PATTERN.match(push.authorizer_appid):
-            return ExchangeResult(Outcome.REFUSED, reason="AuthorizerAppid is not an appid")
-        if len(push.authorization_code) > MAX_CODE_LENGTH:
-            return ExchangeResult(Outcome.REFUSED, reason="AuthorizationCode is too long")
-        record = self.store.get_authorizer(push.app_id, push.authorizer_appid)
-        if record is not None and push.create_time < (record.last_push_time or 0):
-            log.info(
-                "stale authorization push ignored",
-                extra={
-                    "component_appid": push.app_id,
-                    "authorizer_appid": push.authorizer_appid,
-                    "info_type": push.info_type,
-                },
-            )
-            return ExchangeResult(Outcome.STALE, record)
-        return self.exchange(push.app_id, push.authorization_code, "push", push)
-
-    def on_unauthorized(self, push: Unauthorized) -> Outcome:
-        """The merchant cancelled: delete the tokens, keep the record and its history."""
-        if not APPID_PATTERN.match(push.authorizer_appid):
-            return Outcome.REFUSED
-        now = self.clock()
-        outcome = Outcome.REVOKED
-
-        def revoke(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
-            nonlocal outcome
-            if current is not None and push.create_time < (current.last_push_time or 0):
-                outcome = Outcome.STALE
-                return None
-            if current is not None and current.status == AuthorizerStatus.REVOKED:
-                outcome = Outcome.ALREADY_REVOKED
-                return None
-            outcome = Outcome.REVOKED
-            base = current or AuthorizerRecord(
-                component_appid=push.app_id, appid=push.authorizer_appid
-            )
-            return base.but(
-                status=AuthorizerStatus.REVOKED.value,
-                access_token=None,
-                access_token_expires_at=None,
-                refresh_token=None,
-                revoked_at=now,
-                updated_at=now,
-                last_push_time=push.create_time,
-            ).with_event(now, "unauthorized", source="push")
-
-        self.store.modify_authorizer(push.app_id, push.authorizer_appid, revoke)
-        log_fn = log.warning if outcome == Outcome.REVOKED else log.info
-        log_fn(
-            "authorizer unauthorized"
-            if outcome == Outcome.REVOKED
-            else "unauthorized push ignored",
-            extra={
-                "component_appid": push.app_id,
-                "authorizer_appid": push.authorizer_appid,
-                "outcome": outcome.value,
-            },
-        )
-        return outcome
+        return self.statuses.store_profile(component_appid, appid, profile)
 
 
 def _refused(state: CodeExchange) -> ExchangeResult:
@@ -556,12 +387,3 @@ def _done(appid: str, now: float) -> Callable[[CodeExchange], CodeExchange | Non
         )
 
     return done
-
-
-def _at_least(create_time: int) -> Callable[[AuthorizerRecord | None], AuthorizerRecord | None]:
-    def bump(current: AuthorizerRecord | None) -> AuthorizerRecord | None:
-        if current is None or create_time <= (current.last_push_time or 0):
-            return None
-        return current.but(last_push_time=create_time)
-
-    return bump
