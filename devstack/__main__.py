@@ -1,9 +1,12 @@
-"""``make dev``: the whole local stack, with a demo component, until Ctrl-C.
+"""``make dev``: the whole local stack, with two demo components, until Ctrl-C.
 
 Starts the Firestore and Pub/Sub emulators, the demo subscriber, mock WeChat and the service
-(gunicorn), registers a freshly generated demo component in both, has the mock push a ticket,
-and then calls the refresh task on a timer, as Cloud Scheduler would in the cloud. What the
-demo subscriber receives is shown as it arrives.
+(gunicorn), registers two freshly generated demo components in both (one deployment serving
+two third-party platforms, as a group does in the seeds' scene 2), has the mock push their
+tickets, and then calls the refresh task on a timer, as Cloud Scheduler would in the cloud.
+The group's open platform account is made through the gateway by a demo headquarters
+account, and the service restarted with GROUP_OPEN_APPID naming it. What the demo
+subscriber receives is shown as it arrives.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from devstack.stack import (
     demo_component,
     demo_routes,
     mock_registration,
+    open_group_account,
     service_env,
     start_demo_subscriber,
     start_mock,
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     mock_url = f"http://127.0.0.1:{args.mock_port}"
     subscriber_url = f"http://127.0.0.1:{args.subscriber_port}"
     api_key = os.environ.get("SERVICE_API_KEYS", "dev-local-key").split(",")[0]
-    demo = demo_component()
+    demo, second = demo_component(), demo_component()
     state_path = args.log_dir / DEV_STATE_FILE
     try:
         print("starting the Firestore emulator ...", flush=True)
@@ -132,32 +136,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting mock WeChat on {mock_url} ...", flush=True)
         started.append(start_mock(args.mock_port, args.log_dir / "mock-wechat.log"))
         control = MockControl(mock_url)
-        control.register_component(
-            mock_registration(
-                demo,
-                event_url=f"{service_url}/wechat/{demo.appid}/events",
-                auth_domain="127.0.0.1",
-                message_url=message_url(service_url, demo.appid),
+        for component in (demo, second):
+            control.register_component(
+                mock_registration(
+                    component,
+                    event_url=f"{service_url}/wechat/{component.appid}/events",
+                    auth_domain="127.0.0.1",
+                    message_url=message_url(service_url, component.appid),
+                )
             )
-        )
         print(f"starting the service on {service_url} (gunicorn, 2 workers) ...", flush=True)
         merchants = create_demo_merchants(control)
         env = {
-            **service_env([demo], service_url, mock_url, PROJECT, firestore_host, api_key),
+            **service_env([demo, second], service_url, mock_url, PROJECT, firestore_host, api_key),
             "PUBSUB_EMULATOR_HOST": pubsub_host,
             "MESSAGE_ROUTES": demo_routes(subscriber_url),
         }
-        started.append(start_service(args.service_port, env, args.log_dir / "service.log"))
-        pushed = control.push_ticket(demo.appid)
-        print(f"mock WeChat pushed a ticket: delivered={pushed['delivered']}", flush=True)
+        service_log = args.log_dir / "service.log"
+        started.append(start_service(args.service_port, env, service_log))
+        for component in (demo, second):
+            pushed = control.push_ticket(component.appid)
+            print(f"mock WeChat pushed a ticket: delivered={pushed['delivered']}", flush=True)
         ok, outcome = refresh(service_url, api_key)
         print(f"first refresh: {outcome}", flush=True)
+        # Scene 2 needs GROUP_OPEN_APPID at start, and the open platform account exists only
+        # once the gateway has made it: make it, then restart the service with it.
+        hq, group = open_group_account(control, service_url, api_key, demo.appid)
+        print(f"the group's open platform account {group}, made by {hq}; restarting ...")
+        started.pop().stop()
+        service_log.replace(args.log_dir / "service-before-restart.log")
+        env["GROUP_OPEN_APPID"] = group
+        started.append(start_service(args.service_port, env, service_log))
         # For `make smoke LOCAL=1`; rewritten after each refresh, removed on the way out.
         state = DevState(service_url, demo.appid, api_key, os.getpid(), args.refresh_every)
         state = state.refreshed(ok, outcome)
         state.write(state_path)
         print_banner(
-            args, demo, service_url, mock_url, firestore_host, pubsub_host, api_key, merchants
+            args,
+            (demo, second),
+            service_url,
+            mock_url,
+            firestore_host,
+            pubsub_host,
+            api_key,
+            merchants,
+            (hq, group),
         )
         next_refresh = time.monotonic() + args.refresh_every
         received = SubscriberLog(subscriber_log)
@@ -240,26 +263,33 @@ def message_url(service_url: str, component_appid: str) -> str:
 
 def print_banner(
     args: argparse.Namespace,
-    demo: ComponentConfig,
+    components: tuple[ComponentConfig, ComponentConfig],
     service_url: str,
     mock_url: str,
     firestore_host: str,
     pubsub_host: str,
     api_key: str,
     merchants: list[dict[str, Any]],
+    group: tuple[str, str],
 ) -> None:
+    demo, second = components
+    hq, group_open_appid = group
     events = f"{service_url}/wechat/{demo.appid}/events"
     accounts = "\n".join(
         f"  {m['appid']}  {m['type']:<17} {m['nick_name']}  (admin {m['admin']})" for m in merchants
     )
+    oa, mp = merchants[0]["appid"], merchants[1]["appid"]
+    key = f"-H 'Authorization: Bearer {api_key}'"
     print(
         f"""
-The local stack is up. Demo component: {demo.appid}
+The local stack is up. Demo components: {demo.appid} and {second.appid}
+(one deployment, two third-party platforms: what a group runs in scene 2)
 
 Play the merchant: open the entry page, pick an account type, click the PC or H5 button,
 "scan as admin" {DEMO_ADMIN}, pick an account and confirm:
 
   {service_url}/authorize/{demo.appid}
+  {service_url}/authorize/{second.appid}
 
 Demo merchants on mock WeChat:
 {accounts}
@@ -287,25 +317,43 @@ The console's two push URLs (here on the mock, which plays WeChat):
 
 Try:
   .venv/bin/python -m mock_wechat authorize --service {service_url} --mock {mock_url} \\
-      --component {demo.appid} --account {merchants[0]["appid"]}
-  curl -H 'Authorization: Bearer {api_key}' \\
-      {service_url}/api/v1/components/{demo.appid}/authorizers/{merchants[0]["appid"]}
+      --component {demo.appid} --account {oa}
+  curl {key} \\
+      {service_url}/api/v1/components/{demo.appid}/authorizers/{oa}
 then, once it is authorized, its token and a call on its behalf:
-  A={service_url}/api/v1/components/{demo.appid}/authorizers/{merchants[0]["appid"]}
-  curl -X POST -H 'Authorization: Bearer {api_key}' $A/token
-  curl -H 'Authorization: Bearer {api_key}' $A/proxy/cgi-bin/account/getaccountbasicinfo
+  A={service_url}/api/v1/components/{demo.appid}/authorizers/{oa}
+  curl -X POST {key} $A/token
+  curl {key} $A/proxy/cgi-bin/account/getaccountbasicinfo
   curl -X POST {mock_url}/_mock/components/{demo.appid}/push-ticket
-  curl -X POST -H 'Authorization: Bearer {api_key}' {service_url}/tasks/refresh
+  curl -X POST {key} {service_url}/tasks/refresh
 a user's message to an authorized account (the reply route answers it), and a menu click
 (through Pub/Sub to the demo subscriber); the mock prints what the user sees:
   .venv/bin/python -m mock_wechat send-message --mock {mock_url} \\
-      --component {demo.appid} --account {merchants[0]["appid"]} --text "hello"
+      --component {demo.appid} --account {oa} --text "hello"
   .venv/bin/python -m mock_wechat send-message --mock {mock_url} \\
-      --component {demo.appid} --account {merchants[0]["appid"]} --event CLICK --event-key MENU_1
+      --component {demo.appid} --account {oa} --event CLICK --event-key MENU_1
   curl http://127.0.0.1:{args.subscriber_port}/received
 the 全网发布 release check, as WeChat runs it, on all ten test accounts:
   .venv/bin/python -m mock_wechat release-check --mock {mock_url} \\
       --component {demo.appid} --all-groups
+
+Open platform accounts. Scene 2, one open platform account for the group:
+GROUP_OPEN_APPID={group_open_appid}, made through the gateway by 示例集团总部 ({hq}).
+Authorize {oa} to the second component too (it is the same account): the report shows it
+unbound, bind-unbound binds it, and the report is clean:
+  .venv/bin/python -m mock_wechat authorize --service {service_url} --mock {mock_url} \\
+      --component {second.appid} --account {oa}
+  G={service_url}/api/v1/open-account-group
+  curl {key} $G
+  curl -X POST {key} $G/bind-unbound
+  curl {key} $G
+Scene 1, a merchant's own open platform account: authorize {mp} ({merchants[1]["nick_name"]}),
+then create one for it; the group report then lists it as bound elsewhere, and leaves it:
+  .venv/bin/python -m mock_wechat authorize --service {service_url} --mock {mock_url} \\
+      --component {demo.appid} --account {mp}
+  M={service_url}/api/v1/components/{demo.appid}/authorizers/{mp}/open-account
+  curl -X POST {key} -H 'Content-Type: application/json' -d '{{"action": "create"}}' $M
+  curl {key} $M
 
 The refresh task runs every {args.refresh_every:.0f}s, as Cloud Scheduler would.
 Ctrl-C stops everything.

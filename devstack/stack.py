@@ -185,6 +185,46 @@ def create_demo_merchants(control: MockControl) -> list[dict[str, Any]]:
     ]
 
 
+# Scene 2's group: its headquarters' account makes the group's open platform account through
+# the gateway (open/create), as only one made through the API can be bound to by the API.
+DEMO_GROUP_HQ = {
+    "type": "official_account",
+    "nick_name": "示例集团总部",
+    "principal_name": "示例科技有限公司",
+    "admin": DEMO_ADMIN,
+}
+
+
+def open_group_account(
+    control: MockControl, service_url: str, api_key: str, component_appid: str
+) -> tuple[str, str]:
+    """The group's headquarters authorizes ``component_appid`` (headless), and the gateway
+    creates its open platform account: (the headquarters' appid, the open_appid)."""
+    auth = {"Authorization": f"Bearer {api_key}"}
+    hq: str = control.create_account(DEMO_GROUP_HQ)["appid"]
+    base = f"{service_url}/api/v1/components/{component_appid}"
+    links = requests.post(
+        f"{base}/authorize-links", json={"auth_type": 1}, headers=auth, timeout=30
+    )
+    if links.status_code != 201:
+        raise RuntimeError(f"authorize-links answered {links.status_code}: {links.text[:200]}")
+    request = {
+        "component_appid": component_appid,
+        "pre_auth_code": links.json()["pre_auth_code"],
+        "authorizer_appid": hq,
+    }
+    pushed = control.authorize(request)["push"]
+    if not pushed or not pushed.get("delivered"):
+        raise RuntimeError(f"the group's authorization push was not delivered: {pushed}")
+    created = requests.post(
+        f"{base}/authorizers/{hq}/open-account", json={"action": "create"}, headers=auth, timeout=30
+    )
+    if created.status_code != 201:
+        raise RuntimeError(f"open-account create answered {created.status_code}: {created.text}")
+    open_appid: str = created.json()["open_appid"]
+    return hq, open_appid
+
+
 def mock_registration(
     component: ComponentConfig,
     event_url: str,

@@ -4,9 +4,10 @@ A group with several third-party platforms keeps every account it authorized to 
 them bound to one open platform account. The report reads every authorizer of every
 component of the deployment from the store (paged), one account once however many
 components it authorized, and asks WeChat where each is bound (``open/get``, with bounded
-concurrency, through the first component whose authorization lets it ask). Bindings
-change outside the gateway (on open.weixin.qq.com, or by another platform), so nothing is
-cached: every report asks again.
+concurrency, through the first component whose authorization lets it ask). WeChat's own
+全网发布 test accounts are not the group's and are left out. Bindings change outside the
+gateway (on open.weixin.qq.com, or by another platform), so nothing is cached: every
+report asks again.
 
 Cost of a report over N accounts: the listing reads each authorizer record once, each
 ``open/get`` reads it once more for the token (2N Firestore reads), and N calls to WeChat
@@ -190,14 +191,14 @@ class OpenAccountGroup:
         ) as pool:
             for component in self.components:
                 for page in self._pages(component, AuthorizerStatus.AUTHORIZED):
-                    todo = [self._entry(report, record) for record in page]
+                    todo = [self._entry(report, r) for r in page if not r.release_test]
                     # Ask again only where no other component could ask yet.
                     todo = [a for a in todo if a.state == State.UNCHECKED]
                     checks = list(pool.map(self._check, todo, [component] * len(todo)))
                     report.asked += sum(checks)
             for component in self.components:
                 for page in self._pages(component, AuthorizerStatus.NEEDS_REAUTHORIZATION):
-                    for record in page:
+                    for record in (r for r in page if not r.release_test):
                         account = self._entry(report, record)
                         if account.checked_via is None and account.reason is None:
                             account.reason = "must authorize again: no token to ask WeChat with"

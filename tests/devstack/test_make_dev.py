@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from devstack.processes import free_port, http_get, port_is_free
 from devstack.stack import REPO
@@ -49,12 +50,12 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, f"make dev did not come up:\n{output.read_text()}"
             time.sleep(0.2)
         banner = output.read_text()
-        assert "first refresh: renewed=1" in banner
+        assert "first refresh: renewed=2" in banner  # two components' tokens
         assert f"http://127.0.0.1:{mock_port}/_mock/calls" in banner
         firestore_port = int(re.search(r"Firestore\s+127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
 
         # The banner names the console's message URL, and its release-check command passes.
-        component_appid = re.search(r"Demo component: (wx[0-9a-f]{16})", banner).group(1)  # type: ignore[union-attr]
+        component_appid = re.search(r"Demo components: (wx[0-9a-f]{16})", banner).group(1)  # type: ignore[union-attr]
         service_url = f"http://127.0.0.1:{service_port}"
         assert (
             f"消息与事件接收URL   {service_url}/wechat/{component_appid}/messages/$APPID$" in banner
@@ -89,11 +90,30 @@ def test_dev_stack_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert f"by push: events authorized from {account}" in shown
         assert f"by reply: messages text 'hello' from {account}" in shown
 
+        # Scene 2 as the banner plays it: the same account authorizes the second component;
+        # the group report finds it unbound, bind-unbound binds it, and the report is clean.
+        scene_2 = banner[banner.index("Scene 2") :]
+        command = re.search(r"python -m mock_wechat authorize [^\n]*\\\n\s+[^\n]+", scene_2)
+        assert command is not None and f"--account {account}" in command.group(0), scene_2
+        args = command.group(0).replace("\\\n", " ").split()[1:]
+        second = run_mock_cli(*args[2:])
+        assert second.returncode == 0, second.stdout + second.stderr
+        group = f"{service_url}/api/v1/open-account-group"
+        key = re.search(r"Authorization: Bearer ([^']+)'", banner).group(1)  # type: ignore[union-attr]
+        auth = {"Authorization": f"Bearer {key}"}
+        before = requests.get(group, headers=auth, timeout=30).json()
+        assert [a["appid"] for a in before["unbound"]] == [account], before
+        assert len(before["unbound"][0]["components"]) == 2 and before["counts"]["bound"] == 1
+        done = requests.post(f"{group}/bind-unbound", headers=auth, timeout=30).json()
+        assert [b["appid"] for b in done["bound"]] == [account], done
+        assert requests.get(group, headers=auth, timeout=30).json()["clean"] is True
+
         status, body = http_get(f"http://127.0.0.1:{service_port}/healthz")
         health = json.loads(body)
         assert status == 200 and health["status"] == "ok"
-        (component,) = health["components"].values()
-        assert component["component_token_expires_in_seconds"] > 7000
+        assert len(health["components"]) == 2
+        for component in health["components"].values():
+            assert component["component_token_expires_in_seconds"] > 7000
 
         # make smoke LOCAL=1 finds the stack through DEV_LOG_DIR's state file: all pass.
         state_file = tmp_path / "logs" / "stack.json"

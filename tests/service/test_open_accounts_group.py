@@ -27,8 +27,10 @@ def stored(
     component: str,
     account: str,
     status: AuthorizerStatus = AuthorizerStatus.AUTHORIZED,
+    release_test: bool = False,
 ) -> None:
     record = AuthorizerRecord(
+        release_test=release_test,
         component_appid=component,
         appid=account,
         status=status.value,
@@ -84,6 +86,9 @@ def test_the_report_sorts_every_account_once_across_components(
     # Left: not the group's concern, not listed.
     gone = wechat.account(appid(7), PRINCIPAL)
     stored(store, C1, gone, AuthorizerStatus.REVOKED)
+    # One of WeChat's 全网发布 test accounts: not the group's either.
+    tester = authorized(store, wechat, 8, C2)
+    stored(store, C2, tester, release_test=True)
 
     report = group_of(store, wechat, group).report()
     body = report.to_json()
