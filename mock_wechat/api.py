@@ -1,11 +1,12 @@
-"""WeChat API routes (one per entry of ``api_table``): HTTP in and out, logic in the model.
+"""WeChat API routes (one per entry of ``api_table``): HTTP in and out; what to answer is
+decided by ``api_dispatch`` and the state.
 
 Faults are applied here because they are about the wire: sleep, drop the TCP connection,
 or answer a bare status. A rule's ``delay`` is slept before the call is processed, its
 ``delay_after`` between processing and answering (then, with ``drop``, the answer is lost).
 So is a component's ``authorizer_token_latency``, slept before each api_authorizer_token
-answer (and before any fault rule), outside the model's lock. Everything else is
-``MockWeChat.call_api``.
+answer (and before any fault rule), outside the state's lock. Everything else is
+``api_dispatch.call_api``.
 
 A custom message (``message_custom_send``) first waits, up to 1 s and outside the lock,
 for a message push to its ``touser`` that is still waiting for the service's answer: an
@@ -25,7 +26,8 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from mock_wechat.api_table import API_ENTRIES
+from mock_wechat import api_dispatch
+from mock_wechat.api_table import API_ROUTES
 from mock_wechat.ext import services
 
 bp = Blueprint("wechat_api", __name__)
@@ -67,14 +69,14 @@ def drop_connection() -> Response:
 def answer(api: str) -> Response:
     state = services().state
     raw = request.get_data(cache=False)
-    latency = state.answer_latency(api, raw)
+    latency = api_dispatch.answer_latency(state, api, raw)
     if latency:
         time.sleep(latency)
     rule = state.take_fault(api)
     if rule is not None:
         if rule.delay:
             time.sleep(rule.delay)
-        outcome = state.fault_outcome(api, raw, rule, request.args)
+        outcome = api_dispatch.fault_outcome(state, api, raw, rule, request.args)
         if outcome is not None:
             if outcome.drop:
                 return drop_connection()
@@ -82,9 +84,9 @@ def answer(api: str) -> Response:
                 return wechat_json(outcome.body, outcome.http_status)
             return bare_status(outcome.http_status)
     if api == CUSTOM_SEND:
-        state.wait_for_reply(raw, request.args, REPLY_WAIT)
+        api_dispatch.wait_for_reply(state, raw, request.args, REPLY_WAIT)
     lost = rule is not None and rule.drop
-    body = state.call_api(api, raw, request.args, answer_lost=lost)
+    body = api_dispatch.call_api(state, api, raw, request.args, answer_lost=lost)
     if rule is not None and rule.delay_after:
         time.sleep(rule.delay_after)  # outside the lock: the state has already changed
         if lost:
@@ -99,10 +101,10 @@ def _view(api: str) -> Callable[[], Response]:
     return view
 
 
-for _entry in API_ENTRIES:
+for _route in API_ROUTES:
     bp.add_url_rule(
-        _entry.path,
-        endpoint=_entry.name,
-        view_func=_view(_entry.name),
-        methods=list(_entry.methods),
+        _route.path,
+        endpoint=_route.name,
+        view_func=_view(_route.name),
+        methods=list(_route.methods),
     )

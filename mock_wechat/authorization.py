@@ -36,7 +36,6 @@ from mock_wechat.auth_rules import (
     unauthorized_message,
     with_auth_code,
 )
-from mock_wechat.bodies import text_field
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig
 from mock_wechat.errcodes import MockApiError
@@ -384,25 +383,29 @@ class Authorizations:
 
     # ----- WeChat APIs (the component token was checked by the caller) --------------
 
-    def api_query_auth(self, component: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def exchange_code(self, component: str, code: str | None) -> dict[str, Any]:
+        """api_query_auth's answer: a single-use authorization code for the tokens."""
         with self._lock:
-            code = text_field(body, "authorization_code")
             return self._grants.query_auth(component, code, self._clock.now())
 
-    def api_authorizer_token(self, component: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def refresh_authorizer_token(
+        self, component: str, authorizer_appid: str | None, refresh_token: str | None
+    ) -> dict[str, Any]:
+        """api_authorizer_token's answer: a new access token for a refresh token."""
         with self._lock:
             config = self._component_config(component)
             return self._grants.authorizer_token(
                 component,
-                text_field(body, "authorizer_appid"),
-                text_field(body, "authorizer_refresh_token"),
+                authorizer_appid,
+                refresh_token,
                 rotate=config is not None and config.rotate_refresh_tokens,
                 now=self._clock.now(),
             )
 
-    def api_get_authorizer_info(self, component: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def authorizer_info(self, component: str, authorizer_appid: str | None) -> dict[str, Any]:
+        """api_get_authorizer_info's answer: the account and its authorization (61003)."""
         with self._lock:
-            grant = self._grants.active(component, text_field(body, "authorizer_appid"))
+            grant = self._grants.active(component, authorizer_appid)
             account = self._accounts.find(grant.authorizer_appid)
             if account is None:  # cannot happen while accounts and grants reset together
                 raise MockApiError(ec.NOT_AUTHORIZED)
@@ -423,6 +426,23 @@ class Authorizations:
         """
         with self._lock:
             return self._grants.check_token(value, self._clock.now()).authorizer_appid
+
+    def acting(self, token: str | None) -> tuple[Grant, Account]:
+        """The live authorization an authorizer access token acts for, and its account
+        (41001/40001/42001 as ``check_authorizer_token``; a revoked authorization's tokens
+        are gone: 40001). The grant is the live record: use it with the state held."""
+        with self._lock:
+            owner = self._grants.check_token(token, self._clock.now())
+            grant = self._grants.active(owner.component, owner.authorizer_appid)
+            account = self._accounts.find(grant.authorizer_appid)
+            if account is None:  # cannot happen while accounts and grants reset together
+                raise MockApiError(ec.NOT_AUTHORIZED)
+            return grant, account
+
+    def set_option(self, component: str, authorizer_appid: str, name: str, value: int) -> None:
+        """Store an authorizer option (§3.8) on the live authorization (61003)."""
+        with self._lock:
+            self._grants.active(component, authorizer_appid).options[name] = value
 
     # ----- rules --------------------------------------------------------------------
 

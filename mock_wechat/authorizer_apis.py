@@ -1,4 +1,5 @@
-"""Calls a component makes on an authorizer's behalf (protocol §8), with no HTTP.
+"""Calls a component makes on an authorizer's behalf (protocol §8): the permission sets
+each needs, reading their requests and shaping their answers (the HTTP side's helpers).
 
 Each API needs one of a few permission sets (权限集) in the authorization, else 61007:
 
@@ -12,22 +13,22 @@ Each API needs one of a few permission sets (权限集) in the authorization, el
 
 The token check (41001/40001/42001) comes first and the quota after it; both are the
 caller's. Answers are shaped as the official documents show them; the values are the
-mock's own where an account record has nothing to say (UNCONFIRMED).
+mock's own where an account record has nothing to say (UNCONFIRMED). What is sent goes
+to the state's ``outbox``.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mock_wechat import errcodes as ec
 from mock_wechat.bodies import text_field
-from mock_wechat.book import Book
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.merchants import Account
+from mock_wechat.outbox import CustomMessage
 from mock_wechat.protocol import AccountKind
 
 NO_SETS: frozenset[int] = frozenset()
@@ -172,36 +173,6 @@ def wxa_categories() -> dict[str, Any]:
 # ----- custom messages -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SentMessage:
-    component_appid: str
-    authorizer_appid: str
-    touser: str
-    msgtype: str
-    content: dict[str, Any] = field(repr=False)  # the object named by msgtype
-    time: float  # mock time
-    # Sent while a message push to this user was still waiting for the service's answer.
-    before_reply: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "component_appid": self.component_appid,
-            "authorizer_appid": self.authorizer_appid,
-            "touser": self.touser,
-            "msgtype": self.msgtype,
-            self.msgtype: copy.deepcopy(self.content),
-            "time": self.time,
-            "before_reply": self.before_reply,
-        }
-
-
-@dataclass(frozen=True)
-class CustomMessage:
-    touser: str
-    msgtype: str
-    content: dict[str, Any] = field(repr=False)
-
-
 def parse_custom_message(body: Mapping[str, Any]) -> CustomMessage:
     """``touser``, ``msgtype`` and its object: 40003 no user, 40008 bad type, 44004 no text."""
     touser = text_field(body, "touser")
@@ -218,31 +189,3 @@ def parse_custom_message(body: Mapping[str, Any]) -> CustomMessage:
     if msgtype == "text" and not text_field(content, "content"):
         raise MockApiError(ec.EMPTY_CONTENT)
     return CustomMessage(touser, msgtype, dict(content))
-
-
-class Outbox(Book):
-    """The custom messages sent, oldest first, so tests can see what reached "users"."""
-
-    def clear(self) -> None:
-        with self._lock:
-            self._messages: list[SentMessage] = []
-
-    def send(
-        self, component: str, authorizer: str, message: CustomMessage, before_reply: bool
-    ) -> None:
-        with self._lock:
-            self._messages.append(
-                SentMessage(
-                    component,
-                    authorizer,
-                    message.touser,
-                    message.msgtype,
-                    message.content,
-                    self._clock.now(),
-                    before_reply,
-                )
-            )
-
-    def messages(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [m.to_dict() for m in self._messages]

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from mock_wechat.api_table import API_NAMES
 from mock_wechat.auth_rules import AuthRuleError
 from mock_wechat.config import InvalidField
 from mock_wechat.deliveries import MessageRefused
@@ -38,7 +39,7 @@ from mock_wechat.inputs import (
     parse_user_message,
 )
 from mock_wechat.merchants import DuplicateAccountError, UnknownAccountError
-from mock_wechat.models import API_NAMES, UnknownComponentError
+from mock_wechat.models import UnknownComponentError
 from mock_wechat.open_accounts import OpenAccountConflict
 from mock_wechat.pusher import PushResult
 from mock_wechat.release_check import ReleaseCheck, choose_groups

@@ -27,6 +27,7 @@ SUPERSEDED_GRACE = 300  # an old access or refresh token keeps working this long
 
 ACTIVE = "active"
 REVOKED = "revoked"
+DEFAULT_OPTION_VALUE = 0  # an authorizer option never set (UNCONFIRMED, the mock's own)
 
 
 def random_token(length: int) -> str:
@@ -114,6 +115,10 @@ class Grant:
     @property
     def active(self) -> bool:
         return self.status == ACTIVE
+
+    def option(self, name: str) -> int:
+        """An authorizer option's value (protocol §3.8), 0 when never set."""
+        return self.options.get(name, DEFAULT_OPTION_VALUE)
 
     def accepts_refresh_token(self, value: str, now: float) -> bool:
         if secrets.compare_digest(value.encode(), self.refresh_token.encode()):

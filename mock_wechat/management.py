@@ -1,12 +1,14 @@
-"""Authorization management answers (protocol §3.7, §3.8): the authorizer list and the
-authorizer options, computed from ``Grant`` records with no HTTP and no lock.
+"""Authorization management requests and answers (protocol §3.7, §3.8): the authorizer
+list's paging and answer, and the authorizer options' names and values as a request
+gives them. The HTTP side's helpers: the options themselves are stored by the state.
 
 Choices where WeChat's documents say nothing (UNCONFIRMED):
 
 - ``offset`` and ``count`` of ``api_get_authorizer_list`` must be integers, ``offset`` >= 0
   and ``count`` 1..500; anything else, or a missing one, is 47001 (data format error).
-- An option never set reads as ``"0"``. ``option_value`` is accepted as a one-digit string
-  (what the documents send) or an integer, and answered as a string.
+- An option never set reads as ``"0"`` (``grants.DEFAULT_OPTION_VALUE``). ``option_value``
+  is accepted as a one-digit string (what the documents send) or an integer, and answered
+  as a string.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ OPTION_VALUES: Mapping[str, frozenset[int]] = {
     "voice_recognize": frozenset({0, 1}),
     "customer_service": frozenset({0, 1}),
 }
-DEFAULT_OPTION_VALUE = 0
 
 _DIGIT = re.compile(r"[0-9]")
 
@@ -81,15 +82,3 @@ def option_value(body: Mapping[str, Any], name: str) -> int:
     if value is None or value not in OPTION_VALUES[name]:
         raise MockApiError(ec.INVALID_OPTION_VALUE)
     return value
-
-
-def get_option(grant: Grant, body: Mapping[str, Any]) -> tuple[str, str]:
-    """The option the body names and its value as WeChat writes it (a string)."""
-    name = option_name(body)
-    return name, str(grant.options.get(name, DEFAULT_OPTION_VALUE))
-
-
-def set_option(grant: Grant, body: Mapping[str, Any]) -> None:
-    """Store the option the body names on the (live) authorization."""
-    name = option_name(body)
-    grant.options[name] = option_value(body, name)

@@ -1,15 +1,15 @@
-"""The mock's state and API logic, with no HTTP in it (the moto split).
+"""The mock's state and its rules, with no HTTP in it (moto's split: this is the backend).
 
 One ``MockWeChat`` object owns every record (components, tickets, component tokens,
 fault rules, the call log and the push log) behind one re-entrant lock, and hands that
 lock to its parts: ``accounts`` (merchant accounts, ``merchants``) and ``authorizations``
 (pre-auth codes, authorization pages, authorizations and authorizer tokens,
 ``authorization``), and the parts the other APIs need: daily ``quotas``, ``open_accounts``
-and the custom-message ``outbox``. API methods take the parsed JSON body and the query
-string and return the JSON answer, or raise ``MockApiError``; the HTTP layer only
-translates. ``call_api`` runs any API of ``api_table`` (caller check, quota, answer) and
-logs it. Lifetimes follow protocol §5 and are measured on the mock ``Clock``, so tests can
-jump hours ahead.
+and the custom-message ``outbox``. Its methods take typed values and raise
+``MockApiError`` with WeChat's errcode when a rule refuses; they never see a path, a
+request body or an HTTP status. The HTTP side (``api_dispatch``, ``api_handlers``) reads
+requests, calls these methods inside ``atomic()`` and shapes the answers. Lifetimes follow
+protocol §5 and are measured on the mock ``Clock``, so tests can jump hours ahead.
 """
 
 from __future__ import annotations
@@ -19,17 +19,13 @@ import dataclasses
 import hmac
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from mock_wechat import errcodes as ec
-from mock_wechat.api_table import API_NAMES, API_TABLE
 from mock_wechat.authorization import PRE_AUTH_CODE_TTL, Authorizations, PreAuthCode
-from mock_wechat.authorizer_apis import Outbox
-from mock_wechat.bodies import appid_in, parse_body
-from mock_wechat.bodies import text_field as _text
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig, ComponentPatch
 from mock_wechat.deliveries import Deliveries, Delivery, MessageRefused
@@ -38,18 +34,17 @@ from mock_wechat.faults import FaultBook, FaultRule
 from mock_wechat.grants import Grant, live_token, new_access_token, random_token
 from mock_wechat.merchants import AccountBook
 from mock_wechat.open_accounts import OpenAccounts
+from mock_wechat.outbox import Outbox
 from mock_wechat.protocol import AccountKind
 from mock_wechat.pushlog import PendingPush, PushLog, PushRecord
 from mock_wechat.quotas import Quotas
 from mock_wechat.user_messages import UserMessage, build_message
 
 __all__ = [
-    "API_NAMES",
     "CallRecord",
     "Clock",
     "Component",
     "ComponentToken",
-    "FaultOutcome",
     "FaultRule",
     "MockApiError",
     "MessageTarget",
@@ -69,11 +64,7 @@ TICKET_TTL = 12 * 3600
 COMPONENT_TOKEN_TTL = 7200
 SUPERSEDED_GRACE = 300  # an old component token keeps working this long after a new one
 
-API_AUTHORIZER_TOKEN = "api_authorizer_token"  # the one API with a latency setting
-
 INFO_TYPE_TICKET = "component_verify_ticket"
-
-_NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
 class UnknownComponentError(LookupError):
@@ -171,15 +162,6 @@ class MessageTarget:
     message: str = field(repr=False)  # the decrypted XML
 
 
-@dataclass(frozen=True)
-class FaultOutcome:
-    """How the HTTP layer must answer a call a fault rule took over."""
-
-    drop: bool
-    http_status: int
-    body: dict[str, Any] | None
-
-
 def _same_secret(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
 
@@ -194,7 +176,7 @@ class MockWeChat:
         self._push_log = PushLog()
         self.accounts = AccountBook(self._lock, self.clock)
         self.authorizations = Authorizations(
-            self._lock, self.clock, self.accounts, self._push_log, self._component_config
+            self._lock, self.clock, self.accounts, self._push_log, self.component_config
         )
         self.quotas = Quotas(self._lock, self.clock)
         self.open_accounts = OpenAccounts(self._lock, self.clock)
@@ -219,6 +201,11 @@ class MockWeChat:
 
     def now(self) -> float:
         return self.clock.now()
+
+    def atomic(self) -> AbstractContextManager[bool]:
+        """Hold the state while several steps run as one (an API call's caller check,
+        quota and answer); re-entrant, so the methods called inside take it again."""
+        return self._lock
 
     # ----- control: clock and reset -------------------------------------------------
 
@@ -288,7 +275,8 @@ class MockWeChat:
             self._component(appid)
             return self.authorizations.seed(appid, kind, count)
 
-    def _component_config(self, appid: str) -> ComponentConfig | None:
+    def component_config(self, appid: str) -> ComponentConfig | None:
+        """A registered component's settings, or None."""
         with self._lock:
             component = self._components.get(appid)
             return component.config if component else None
@@ -462,25 +450,6 @@ class MockWeChat:
             self.accounts.get(authorizer_appid)
             return self.deliveries.of_account(authorizer_appid)
 
-    def wait_for_reply(self, raw_body: bytes, query: Mapping[str, str], timeout: float) -> None:
-        """Before a custom message is processed: wait, the lock released, until no message
-        push to its ``touser`` is waiting for the service's answer, at most ``timeout`` s.
-
-        A service that answers first and then sends may still have its send scheduled
-        before the mock has read the answer; this wait keeps that from counting as
-        ``before_reply``. A call the API will refuse anyway waits for nothing.
-        """
-        try:
-            touser = parse_body(raw_body).get("touser")
-            with self._lock:
-                token = self.authorizations.grants.check_token(
-                    query.get("access_token"), self.now()
-                )
-        except MockApiError:
-            return
-        if isinstance(touser, str) and touser:
-            self.deliveries.wait_until_answered(token.authorizer_appid, touser, timeout)
-
     # ----- fault rules --------------------------------------------------------------
 
     def set_faults(self, rules: Iterable[FaultRule]) -> None:
@@ -503,54 +472,12 @@ class MockWeChat:
         with self._lock:
             return self._faults.take(api)
 
-    def fault_outcome(
-        self, api: str, raw_body: bytes, rule: FaultRule, query: Mapping[str, str] = _NO_QUERY
-    ) -> FaultOutcome | None:
-        """What to answer for a call ``rule`` took, logged; None means process it normally
-        (a rule with only delays, or one dropping the answer after ``delay_after``).
-
-        Called after the rule's delay has been slept.
-        """
-        appid = self._fault_appid(raw_body, query)
-        if rule.drops_unprocessed:
-            self._record_call(api, appid, None, None, fault=True)
-            return FaultOutcome(drop=True, http_status=0, body=None)
-        if rule.errcode is not None:
-            self._record_call(api, appid, rule.errcode, 200, fault=True)
-            return FaultOutcome(drop=False, http_status=200, body=ec.error_body(rule.errcode))
-        if rule.http_status is not None:
-            self._record_call(api, appid, None, rule.http_status, fault=True)
-            return FaultOutcome(drop=False, http_status=rule.http_status, body=None)
-        return None
-
-    def _fault_appid(self, raw_body: bytes, query: Mapping[str, str]) -> str | None:
-        """Best effort, for the call log: the body's component_appid, else the authorizer
-        an authorizer access token acts for."""
-        appid = appid_in(raw_body)
-        if appid is not None:
-            return appid
-        with self._lock:
-            try:
-                token = self.authorizations.grants.check_token(
-                    query.get("access_token"), self.now()
-                )
-            except MockApiError:
-                return None
-            return token.authorizer_appid
-
-    def answer_latency(self, api: str, raw_body: bytes) -> float:
-        """Seconds to wait before answering: the component's ``authorizer_token_latency``
-        for api_authorizer_token (a benchmark's network), else 0. Slept outside the lock."""
-        if api != API_AUTHORIZER_TOKEN:
-            return 0.0
-        config = self._component_config(appid_in(raw_body) or "")
-        return config.authorizer_token_latency if config is not None else 0.0
-
     # ----- call log -----------------------------------------------------------------
 
-    def _record_call(
+    def record_call(
         self, api: str, appid: str | None, errcode: int | None, http_status: int | None, fault: bool
     ) -> None:
+        """Log one API call as the HTTP side answered it (None: no errcode, no status)."""
         with self._lock:
             record = CallRecord(api, appid, errcode, http_status, self.now(), fault)
             self._calls.append(record)
@@ -560,48 +487,30 @@ class MockWeChat:
         with self._lock:
             return [c.to_dict() for c in self._calls if api is None or c.api == api]
 
-    # ----- WeChat APIs --------------------------------------------------------------
+    # ----- the rules of the component's own APIs (protocol §3.1-§3.3) ---------------
 
-    def call_api(
-        self, api: str, raw_body: bytes, query: Mapping[str, str], answer_lost: bool = False
-    ) -> dict[str, Any]:
-        """Run one API call from its raw body and query; always logged, never raises.
+    def api_component(self, appid: str) -> ComponentConfig:
+        """The registered component an API call names, or 40013."""
+        config = self.component_config(appid)
+        if config is None:
+            raise MockApiError(ec.INVALID_APPID)
+        return config
 
-        The caller is checked first, then the quota rules (45009), then the API answers.
-        ``answer_lost``: a fault rule will drop the connection instead of sending the
-        answer, so the log shows the call processed (its errcode) but no HTTP status.
-        """
-        entry = API_TABLE.get(api)
-        if entry is None:
-            raise KeyError(f"no such API: {api}")
-        appid: str | None = None
+    def check_secret(self, appid: str, secret: str) -> None:
+        """40013 for an unknown component, 40125 for a wrong secret."""
+        if not _same_secret(self.api_component(appid).secret, secret):
+            raise MockApiError(ec.INVALID_APPSECRET)
+
+    def issue_component_token(self, appid: str, ticket: str | None) -> ComponentToken:
+        """A new component token for a live ticket of ``appid`` (61006 unknown or another
+        component's, 61005 expired); the previous token stays valid for its grace."""
         with self._lock:
-            try:
-                body = parse_body(raw_body) if entry.reads_body else {}
-                given = body.get("component_appid")
-                if isinstance(given, str) and not entry.for_authorizer:
-                    appid = given
-                appid = entry.caller(self, body, query).appid
-                self.quotas.consume(api, appid)
-                answer = entry.answer(self, body, query)
-                errcode = int(answer.get("errcode", 0))
-            except MockApiError as exc:
-                answer, errcode = exc.body(), exc.errcode
-            status = None if answer_lost else 200
-            self._record_call(api, appid or None, errcode, status, fault=answer_lost)
-        return answer
-
-    def api_component_token(
-        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
-    ) -> dict[str, Any]:
-        """Exchange the component's secret and a live ticket for a new component token."""
-        with self._lock:
-            component = self.check_secret(body, "component_appsecret")
-            ticket = self._tickets.get(_text(body, "component_verify_ticket") or "")
-            if ticket is None or ticket.component != component.appid:
+            component = self._api_component_record(appid)
+            found = self._tickets.get(ticket or "")
+            if found is None or found.component != component.appid:
                 raise MockApiError(ec.TICKET_INVALID)
             now = self.now()
-            if now >= ticket.expires_at:
+            if now >= found.expires_at:
                 raise MockApiError(ec.TICKET_EXPIRED)
             previous = self._tokens.get(self._current_token.get(component.appid, ""))
             if previous is not None and previous.superseded_at is None:
@@ -614,48 +523,18 @@ class MockWeChat:
             )
             self._tokens[token.value] = token
             self._current_token[component.appid] = token.value
-            return {"component_access_token": token.value, "expires_in": COMPONENT_TOKEN_TTL}
+            return copy.copy(token)
 
-    def api_start_push_ticket(
-        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
-    ) -> dict[str, Any]:
-        """Turn automatic pushes on and make one due now (the pusher sends it)."""
+    def start_ticket_pushes(self, appid: str) -> bool:
+        """Turn automatic pushes on and make one due now (the pusher sends it); whether
+        they were on already."""
         with self._lock:
-            component = self.check_secret(body, "component_secret")
+            component = self._api_component_record(appid)
             was_on = component.config.auto_push
             if not was_on:
                 component.config = dataclasses.replace(component.config, auto_push=True)
             component.next_push_at = self.now()
-            return {"errcode": 0, "errmsg": "in a normal state" if was_on else "ok"}
-
-    def api_create_preauthcode(
-        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
-    ) -> dict[str, Any]:
-        """A single-use pre-auth code living 1800 s (protocol §3.3)."""
-        with self._lock:
-            component = self.token_component(body, query)
-            code = self.authorizations.create_pre_auth_code(component)
-            return {"pre_auth_code": code.value, "expires_in": PRE_AUTH_CODE_TTL}
-
-    def api_query_auth(
-        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
-    ) -> dict[str, Any]:
-        with self._lock:
-            return self.authorizations.api_query_auth(self.token_component(body, query), body)
-
-    def api_get_authorizer_info(
-        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
-    ) -> dict[str, Any]:
-        with self._lock:
-            component = self.token_component(body, query)
-            return self.authorizations.api_get_authorizer_info(component, body)
-
-    def api_authorizer_token(
-        self, body: Mapping[str, Any], query: Mapping[str, str] = _NO_QUERY
-    ) -> dict[str, Any]:
-        with self._lock:
-            component = self.token_component(body, query)
-            return self.authorizations.api_authorizer_token(component, body)
+            return was_on
 
     def pre_auth_code(self, value: str) -> PreAuthCode | None:
         return self.authorizations.pre_auth_code(value)
@@ -664,46 +543,24 @@ class MockWeChat:
         """The authorizer appid an authorizer access token acts for (41001/40001/42001)."""
         return self.authorizations.check_authorizer_token(value)
 
-    # ----- shared checks ------------------------------------------------------------
-
-    def token_component(self, body: Mapping[str, Any], query: Mapping[str, str]) -> str:
-        """The component a token API acts for: token checked first, then the appid."""
-        appid = _text(body, "component_appid")
-        self.check_component_token(query, appid)
-        if appid is None:
-            raise MockApiError(ec.APPID_MISSING)
-        return appid
-
-    def check_secret(self, body: Mapping[str, Any], secret_field: str) -> Component:
-        appid = _text(body, "component_appid")
-        if appid is None:
-            raise MockApiError(ec.APPID_MISSING)
-        component = self._components.get(appid)
-        if component is None:
-            raise MockApiError(ec.INVALID_APPID)
-        secret = _text(body, secret_field)
-        if secret is None:
-            raise MockApiError(ec.APPSECRET_MISSING)
-        if not _same_secret(component.config.secret, secret):
-            raise MockApiError(ec.INVALID_APPSECRET)
-        return component
-
     def is_component_token(self, value: str | None) -> bool:
         """Whether ``value`` was ever issued as a component token (live or not)."""
         with self._lock:
             return value is not None and value in self._tokens
 
     def check_component_token(
-        self, query: Mapping[str, str], component_appid: str | None
+        self, value: str | None, component_appid: str | None
     ) -> ComponentToken:
-        """The token check every token API shares (protocol §6, APIs).
-
-        The token is read from the query only (``component_access_token`` or
-        ``access_token``); WeChat ignores a token in the body.
-        """
+        """The token check every token API shares (protocol §6, APIs): 41001 missing,
+        40001 unknown, another component's or superseded past its grace, 42001 expired."""
         with self._lock:
-            value = query.get("component_access_token") or query.get("access_token")
             token = live_token(value, self._tokens, self.now(), SUPERSEDED_GRACE)
             if component_appid is not None and token.component != component_appid:
                 raise MockApiError(ec.INVALID_CREDENTIAL)
             return copy.copy(token)
+
+    def _api_component_record(self, appid: str) -> Component:
+        component = self._components.get(appid)
+        if component is None:
+            raise MockApiError(ec.INVALID_APPID)
+        return component

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mock_wechat.api_handlers import answer as api_answer
 from mock_wechat.auth_rules import REFERER_ERROR, AuthRuleError
 from mock_wechat.authorization import AuthRequest, Confirmation, PageSession
 from mock_wechat.clock import Clock
@@ -53,11 +54,13 @@ def component_token(state: MockWeChat, appid: str = APPID) -> dict[str, str]:
         "component_appsecret": SECRET,
         "component_verify_ticket": state.issue_ticket(appid).value,
     }
-    return {"component_access_token": state.api_component_token(body)["component_access_token"]}
+    token = api_answer(state, "api_component_token", body)["component_access_token"]
+    return {"component_access_token": token}
 
 
 def pre_auth_code(state: MockWeChat, appid: str = APPID) -> str:
-    answer = state.api_create_preauthcode({"component_appid": appid}, component_token(state, appid))
+    body = {"component_appid": appid}
+    answer = api_answer(state, "api_create_preauthcode", body, component_token(state, appid))
     code: str = answer["pre_auth_code"]
     return code
 
@@ -101,9 +104,7 @@ def message_of(done: Confirmation) -> Any:
 
 
 def api(state: MockWeChat, name: str, **body: Any) -> dict[str, Any]:
-    method = getattr(state, name)
-    answer: dict[str, Any] = method({"component_appid": APPID, **body}, component_token(state))
-    return answer
+    return api_answer(state, name, {"component_appid": APPID, **body}, component_token(state))
 
 
 def query_auth(state: MockWeChat, code: str) -> dict[str, Any]:
@@ -580,7 +581,7 @@ def test_query_auth_invalid_codes(state: MockWeChat) -> None:
     foreign = state.authorizations.confirm(session.id, "alice", acct.appid, [1])
     assert errcode_of(lambda: query_auth(state, foreign.auth_code)) == 61009
     no_token = {"component_appid": APPID, "authorization_code": foreign.auth_code}
-    assert errcode_of(lambda: state.api_query_auth(no_token, {})) == 41001
+    assert errcode_of(lambda: api_answer(state, "api_query_auth", no_token, {})) == 41001
 
 
 def test_a_new_access_token_supersedes_the_old_after_300_seconds(state: MockWeChat) -> None:

@@ -1,7 +1,7 @@
-"""Authorization management, quotas and calls on an authorizer's behalf, with no HTTP.
+"""Authorization management, quotas and calls on an authorizer's behalf, without a server.
 
-Every call goes through ``MockWeChat.call_api`` (caller check, quota, answer, call log), as
-the HTTP layer does. Time is the mock ``Clock`` on a fixed wall: T0 is 06:13:20 in
+Every call goes through ``api_dispatch.call_api`` (caller check, quota, answer, call log),
+as the HTTP layer does. Time is the mock ``Clock`` on a fixed wall: T0 is 06:13:20 in
 Beijing (UTC+8), so the next WeChat midnight is T0 + 64000 s.
 """
 
@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from mock_wechat.api_dispatch import answer_latency, call_api, fault_outcome
+from mock_wechat.api_handlers import HANDLERS
 from mock_wechat.api_table import API_NAMES, API_TABLE
 from mock_wechat.authorization import AuthRequest
 from mock_wechat.clock import Clock
@@ -38,7 +40,7 @@ def state() -> MockWeChat:
 
 def call(state: MockWeChat, api: str, query: dict[str, str] | None = None, /, **body: Any) -> Any:
     """One logged API call, as the HTTP layer makes it."""
-    return state.call_api(api, json.dumps(body).encode(), query or {})
+    return call_api(state, api, json.dumps(body).encode(), query or {})
 
 
 def ctoken(state: MockWeChat, appid: str = APPID) -> dict[str, str]:
@@ -123,6 +125,10 @@ def test_every_api_has_a_stable_name_and_one_route() -> None:
     } <= API_NAMES
     assert API_TABLE["getcategory"].methods == ("GET",)
     assert API_TABLE["component_clear_quota_v2"].path == "/cgi-bin/component/clear_quota/v2"
+
+
+def test_every_route_has_a_handler_and_every_handler_a_route() -> None:
+    assert set(HANDLERS) == API_NAMES
 
 
 # ----- api_get_authorizer_list -----------------------------------------------------------
@@ -626,12 +632,12 @@ def test_custom_messages_are_sent_and_checked(state: MockWeChat) -> None:
 
 def test_mini_program_categories_in_both_shapes(state: MockWeChat) -> None:
     query = atoken(state, account(state, "mini_program"), [18])
-    wxopen = state.call_api("getcategory", b"", query)
+    wxopen = call_api(state, "getcategory", b"", query)
     assert wxopen["errcode"] == 0 and wxopen["category_limit"] == 20
     [category] = wxopen["categories"]
     assert (category["first_name"], category["second_name"]) == ("生活服务", "丽人服务")
     assert category["audit_status"] == 3
-    wxa = state.call_api("get_category", b"", query)
+    wxa = call_api(state, "get_category", b"", query)
     assert wxa["category_list"] == [
         {
             "first_class": "生活服务",
@@ -709,9 +715,10 @@ def test_an_open_account_holds_at_most_100_accounts(state: MockWeChat) -> None:
 def test_fault_outcomes_of_authorizer_apis_log_the_authorizer(state: MockWeChat) -> None:
     acct = account(state)
     query = atoken(state, acct, [24])
-    outcome = state.fault_outcome("open_get", b"{}", FaultRule(api="open_get", errcode=-1), query)
+    outcome = fault_outcome(state, "open_get", b"{}", FaultRule(api="open_get", errcode=-1), query)
     assert outcome is not None and outcome.body is not None and outcome.body["errcode"] == -1
-    state.fault_outcome("open_get", b"", FaultRule(api="*", http_status=503), {"access_token": "x"})
+    unknown = {"access_token": "x"}
+    fault_outcome(state, "open_get", b"", FaultRule(api="*", http_status=503), unknown)
     assert [(c["appid"], c["errcode"], c["fault"]) for c in state.calls("open_get")] == [
         (acct.appid, -1, True),
         (None, None, True),
@@ -720,11 +727,11 @@ def test_fault_outcomes_of_authorizer_apis_log_the_authorizer(state: MockWeChat)
 
 def test_authorizer_token_latency_is_per_component(state: MockWeChat) -> None:
     body = json.dumps({"component_appid": APPID}).encode()
-    assert state.answer_latency("api_authorizer_token", body) == 0
+    assert answer_latency(state, "api_authorizer_token", body) == 0
     state.update_component(APPID, ComponentPatch(authorizer_token_latency=0.05))
-    assert state.answer_latency("api_authorizer_token", body) == 0.05
-    assert state.answer_latency("api_query_auth", body) == 0
-    assert state.answer_latency("api_authorizer_token", b"{}") == 0
+    assert answer_latency(state, "api_authorizer_token", body) == 0.05
+    assert answer_latency(state, "api_query_auth", body) == 0
+    assert answer_latency(state, "api_authorizer_token", b"{}") == 0
     assert state.get_component(APPID)["authorizer_token_latency"] == 0.05
     for bad in (-1.0, 31.0, float("nan")):
         with pytest.raises(InvalidField) as info:
@@ -736,11 +743,11 @@ def test_delay_after_rules_are_processed_and_a_lost_answer_is_logged(state: Mock
     raw = json.dumps({"component_appid": APPID}).encode()
     for rule in (FaultRule(api="*", delay_after=1), FaultRule(api="*", delay_after=1, drop=True)):
         # No fault answer: the HTTP layer processes the call, then waits (and drops).
-        assert state.fault_outcome("api_create_preauthcode", raw, rule) is None
+        assert fault_outcome(state, "api_create_preauthcode", raw, rule) is None
     assert state.calls() == []
     query = ctoken(state)
-    answered = state.call_api("api_create_preauthcode", raw, query)
-    lost = state.call_api("api_create_preauthcode", raw, query, answer_lost=True)
+    answered = call_api(state, "api_create_preauthcode", raw, query)
+    lost = call_api(state, "api_create_preauthcode", raw, query, answer_lost=True)
     assert answered["pre_auth_code"] != lost["pre_auth_code"]  # both processed
     logged = state.calls("api_create_preauthcode")
     assert [(c["errcode"], c["http_status"], c["fault"]) for c in logged] == [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
+from mock_wechat.api_handlers import answer as api_answer
 from mock_wechat.app import create_app
 from mock_wechat.models import MockWeChat
 from mock_wechat.protocol import AccountKind
@@ -14,15 +15,19 @@ def test_every_issued_credential_is_listed_revoked_ones_too() -> None:
     state = MockWeChat()
     state.register_component(config(rotate_refresh_tokens=True))
     ticket = state.issue_ticket(APPID)
-    token = state.api_component_token(
+    token = api_answer(
+        state,
+        "api_component_token",
         {
             "component_appid": APPID,
             "component_appsecret": SECRET,
             "component_verify_ticket": ticket.value,
-        }
+        },
     )["component_access_token"]
     [grant] = state.seed_authorizers(APPID, AccountKind.OFFICIAL_ACCOUNT, 1)
-    refreshed = state.api_authorizer_token(
+    refreshed = api_answer(
+        state,
+        "api_authorizer_token",
         {
             "component_appid": APPID,
             "authorizer_appid": grant.authorizer_appid,

@@ -2,8 +2,8 @@
 
 The receiver is a real HTTP server (``helpers.Receiver``); the mock's side is
 ``MessagePusher`` over ``MockWeChat``, as the control plane drives it, with a 0.3 s
-timeout instead of WeChat's 5 s. Custom messages go through ``call_api`` like the HTTP
-layer's.
+timeout instead of WeChat's 5 s. Custom messages go through ``api_dispatch.call_api``
+like the HTTP layer's.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from typing import Any
 
 import pytest
 
+from mock_wechat.api_dispatch import call_api, wait_for_reply
+from mock_wechat.api_handlers import answer as api_answer
+from mock_wechat.api_table import API_NAMES
 from mock_wechat.config import InvalidField
 from mock_wechat.deliveries import CUSTOMER_SERVICE_WINDOW, MessageRefused
 from mock_wechat.faults import MESSAGE_PUSH, FaultRule
 from mock_wechat.inputs import parse_fault_rules
 from mock_wechat.merchants import AccountSpec, UnknownAccountError
 from mock_wechat.message_pusher import MessagePusher
-from mock_wechat.models import API_NAMES, Clock, MockWeChat, UnknownComponentError
+from mock_wechat.models import Clock, MockWeChat, UnknownComponentError
 from mock_wechat.protocol import AccountKind
 from mock_wechat.replies import UNAVAILABLE
 from mock_wechat.user_messages import SYSTEM_OPENID, UserMessage
@@ -71,8 +74,10 @@ class Setup:
             "component_appsecret": SECRET,
             "component_verify_ticket": ticket,
         }
-        ctoken = state.api_component_token(body)["component_access_token"]
-        answer = state.api_authorizer_token(
+        ctoken = api_answer(state, "api_component_token", body)["component_access_token"]
+        answer = api_answer(
+            state,
+            "api_authorizer_token",
             {
                 "component_appid": APPID,
                 "authorizer_appid": self.appid,
@@ -84,7 +89,7 @@ class Setup:
 
     def custom_send(self, query: dict[str, str], touser: str = FAN) -> int:
         body = {"touser": touser, "msgtype": "text", "text": {"content": "稍后回复"}}
-        answer = self.state.call_api("message_custom_send", json.dumps(body).encode(), query)
+        answer = call_api(self.state, "message_custom_send", json.dumps(body).encode(), query)
         return int(answer["errcode"])
 
     def reply_to(self, openid: str = FAN, content: str = "收到") -> bytes:
@@ -364,7 +369,7 @@ def test_wait_for_reply_returns_when_the_answer_is_back(setup: Setup) -> None:
 
     def wait() -> None:
         started = time.monotonic()
-        setup.state.wait_for_reply(raw, query, 1.0)
+        wait_for_reply(setup.state, raw, query, 1.0)
         waited.append(time.monotonic() - started)
 
     def answer_later(push: ReceivedPush) -> None:
@@ -387,7 +392,7 @@ def test_wait_for_reply_gives_up_while_the_push_is_in_flight(setup: Setup) -> No
 
     def send_first(push: ReceivedPush) -> None:
         started = time.monotonic()
-        setup.state.wait_for_reply(raw, query, 0.1)
+        wait_for_reply(setup.state, raw, query, 0.1)
         seen.append(
             (time.monotonic() - started, setup.state.deliveries.in_flight(setup.appid, FAN))
         )
@@ -398,7 +403,7 @@ def test_wait_for_reply_gives_up_while_the_push_is_in_flight(setup: Setup) -> No
     assert 0.1 <= seconds < 0.25 and in_flight
     # A call the API refuses anyway waits for nothing.
     started = time.monotonic()
-    setup.state.wait_for_reply(raw, {"access_token": "12_nope"}, 1.0)
+    wait_for_reply(setup.state, raw, {"access_token": "12_nope"}, 1.0)
     assert time.monotonic() - started < 0.05
 
 
@@ -412,4 +417,4 @@ def test_the_custom_send_checks_come_in_order(setup: Setup) -> None:
 
 
 def errcode_of_call(setup: Setup, raw: bytes, query: dict[str, str]) -> int:
-    return int(setup.state.call_api("message_custom_send", raw, query)["errcode"])
+    return int(call_api(setup.state, "message_custom_send", raw, query)["errcode"])

@@ -1,4 +1,8 @@
-"""The state object and its clock, with no HTTP: lifetimes, errcodes, faults, schedule."""
+"""The state object and its clock, without a server: lifetimes, errcodes, faults, schedule.
+
+The component APIs are answered by their handlers (``api_handlers.answer``) or run whole,
+as the HTTP layer runs them (``api_dispatch.call_api``), against the state in this process.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mock_wechat import errcodes as ec
+from mock_wechat.api_dispatch import call_api, fault_outcome
+from mock_wechat.api_handlers import answer as api_answer
 from mock_wechat.config import ComponentPatch, InvalidField
 from mock_wechat.faults import FaultRule
 from mock_wechat.models import (
@@ -50,14 +56,14 @@ def new_token(state: MockWeChat, appid: str = APPID) -> str:
         "component_appsecret": SECRET,
         "component_verify_ticket": state.issue_ticket(appid).value,
     }
-    token: str = state.api_component_token(body)["component_access_token"]
+    token: str = api_answer(state, "api_component_token", body)["component_access_token"]
     return token
 
 
 def preauth(
     state: MockWeChat, token: str, appid: str = APPID, name: str = "component_access_token"
 ) -> dict[str, Any]:
-    return state.api_create_preauthcode({"component_appid": appid}, {name: token})
+    return api_answer(state, "api_create_preauthcode", {"component_appid": appid}, {name: token})
 
 
 # ----- clock -----------------------------------------------------------------------------
@@ -150,7 +156,7 @@ def test_update_component_and_unknown_component(state: MockWeChat) -> None:
 
 
 def test_component_token_success_shape(state: MockWeChat) -> None:
-    answer = state.api_component_token(token_body(state))
+    answer = api_answer(state, "api_component_token", token_body(state))
     assert set(answer) == {"component_access_token", "expires_in"}
     assert answer["expires_in"] == 7200
     assert re.fullmatch(r"\d+_[A-Za-z0-9_-]{120}", answer["component_access_token"])
@@ -174,23 +180,23 @@ def test_every_success_issues_a_new_token(state: MockWeChat) -> None:
 )
 def test_component_token_errors(state: MockWeChat, overrides: dict[str, Any], errcode: int) -> None:
     body = {k: v for k, v in token_body(state, **overrides).items() if v is not None}
-    assert errcode_of(lambda: state.api_component_token(body)) == errcode
+    assert errcode_of(lambda: api_answer(state, "api_component_token", body)) == errcode
 
 
 def test_ticket_of_another_component_is_invalid(state: MockWeChat) -> None:
     state.register_component(config(OTHER))
     foreign = state.issue_ticket(OTHER).value
     body = token_body(state, component_verify_ticket=foreign)
-    assert errcode_of(lambda: state.api_component_token(body)) == 61006
+    assert errcode_of(lambda: api_answer(state, "api_component_token", body)) == 61006
 
 
 def test_ticket_lives_twelve_hours_and_older_tickets_still_work(state: MockWeChat) -> None:
     old = token_body(state)
     state.clock.advance(TICKET_TTL - 1)
     state.issue_ticket(APPID)  # a newer ticket does not retire the old one
-    assert "component_access_token" in state.api_component_token(old)
+    assert "component_access_token" in api_answer(state, "api_component_token", old)
     state.clock.advance(1)
-    assert errcode_of(lambda: state.api_component_token(old)) == 61005
+    assert errcode_of(lambda: api_answer(state, "api_component_token", old)) == 61005
 
 
 # ----- the shared token check ------------------------------------------------------------
@@ -238,12 +244,12 @@ def test_a_third_token_does_not_restart_the_first_ones_grace(state: MockWeChat) 
 )
 def test_token_missing_or_unknown(state: MockWeChat, query: dict[str, str], errcode: int) -> None:
     body = {"component_appid": APPID}
-    assert errcode_of(lambda: state.api_create_preauthcode(body, query)) == errcode
+    assert errcode_of(lambda: api_answer(state, "api_create_preauthcode", body, query)) == errcode
 
 
 def test_token_in_body_only_is_missing(state: MockWeChat) -> None:
     body = {"component_appid": APPID, "component_access_token": new_token(state)}
-    assert errcode_of(lambda: state.api_create_preauthcode(body, {})) == 41001
+    assert errcode_of(lambda: api_answer(state, "api_create_preauthcode", body, {})) == 41001
 
 
 def test_token_accepted_as_access_token(state: MockWeChat) -> None:
@@ -272,7 +278,7 @@ def test_pre_auth_code_shape_and_record(state: MockWeChat) -> None:
 def test_pre_auth_code_needs_component_appid(state: MockWeChat) -> None:
     token = new_token(state)
     query = {"component_access_token": token}
-    assert errcode_of(lambda: state.api_create_preauthcode({}, query)) == 41002
+    assert errcode_of(lambda: api_answer(state, "api_create_preauthcode", {}, query)) == 41002
 
 
 # ----- api_start_push_ticket -------------------------------------------------------------
@@ -281,9 +287,10 @@ def test_pre_auth_code_needs_component_appid(state: MockWeChat) -> None:
 def test_start_push_ticket_turns_pushes_on_and_makes_one_due(state: MockWeChat) -> None:
     state.update_component(APPID, ComponentPatch(auto_push=False))
     body = {"component_appid": APPID, "component_secret": SECRET}
-    assert state.api_start_push_ticket(body) == {"errcode": 0, "errmsg": "ok"}
+    assert api_answer(state, "api_start_push_ticket", body) == {"errcode": 0, "errmsg": "ok"}
     assert state.take_due_ticket_pushes() == [APPID]
-    assert state.api_start_push_ticket(body) == {"errcode": 0, "errmsg": "in a normal state"}
+    again = api_answer(state, "api_start_push_ticket", body)
+    assert again == {"errcode": 0, "errmsg": "in a normal state"}
     assert state.take_due_ticket_pushes() == [APPID]
     assert state.take_due_ticket_pushes() == []
 
@@ -300,7 +307,7 @@ def test_start_push_ticket_turns_pushes_on_and_makes_one_due(state: MockWeChat) 
     ],
 )
 def test_start_push_ticket_errors(state: MockWeChat, body: dict[str, str], errcode: int) -> None:
-    assert errcode_of(lambda: state.api_start_push_ticket(body)) == errcode
+    assert errcode_of(lambda: api_answer(state, "api_start_push_ticket", body)) == errcode
 
 
 # ----- call_api: raw bodies and the call log ---------------------------------------------
@@ -319,7 +326,7 @@ def test_start_push_ticket_errors(state: MockWeChat, body: dict[str, str], errco
     ],
 )
 def test_bad_bodies(state: MockWeChat, raw: bytes, errcode: int) -> None:
-    answer = state.call_api("api_component_token", raw, {})
+    answer = call_api(state, "api_component_token", raw, {})
     assert answer["errcode"] == errcode
     assert RID.search(answer["errmsg"])
     assert state.calls()[-1]["errcode"] == errcode
@@ -330,11 +337,11 @@ def test_call_log_records_every_call_in_order(state: MockWeChat) -> None:
     good = json.dumps(
         {"component_appid": APPID, "component_appsecret": SECRET, "component_verify_ticket": ticket}
     ).encode()
-    token = state.call_api("api_component_token", good, {})["component_access_token"]
+    token = call_api(state, "api_component_token", good, {})["component_access_token"]
     state.clock.advance(5)
     body = json.dumps({"component_appid": APPID}).encode()
-    state.call_api("api_create_preauthcode", body, {"access_token": token})
-    state.call_api("api_create_preauthcode", body, {})
+    call_api(state, "api_create_preauthcode", body, {"access_token": token})
+    call_api(state, "api_create_preauthcode", body, {})
     calls = state.calls()
     assert [(c["api"], c["appid"], c["errcode"], c["fault"]) for c in calls] == [
         ("api_component_token", APPID, 0, False),
@@ -401,15 +408,15 @@ def test_no_fault_when_nothing_matches(state: MockWeChat) -> None:
 
 def test_fault_outcomes_are_logged_as_faults(state: MockWeChat) -> None:
     raw = json.dumps({"component_appid": APPID}).encode()
-    errcode = state.fault_outcome("api_component_token", raw, FaultRule(api="*", errcode=-1))
+    errcode = fault_outcome(state, "api_component_token", raw, FaultRule(api="*", errcode=-1))
     assert errcode is not None and errcode.http_status == 200 and errcode.body is not None
     assert errcode.body["errcode"] == -1
     assert errcode.body["errmsg"].startswith("system error rid: ")
-    status = state.fault_outcome("api_component_token", raw, FaultRule(api="*", http_status=503))
+    status = fault_outcome(state, "api_component_token", raw, FaultRule(api="*", http_status=503))
     assert status is not None and (status.http_status, status.body) == (503, None)
-    drop = state.fault_outcome("api_component_token", b"", FaultRule(api="*", drop=True))
+    drop = fault_outcome(state, "api_component_token", b"", FaultRule(api="*", drop=True))
     assert drop is not None and drop.drop
-    assert state.fault_outcome("api_component_token", raw, FaultRule(api="*", delay=1)) is None
+    assert fault_outcome(state, "api_component_token", raw, FaultRule(api="*", delay=1)) is None
     assert [(c["appid"], c["errcode"], c["http_status"], c["fault"]) for c in state.calls()] == [
         (APPID, -1, 200, True),
         (APPID, None, 503, True),
@@ -457,7 +464,7 @@ def test_reset_starts_over(state: MockWeChat) -> None:
     target = state.push_target(APPID)
     state.record_push(target, "component_verify_ticket", 200, True, None)
     state.set_faults([FaultRule(api="*", errcode=-1)])
-    state.call_api("api_component_token", b"{}", {})
+    call_api(state, "api_component_token", b"{}", {})
     state.clock.advance(1000)
 
     state.reset()
