@@ -198,8 +198,11 @@ def _component_card(appid: str, now: float, sweep_at: float, report: dict[str, A
     if not sweep_at or detail is None:
         check("最近一次刷新", "没有记录", "warn", "Cloud Scheduler 每 5 分钟调用 /tasks/refresh")
     else:
-        counts = detail.get("authorizers") or {}
-        text = "，".join(f"{k} {v}" for k, v in sorted(counts.items())) or "没有到期的令牌"
+        counts = dict(detail.get("authorizers") or {})
+        due = counts.pop("due", 0)
+        outcomes = "，".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        text = f"component_access_token {detail.get('component_token', '—')}；到期的授权方 {due} 个"
+        text += f"（{outcomes}）" if outcomes else ""
         failed = int(counts.get("failed", 0)) + int(detail.get("component_token") == "failed")
         tone = "bad" if failed or detail.get("error") else "ok"
         if tone == "ok" and now - sweep_at > SWEEP_STALE:
@@ -425,7 +428,6 @@ def renew(component_appid: str, authorizer_appid: str) -> ResponseReturnValue:
         outcome.value,
         tone,
         f"{message} 令牌过期时间：{expires}",
-        outcome=outcome.value,
     )
 
 
