@@ -49,11 +49,40 @@ COMPOSITE_INDEXES = (
         (("status", "ASCENDING"), ("account_type", "ASCENDING"), ("appid", "ASCENDING")),
         "the listing API filtered by both, paged by appid",
     ),
+    # The console's name search: a prefix range on nick_name (alone, the automatic
+    # single-field index serves it), with the same filters.
+    CompositeIndex(
+        "authorizers-name-by-status",
+        AUTHORIZERS,
+        (("status", "ASCENDING"), ("nick_name", "ASCENDING")),
+        "the console's name search filtered by status",
+    ),
+    CompositeIndex(
+        "authorizers-name-by-account-type",
+        AUTHORIZERS,
+        (("account_type", "ASCENDING"), ("nick_name", "ASCENDING")),
+        "the console's name search filtered by account type",
+    ),
+    CompositeIndex(
+        "authorizers-name-by-status-and-account-type",
+        AUTHORIZERS,
+        (("status", "ASCENDING"), ("account_type", "ASCENDING"), ("nick_name", "ASCENDING")),
+        "the console's name search filtered by both",
+    ),
 )
 
 TTL_FIELD = "expire_at"
 # Collection groups whose documents Firestore deletes once `expire_at` has passed.
-TTL_COLLECTION_GROUPS = ("inbox", "authorization_codes", "release_sends")
+TTL_COLLECTION_GROUPS = (
+    "inbox",
+    "authorization_codes",
+    "release_sends",
+    # The console's (service/console_store.py): its push log, audit log and reset counters.
+    "push_log",
+    "push_log_batches",
+    "console_audit",
+    "console_quota_resets",
+)
 
 
 def database_id(config: GatewayConfig) -> str:

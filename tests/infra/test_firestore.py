@@ -11,6 +11,7 @@ from dataclasses import fields
 
 import pytest
 
+from service import console_store
 from service.store import firestore as store
 from service.store.records import AuthorizerRecord, CodeExchange, InboxEntry, ReleaseSend
 from tests.infra.pulumi_mocks import GCP_PROJECT, REGION, Deployment, base_config, run_program
@@ -28,11 +29,19 @@ EXPECTED_INDEXES = {
     (store.AUTHORIZERS, (("status", ASC), ("appid", ASC))),
     (store.AUTHORIZERS, (("account_type", ASC), ("appid", ASC))),
     (store.AUTHORIZERS, (("status", ASC), ("account_type", ASC), ("appid", ASC))),
+    # the console's name search (service/console_store.py): a prefix range on nick_name
+    (store.AUTHORIZERS, (("status", ASC), ("nick_name", ASC))),
+    (store.AUTHORIZERS, (("account_type", ASC), ("nick_name", ASC))),
+    (store.AUTHORIZERS, (("status", ASC), ("account_type", ASC), ("nick_name", ASC))),
 }
 TTL_RECORDS = {
     store.INBOX: InboxEntry,
     store.AUTHORIZATION_CODES: CodeExchange,
     store.RELEASE_SENDS: ReleaseSend,
+    console_store.PUSH_LOG: console_store.PushLogEvent,
+    console_store.PUSH_LOG_BATCHES: console_store.PushLogBatch,
+    console_store.CONSOLE_AUDIT: console_store.AuditEntry,
+    console_store.QUOTA_RESETS: console_store.QuotaResets,
 }
 
 
