@@ -213,4 +213,5 @@ def start_session(who: str | None) -> Session:
     return session
 
 
+from service.web import open_account_console  # noqa: E402,F401  (task D's page)
 from service.web.console import pages  # noqa: E402,F401  (registers the routes)

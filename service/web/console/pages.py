@@ -758,14 +758,3 @@ def clear_quota(component_appid: str) -> ResponseReturnValue:
 def audit_log() -> ResponseReturnValue:
     entries = audit().recent()
     return page("audit.html", entries=entries, when=when)
-
-
-@bp.get("/open-accounts")
-def open_accounts() -> ResponseReturnValue:
-    return page(
-        "message.html",
-        title="开放平台账号",
-        tone="warn",
-        message="开放平台账号的页面尚未提供。",
-        back=url_for(".overview"),
-    )
