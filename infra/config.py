@@ -129,6 +129,7 @@ PLAIN_KEYS = (
     "name_prefix",
     "message_routes",
     "message_subscriptions",
+    "group_open_appid",
 )
 DEFAULT_SCHEDULE = "*/5 * * * *"
 # The public service keeps one instance warm: WeChat waits 5 s for a push's answer, and a
@@ -261,6 +262,9 @@ class GatewayConfig:
     # The topic ids the pubsub routes name, in order: created in the stack's project.
     message_topics: tuple[str, ...] = ()
     message_subscriptions: tuple[MessageSubscription, ...] = ()
+    # Scene 2: the open platform account all the group's accounts belong to
+    # (GROUP_OPEN_APPID on the internal service); None: no group.
+    group_open_appid: str | None = None
 
     @property
     def concurrency(self) -> int:
@@ -470,6 +474,15 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
     subscriptions = _message_subscriptions(raw, message_topics, problems)
     message_topics = message_topics or ()
 
+    group_open_appid = _text(raw, "group_open_appid")
+    if group_open_appid is not None and not APPID.match(group_open_appid):
+        problems.invalid(
+            "group_open_appid",
+            f"{group_open_appid!r} is not an open platform account's appid ('wx' and 16 hex "
+            "digits, as open/create answered it)",
+            _set("group_open_appid", EXAMPLE_APPID),
+        )
+
     name_prefix = _text(raw, "name_prefix") or f"wcg-{stack}"
     if not NAME_PREFIX.match(name_prefix) or len(name_prefix) > NAME_PREFIX_MAX:
         origin = "" if _text(raw, "name_prefix") else f" (the default for stack {stack!r})"
@@ -507,6 +520,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         message_routes=message_routes,
         message_topics=message_topics,
         message_subscriptions=subscriptions,
+        group_open_appid=group_open_appid,
     )
 
 

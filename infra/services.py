@@ -157,6 +157,9 @@ def service_env(
         env.append(Env(name="INTERNAL_AUTH", value="cloud_run_iam"))
         env.append(Env(name="INTERNAL_AUDIENCE", value=audience))
         env.append(Env(name="INTERNAL_INVOKERS", value=",".join(invoker_emails(config))))
+        if config.group_open_appid is not None:
+            # Scene 2's report and bind-unbound (service/open_account_group.py).
+            env.append(Env(name="GROUP_OPEN_APPID", value=config.group_open_appid))
     for stored in secrets:
         # By reference only, pinned to the version: a rotated secret rolls a new revision.
         env.append(
