@@ -40,6 +40,9 @@ IAM_MEMBER = re.compile(r"^(serviceAccount|user):([^@\s,:]+@[^@\s,:]+\.[^@\s,:]+
 UNMATCHABLE_MEMBER = re.compile(r"^(group|domain|principal|principalSet)[:/]")
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 EXAMPLE_INVOKER = "serviceAccount:orders@<project>.iam.gserviceaccount.com"
+EXAMPLE_OPERATOR = "ops@example.com"
+# What the service takes in CONSOLE_OPERATORS (a comma-separated list): no comma or colon.
+OPERATOR_EMAIL = re.compile(r"^[^@\s,:]+@[^@\s,:]+\.[^@\s,:]+$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
 # registry/path/name followed by a tag or a digest: a bare name would mean "latest".
@@ -123,6 +126,7 @@ PLAIN_KEYS = (
     "firestore_import",
     "internal_ingress",
     "internal_invokers",
+    "console_operators",
     "alert_email",
     "firestore_location",
     "firestore_database",
@@ -255,6 +259,9 @@ class GatewayConfig:
     # IAM members allowed to call the internal service (the provider's own services):
     # serviceAccount:<email> or user:<email>.
     internal_invokers: tuple[str, ...] = ()
+    # Who may open /console through `gcloud run services proxy` (emails, lower case):
+    # CONSOLE_OPERATORS on the internal service, and each an invoker of it.
+    console_operators: tuple[str, ...] = ()
     alert_email: str | None = None
     firestore_database: str = DEFAULT_DATABASE
     # MESSAGE_ROUTES, exactly as the public service reads it (JSON); None: no routes.
@@ -445,6 +452,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         )
 
     invokers = _internal_invokers(raw, problems)
+    operators = _console_operators(raw, problems)
 
     alert_email = _text(raw, "alert_email")
     if alert_email is not None and not EMAIL.match(alert_email):
@@ -514,6 +522,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         firestore_import=firestore_import == "true",
         internal_ingress="all" if ingress == "all" else "internal",
         internal_invokers=invokers,
+        console_operators=operators,
         alert_email=alert_email,
         firestore_location=location or region,
         firestore_database=database,
@@ -650,6 +659,37 @@ def _internal_invokers(raw: Mapping[str, Any], problems: _Problems) -> tuple[str
         elif member not in members:
             members.append(member)
     return tuple(members)
+
+
+def _console_operators(raw: Mapping[str, Any], problems: _Problems) -> tuple[str, ...]:
+    value = _raw_list(raw, "console_operators")
+    if value is None or value == "" or value == []:
+        return ()
+    example = _set("console_operators[0]", EXAMPLE_OPERATOR, path=True)
+    if not isinstance(value, list):
+        problems.invalid("console_operators", "must be a list of emails", example)
+        return ()
+    emails: list[str] = []
+    for index, email in enumerate(value):
+        key = f"console_operators[{index}]"
+        if isinstance(email, str) and email.startswith(("user:", "serviceAccount:")):
+            problems.invalid(
+                key,
+                f"{email} is an IAM member; list the operator's email alone (the console "
+                "compares it with the email in their ID token)",
+                _set(key, email.partition(":")[2] or EXAMPLE_OPERATOR, path=True),
+            )
+        elif not isinstance(email, str) or not OPERATOR_EMAIL.match(email):
+            problems.invalid(key, f"{email!r} is not an email address", example)
+        elif email.lower() not in emails:
+            emails.append(email.lower())
+    return tuple(emails)
+
+
+def operator_member(email: str) -> str:
+    """The IAM member of an operator's email (a user's, or a service account's)."""
+    kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
+    return f"{kind}:{email}"
 
 
 def _message_routes(

@@ -23,7 +23,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.component_secrets import StoredSecret
-from infra.config import GatewayConfig
+from infra.config import GatewayConfig, operator_member
 from infra.names import ResourceNames
 from infra.network import EgressNetwork
 from infra.public_domain import CLIENT_IP_HOPS, CLIENT_IP_HOPS_VAR, public_ingress
@@ -157,6 +157,9 @@ def service_env(
         env.append(Env(name="INTERNAL_AUTH", value="cloud_run_iam"))
         env.append(Env(name="INTERNAL_AUDIENCE", value=audience))
         env.append(Env(name="INTERNAL_INVOKERS", value=",".join(invoker_emails(config))))
+        if config.console_operators:
+            # Who may open /console through `gcloud run services proxy`.
+            env.append(Env(name="CONSOLE_OPERATORS", value=",".join(config.console_operators)))
         if config.group_open_appid is not None:
             # Scene 2's report and bind-unbound (service/open_account_group.py).
             env.append(Env(name="GROUP_OPEN_APPID", value=config.group_open_appid))
@@ -261,6 +264,20 @@ class GatewayServices(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             for member in config.internal_invokers
+        ]
+        # The console's operators (`console_operators`): the proxy's calls carry their token.
+        self.console_operators = [
+            gcp.cloudrunv2.ServiceIamMember(
+                f"console-operator-{email}",
+                project=config.project,
+                location=self.internal.location,
+                name=self.internal.name,
+                role="roles/run.invoker",
+                member=operator_member(email),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for email in config.console_operators
+            if operator_member(email) not in config.internal_invokers
         ]
         self.register_outputs(
             {
