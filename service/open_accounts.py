@@ -277,8 +277,8 @@ class OpenAccountManager:
             self._call(component_appid, appid, BIND, body)
         except OpenAccountRefused as exc:
             if exc.errcode == ALREADY_BOUND:
-                now = self.bound_to(component_appid, appid)
-                if now == open_appid:
+                known, now = self._where(component_appid, appid)
+                if known and now == open_appid:
                     return Change(Result.ALREADY_BOUND, open_appid)
                 raise OpenAccountRefused(exc.errcode, exc.errmsg, BIND, now) from None
             if exc.errcode != SYSTEM_BUSY:
@@ -309,8 +309,8 @@ class OpenAccountManager:
             self._call(component_appid, appid, UNBIND, body)
         except OpenAccountRefused as exc:
             if exc.errcode == NOT_BOUND:
-                now = self.bound_to(component_appid, appid)
-                if now is None:
+                known, now = self._where(component_appid, appid)
+                if known and now is None:
                     return Change(Result.ALREADY_UNBOUND, None)
                 raise OpenAccountRefused(exc.errcode, exc.errmsg, UNBIND, now) from None
             if exc.errcode != SYSTEM_BUSY:
@@ -373,8 +373,16 @@ class OpenAccountManager:
         self, component_appid: str, appid: str, exc: OpenAccountRefused
     ) -> OpenAccountRefused:
         return OpenAccountRefused(
-            exc.errcode, exc.errmsg, exc.api, self.bound_to(component_appid, appid)
+            exc.errcode, exc.errmsg, exc.api, self._where(component_appid, appid)[1]
         )
+
+    def _where(self, component_appid: str, appid: str) -> tuple[bool, str | None]:
+        """After a refusal (nothing changed): whether WeChat said where the account is
+        bound, and where. Asking may fail; the refusal stands either way."""
+        try:
+            return True, self.bound_to(component_appid, appid)
+        except (OpenAccountUnavailable, OpenAccountRefused):
+            return False, None
 
     def _call(
         self, component_appid: str, appid: str, api: str, body: dict[str, str]

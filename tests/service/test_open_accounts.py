@@ -296,3 +296,19 @@ def test_group_open_appid_is_optional_and_checked() -> None:
     for bad in ("gh_1234567890ab", "wx1234567890ABCDEF", "wx123"):
         with pytest.raises(ConfigError, match="GROUP_OPEN_APPID must be"):
             Settings.from_env({**base, "GROUP_OPEN_APPID": bad})
+
+
+def test_a_refusal_stands_when_asking_where_fails(
+    manager: OpenAccountManager, wechat: FakeOpenWeChat
+) -> None:
+    theirs = wechat.website_account("示例科技有限公司", OA)
+    mine = wechat._new_open("示例科技有限公司", via_api=True)
+    wechat.faults.append(Fault("open/get", unsent=True, times=3))
+    with pytest.raises(OpenAccountRefused) as elsewhere:
+        manager.bind(C1, OA, mine)
+    # 89000, and where could not be asked: still 89000, without open_appid, not a 502.
+    assert elsewhere.value.errcode == 89000 and elsewhere.value.open_appid is None
+    with pytest.raises(OpenAccountRefused) as not_there:
+        manager.unbind(C1, OA, mine)
+    assert not_there.value.errcode == 89002 and not_there.value.open_appid is None
+    assert wechat.bound[OA] == theirs
