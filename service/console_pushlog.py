@@ -120,7 +120,7 @@ class PushLog:
         self._lock = threading.Lock()
         self._pending: deque[dict[str, Any]] = deque()
         self._dropped = 0
-        self._last_flush = 0.0
+        self._last_flush = clock()  # the first write comes an interval after start
         self._sequence = 0
         self._pid = 0
         self._process = ""
