@@ -34,4 +34,5 @@ def test_each_route_belongs_to_one_role() -> None:
         "/authorize/<component_appid>/callback",
     }
     assert "/tasks/refresh" in internal
-    assert all(r.startswith(("/api/v1/", "/tasks/")) for r in internal - SHARED)
+    assert "/console/" in internal  # the operators' console: never on the public service
+    assert all(r.startswith(("/api/v1/", "/tasks/", "/console")) for r in internal - SHARED)
