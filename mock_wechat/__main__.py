@@ -1,9 +1,10 @@
-"""Command line: ``python -m mock_wechat serve --port 8081``, and the client commands
-``authorize``, ``send-message`` and ``release-check`` that drive a running mock.
+"""The command line: ``serve`` runs the mock; the client commands drive a running one.
 
-``serve`` serves the WeChat API routes and the ``/_mock/`` control plane with werkzeug's
-threaded server, runs the ticket scheduler, logs JSON lines to stderr and exits cleanly on
-SIGTERM or SIGINT. One line on stdout says where it listens.
+The client commands are ``authorize`` (``merchant_client``), ``send-message`` and
+``release-check`` (``message_cli``). ``python -m mock_wechat serve --port 8081`` serves
+the WeChat API routes and the ``/_mock/`` control plane with werkzeug's threaded server,
+runs the ticket scheduler, logs JSON lines to stderr and exits cleanly on SIGTERM or
+SIGINT. One line on stdout says where it listens.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from mock_wechat import message_cli
 from mock_wechat.api import DROPPED
 from mock_wechat.app import create_app
-from mock_wechat.logs import log_json_lines
-from mock_wechat.merchant import Merchant, MerchantError
+from mock_wechat.event_pusher import EventPusher
+from mock_wechat.json_logs import log_json_lines
+from mock_wechat.merchant_client import Merchant, MerchantError
 from mock_wechat.models import MockWeChat
 from mock_wechat.protocol import AUTH_TYPE_LISTS, DEFAULT_AUTH_TYPE
-from mock_wechat.pusher import Pusher
-from mock_wechat.scheduler import TicketScheduler
+from mock_wechat.ticket_scheduler import TicketScheduler
 
 log = logging.getLogger("mock_wechat")
 DEFAULT_MOCK = "http://127.0.0.1:8081"
@@ -285,11 +286,11 @@ def play_merchant(args: argparse.Namespace) -> int:
 
 def serve(host: str, port: int, scheduler_tick: float) -> None:
     state = MockWeChat()
-    pusher = Pusher(state)
+    events = EventPusher(state)
     server = make_server(
-        host, port, create_app(state, pusher), threaded=True, request_handler=JsonRequestHandler
+        host, port, create_app(state, events), threaded=True, request_handler=JsonRequestHandler
     )
-    scheduler = TicketScheduler(state, pusher, tick=scheduler_tick)
+    scheduler = TicketScheduler(state, events, tick=scheduler_tick)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
@@ -306,7 +307,7 @@ def serve(host: str, port: int, scheduler_tick: float) -> None:
         server.serve_forever(poll_interval=0.2)
     finally:
         scheduler.stop()
-        pusher.shutdown()
+        events.shutdown()
         server.server_close()
         log.info("stopped")
 

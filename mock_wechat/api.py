@@ -1,12 +1,12 @@
-"""WeChat API routes (one per entry of ``api_table``): HTTP in and out; what to answer is
-decided by ``api_dispatch`` and the state.
+"""The WeChat API routes over HTTP: the wire's faults here, the answer from ``api_dispatch``.
 
-Faults are applied here because they are about the wire: sleep, drop the TCP connection,
-or answer a bare status. A rule's ``delay`` is slept before the call is processed, its
-``delay_after`` between processing and answering (then, with ``drop``, the answer is lost).
-So is a component's ``authorizer_token_latency``, slept before each api_authorizer_token
-answer (and before any fault rule), outside the state's lock. Everything else is
-``api_dispatch.call_api``.
+One route per entry of ``api_table``: HTTP in and out; what to answer is decided by
+``api_dispatch`` and the state. Faults are applied here because they are about the wire:
+sleep, drop the TCP connection, or answer a bare status. A rule's ``delay`` is slept
+before the call is processed, its ``delay_after`` between processing and answering (then,
+with ``drop``, the answer is lost). So is a component's ``authorizer_token_latency``,
+slept before each api_authorizer_token answer (and before any fault rule), outside the
+state's lock. Everything else is ``api_dispatch.call_api``.
 
 A custom message (``message_custom_send``) first waits, up to 1 s and outside the lock,
 for a message push to its ``touser`` that is still waiting for the service's answer: an
@@ -28,7 +28,7 @@ from flask import Blueprint, Response, request
 
 from mock_wechat import api_dispatch
 from mock_wechat.api_table import API_ROUTES
-from mock_wechat.ext import services
+from mock_wechat.app_services import services
 
 bp = Blueprint("wechat_api", __name__)
 

@@ -1,6 +1,8 @@
-"""Run one WeChat API call against the state, from its raw body and query string: the
-caller check, the quota, the answer and the call log; and what a fault rule answers
-instead. No Flask here: ``api`` does the HTTP, this module decides what it answers.
+"""Run one WeChat API call on the state: caller check, quota, answer, call log; and faults.
+
+From a call's raw body and query string: the caller check, the quota, the answer and the
+call log; and what a fault rule answers instead. No Flask here: ``api`` does the HTTP,
+this module decides what it answers.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from types import MappingProxyType
 from typing import Any
 
 from mock_wechat import errcodes as ec
+from mock_wechat.api_bodies import appid_in, parse_body
 from mock_wechat.api_handlers import HANDLERS
 from mock_wechat.api_table import API_NAMES, API_TABLE
-from mock_wechat.bodies import appid_in, parse_body
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.faults import FaultRule
 from mock_wechat.models import MockWeChat

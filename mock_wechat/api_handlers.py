@@ -1,6 +1,7 @@
-"""Each WeChat API's caller check and answer: read the request, ask the state, shape the
-JSON answer. The state's rules live in ``models`` and its parts; this module only reads
-bodies and query strings and wires the state's methods to the APIs of ``api_table``.
+"""Each WeChat API's caller check and answer: read the request, ask the state, shape the JSON.
+
+The state's rules live in ``models`` and its parts; this module only reads bodies and
+query strings and wires the state's methods to the APIs of ``api_table``.
 
 ``api_dispatch.call_api`` runs a handler with the state held (``MockWeChat.atomic``) in
 three steps:
@@ -13,7 +14,7 @@ three steps:
 Component APIs act as the component; APIs called with an authorizer access token act as
 that authorizer (protocol §5: 代调用 uses the authorizer's own quota). Reading a field
 raises 47001 when it has the wrong type, so fields are read in the order WeChat checks
-them. Answers that need more than a line live in ``management`` (§3.7,
+them. Answers that need more than a line live in ``authorization_management`` (§3.7,
 §3.8) and ``authorizer_apis`` (§8).
 """
 
@@ -24,14 +25,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from mock_wechat import authorization_management
 from mock_wechat import authorizer_apis as ext
 from mock_wechat import errcodes as ec
-from mock_wechat import management
+from mock_wechat.api_bodies import text_field
 from mock_wechat.authorization import PRE_AUTH_CODE_TTL
-from mock_wechat.bodies import text_field
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.grants import Grant
-from mock_wechat.merchants import Account
+from mock_wechat.merchant_accounts import Account
 from mock_wechat.models import COMPONENT_TOKEN_TTL, MockWeChat
 
 Body = Mapping[str, Any]
@@ -177,7 +178,8 @@ def _authorizer_token(state: MockWeChat, body: Body, query: Query) -> dict[str, 
 
 def _authorizer_list(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     component = token_component(state, body, query)
-    return management.authorizer_list(state.authorizations.grants.of_component(component), body)
+    grants = state.authorizations.grants.of_component(component)
+    return authorization_management.authorizer_list(grants, body)
 
 
 def _component_grant(state: MockWeChat, body: Body, query: Query) -> Grant:
@@ -196,14 +198,14 @@ def _option_grant(state: MockWeChat, body: Body, query: Query) -> Grant:
 
 
 def _set_option(state: MockWeChat, grant: Grant, body: Body) -> None:
-    name = management.option_name(body)
-    value = management.option_value(body, name)
+    name = authorization_management.option_name(body)
+    value = authorization_management.option_value(body, name)
     state.authorizations.set_option(grant.component, grant.authorizer_appid, name, value)
 
 
 def _get_option_v1(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     grant = _component_grant(state, body, query)
-    name = management.option_name(body)
+    name = authorization_management.option_name(body)
     return {
         "authorizer_appid": grant.authorizer_appid,
         "option_name": name,
@@ -218,7 +220,7 @@ def _set_option_v1(state: MockWeChat, body: Body, query: Query) -> dict[str, Any
 
 def _get_option_v2(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     grant = _option_grant(state, body, query)
-    name = management.option_name(body)
+    name = authorization_management.option_name(body)
     return ext.ok(option_name=name, option_value=str(grant.option(name)))
 
 

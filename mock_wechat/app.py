@@ -1,23 +1,24 @@
-"""The Flask application factory: WeChat API routes, the merchant's authorization pages,
-and the ``/_mock/`` control plane.
+"""The Flask application factory: the WeChat API routes, the pages and the control plane.
 
-Creating the app starts nothing: the ticket scheduler belongs to the server (``__main__``).
+It serves ``api`` (WeChat's APIs), ``authorization_pages`` (the merchant's pages) and
+``control_plane`` (``/_mock/``). Creating the app starts nothing: the ticket scheduler
+belongs to the server (``__main__``).
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from mock_wechat import api, control, pages
-from mock_wechat.ext import Services, install
+from mock_wechat import api, authorization_pages, control_plane
+from mock_wechat.app_services import Services, install
+from mock_wechat.event_pusher import EventPusher
 from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import MockWeChat
-from mock_wechat.pusher import Pusher
 
 
 def create_app(
     state: MockWeChat | None = None,
-    pusher: Pusher | None = None,
+    events: EventPusher | None = None,
     messages: MessagePusher | None = None,
 ) -> Flask:
     state = state or MockWeChat()
@@ -28,11 +29,11 @@ def create_app(
         app,
         Services(
             state=state,
-            pusher=pusher or Pusher(state),
+            events=events or EventPusher(state),
             messages=messages or MessagePusher(state),
         ),
     )
     app.register_blueprint(api.bp)
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(control.bp)
+    app.register_blueprint(authorization_pages.bp)
+    app.register_blueprint(control_plane.bp)
     return app

@@ -1,5 +1,7 @@
-"""The authorization pages' rules that need no state: parsing, the domain check, the
-redirect with the code, and the push messages (protocol §2.2, §4.2-§4.4).
+"""The authorization flow's stateless rules: link parsing, the domain check, push messages.
+
+Parsing the link's parameters, the domain check, the redirect with the code, and the push
+messages (protocol §2.2, §4.2-§4.4).
 
 ``AuthRuleError.code`` is the pages' ``data-error`` value; ``status`` is the HTTP status the
 control plane answers with (the pages answer 403 for the domain rule and 400 otherwise).

@@ -40,7 +40,7 @@ from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.grants import AUTH_CODE_TTL, Grant, GrantBook, func_info, random_token
-from mock_wechat.merchants import Account, AccountBook, AccountSpec, authorizer_info
+from mock_wechat.merchant_accounts import Account, AccountBook, AccountSpec, authorizer_info
 from mock_wechat.protocol import (
     AUTH_TYPE_LISTS,
     DEFAULT_AUTH_TYPE,

@@ -1,5 +1,6 @@
-"""Calls a component makes on an authorizer's behalf (protocol §8): the permission sets
-each needs, reading their requests and shaping their answers (the HTTP side's helpers).
+"""The APIs a component calls on an authorizer's behalf: permission sets, requests, answers.
+
+Protocol §8; the HTTP side's helpers for ``api_handlers``.
 
 Each API needs one of a few permission sets (权限集) in the authorization, else 61007:
 
@@ -25,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mock_wechat import errcodes as ec
-from mock_wechat.bodies import text_field
+from mock_wechat.api_bodies import text_field
 from mock_wechat.errcodes import MockApiError
-from mock_wechat.merchants import Account
+from mock_wechat.merchant_accounts import Account
 from mock_wechat.outbox import CustomMessage
 from mock_wechat.protocol import AccountKind
 

@@ -1,5 +1,6 @@
-"""WeChat's message encryption (WXBizMsgCrypt): the one part of the protocol the mock takes
-from the service instead of reading the documents itself (see ``protocol``).
+"""WeChat's message encryption (WXBizMsgCrypt), the one part the mock takes from the service.
+
+Everything else the mock reads from the documents itself (see ``protocol``).
 
 The official test vectors pin it byte for byte (``tests/service/wechat/test_crypto.py``
 checks them), so there is no reading left for the two sides to share by mistake.

@@ -1,5 +1,7 @@
-"""What the mock sent to 消息与事件接收URLs: the delivery records, the tries in flight, and
-each user's customer-service window. No HTTP here: the deliverer reports each step.
+"""What the mock sent to 消息与事件接收URLs: deliveries, tries in flight, service windows.
+
+The delivery records, the tries in flight, and each user's customer-service window. No
+HTTP here: the deliverer (``message_pusher``) reports each step.
 
 A delivery is one message to one account, tried up to three times. While a try waits for
 the service's answer, the delivery is *in flight* for that (account, openid): a custom
@@ -21,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mock_wechat import errcodes as ec
-from mock_wechat.book import Book
 from mock_wechat.clock import Clock
 from mock_wechat.errcodes import MockApiError
+from mock_wechat.state_part import StatePart
 
 CUSTOMER_SERVICE_WINDOW = 48 * 3600  # seconds after a user's message (messages doc §3)
 
@@ -72,7 +74,7 @@ class Delivery:
         return data
 
 
-class Deliveries(Book):
+class Deliveries(StatePart):
     """Delivery records, tries in flight and customer-service windows; thread-safe."""
 
     def __init__(self, lock: threading.RLock, clock: Clock) -> None:

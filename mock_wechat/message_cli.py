@@ -1,5 +1,6 @@
-"""The ``send-message`` and ``release-check`` commands: ask a running mock over HTTP and
-print what happened, for a developer watching their service answer.
+"""The ``send-message`` and ``release-check`` commands, driving a running mock over HTTP.
+
+They print what happened, for a developer watching their service answer.
 
 Exit codes: 0 when the answer was valid (``send-message``: a reply, ``success`` or empty)
 or every step passed (``release-check``); 1 otherwise; 2 on bad usage, a request the mock
@@ -16,7 +17,7 @@ from typing import Any
 import requests
 
 from mock_wechat.protocol import RELEASE_GROUP_NUMBERS
-from mock_wechat.replies import VALID_OUTCOMES
+from mock_wechat.reply_judge import VALID_OUTCOMES
 
 SEND_TIMEOUT = (5.0, 120.0)  # connect, read: three 5 s tries and any fault delays fit
 CHECK_TIMEOUT = (5.0, None)  # a release check of every group may take minutes

@@ -9,7 +9,7 @@ pushes'; ``CreateTime`` inside is mock time.
 Each try has a 5 s timeout, counted from the send until the answer is read. A try without
 an HTTP 200 answer in time (timeout, connection error, a non-200 status) is retried, three
 tries in all (§3), with the same message (same MsgId and CreateTime) sealed afresh. The
-first HTTP 200 answer is judged by ``replies`` and ends the delivery; if every try fails
+first HTTP 200 answer is judged by ``reply_judge`` and ends the delivery; if every try fails
 the outcome is ``no_answer``.
 
 Fault rules naming ``message_push`` apply to each try (``times`` counts tries):
@@ -38,10 +38,10 @@ import requests
 
 from mock_wechat.crypto import MessageCrypto
 from mock_wechat.deliveries import Delivery, MessageRefused, Try
+from mock_wechat.event_pusher import random_nonce
 from mock_wechat.faults import MESSAGE_PUSH, FaultRule
 from mock_wechat.models import MessageTarget, MockWeChat
-from mock_wechat.pusher import random_nonce
-from mock_wechat.replies import NO_ANSWER, UNAVAILABLE, Verdict, judge
+from mock_wechat.reply_judge import NO_ANSWER, UNAVAILABLE, Verdict, judge
 from mock_wechat.user_messages import UserMessage
 from mock_wechat.wire import MAX_XML_BYTES, message_envelope
 

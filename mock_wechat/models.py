@@ -2,7 +2,7 @@
 
 One ``MockWeChat`` object owns every record (components, tickets, component tokens,
 fault rules, the call log and the push log) behind one re-entrant lock, and hands that
-lock to its parts: ``accounts`` (merchant accounts, ``merchants``) and ``authorizations``
+lock to its parts: ``accounts`` (merchant accounts, ``merchant_accounts``) and ``authorizations``
 (pre-auth codes, authorization pages, authorizations and authorizer tokens,
 ``authorization``), and the parts the other APIs need: daily ``quotas``, ``open_accounts``
 and the custom-message ``outbox``. Its methods take typed values and raise
@@ -32,7 +32,7 @@ from mock_wechat.deliveries import Deliveries, Delivery, MessageRefused
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.faults import FaultBook, FaultRule
 from mock_wechat.grants import Grant, live_token, new_access_token, random_token
-from mock_wechat.merchants import AccountBook
+from mock_wechat.merchant_accounts import AccountBook
 from mock_wechat.open_accounts import OpenAccounts
 from mock_wechat.outbox import Outbox
 from mock_wechat.protocol import AccountKind

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mock_wechat import errcodes as ec
-from mock_wechat.book import Book
 from mock_wechat.errcodes import MockApiError
-from mock_wechat.merchants import Account
+from mock_wechat.merchant_accounts import Account
+from mock_wechat.state_part import StatePart
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class OpenAccount:
         }
 
 
-class OpenAccounts(Book):
+class OpenAccounts(StatePart):
     """Open platform accounts and bindings; every method is thread-safe."""
 
     def clear(self) -> None:

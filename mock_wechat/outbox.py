@@ -1,5 +1,7 @@
-"""The custom messages the mock's "users" received through the API (an outbox), so tests
-can see what reached them, in what order, and whether one was sent before the reply."""
+"""The custom messages the API accepted (an outbox), so tests see what reached "users".
+
+In what order, from which account, and whether one was sent before the reply.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from mock_wechat.book import Book
+from mock_wechat.state_part import StatePart
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class CustomMessage:
     content: dict[str, Any] = field(repr=False)
 
 
-class Outbox(Book):
+class Outbox(StatePart):
     """The custom messages sent, oldest first, so tests can see what reached "users"."""
 
     def clear(self) -> None:

@@ -23,9 +23,9 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from mock_wechat import errcodes as ec
-from mock_wechat.book import Book
 from mock_wechat.config import InvalidField
 from mock_wechat.errcodes import MockApiError
+from mock_wechat.state_part import StatePart
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class QuotaRule:
         return dataclasses.asdict(self)
 
 
-class Quotas(Book):
+class Quotas(StatePart):
     """Quota rules and counters; every method is thread-safe."""
 
     def clear(self) -> None:

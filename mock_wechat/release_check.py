@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mock_wechat.deliveries import Delivery, MessageRefused
-from mock_wechat.merchants import AccountSpec
+from mock_wechat.event_pusher import EventPusher
+from mock_wechat.merchant_accounts import AccountSpec
 from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import MockWeChat
 from mock_wechat.protocol import (
@@ -55,8 +56,7 @@ from mock_wechat.protocol import (
     AccountKind,
     ReleaseAccount,
 )
-from mock_wechat.pusher import Pusher
-from mock_wechat.replies import EMPTY, INVALID, NO_ANSWER, SUCCESS
+from mock_wechat.reply_judge import EMPTY, INVALID, NO_ANSWER, SUCCESS
 from mock_wechat.user_messages import UserMessage
 
 log = logging.getLogger(__name__)
@@ -162,13 +162,13 @@ class ReleaseCheck:
     def __init__(
         self,
         state: MockWeChat,
-        pusher: Pusher,
+        events: EventPusher,
         messages: MessagePusher,
         send_deadline: float = DEFAULT_SEND_DEADLINE,
         settle: float = SETTLE,
     ) -> None:
         self._state = state
-        self._pusher = pusher
+        self._events = events
         self._messages = messages
         self._send_deadline = send_deadline
         self._settle = settle
@@ -236,7 +236,7 @@ class ReleaseCheck:
     # ----- the steps: each returns an optional note, or raises StepFailed ------------
 
     def _ticket(self, component: str) -> str | None:
-        result = self._pusher.push_ticket(component).result
+        result = self._events.push_ticket(component).result
         if not result.delivered:
             raise StepFailed(
                 f"Ticket 推送未得到 success 应答 (the ticket push was not answered 'success': "
@@ -248,7 +248,7 @@ class ReleaseCheck:
         done = self._state.authorizations.pre_authorize(component, account_spec(test))
         codes.append(done.auth_code)
         push = done.notice.push
-        result = self._pusher.deliver(component, push.info_type, push.message)
+        result = self._events.deliver(component, push.info_type, push.message)
         if not result.delivered:
             raise StepFailed(
                 f"授权事件推送未得到 success 应答 (the authorized push was not answered "

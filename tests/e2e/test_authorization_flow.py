@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from devstack.stack import REPO
-from mock_wechat.merchant import Merchant, MerchantError
+from mock_wechat.merchant_client import Merchant, MerchantError
 from service.store.records import AuthorizerRecord
 from service.wechat.accounts import AUTH_TYPES, AccountType
 from tests.e2e.helpers import refresh, signed_push

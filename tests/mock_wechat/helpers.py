@@ -17,7 +17,7 @@ import requests
 
 from devstack import stack
 from devstack.processes import ManagedProcess, free_port
-from mock_wechat import merchant
+from mock_wechat import merchant_client
 from mock_wechat.config import ComponentConfig
 from mock_wechat.errcodes import MockApiError
 
@@ -204,6 +204,6 @@ class MockClient:
         return token
 
 
-def html_page(text: str) -> merchant.Page:
+def html_page(text: str) -> merchant_client.Page:
     """An HTML page's elements, parsed as the headless merchant parses them."""
-    return merchant.parse_page("", 200, text)
+    return merchant_client.parse_page("", 200, text)

@@ -15,8 +15,8 @@ from mock_wechat.auth_rules import REFERER_ERROR, AuthRuleError
 from mock_wechat.authorization import AuthRequest, Confirmation, PageSession
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
-from mock_wechat.inputs import parse_account
-from mock_wechat.merchants import Account, DuplicateAccountError, UnknownAccountError
+from mock_wechat.control_inputs import parse_account
+from mock_wechat.merchant_accounts import Account, DuplicateAccountError, UnknownAccountError
 from mock_wechat.models import MockWeChat
 from mock_wechat.protocol import AUTH_TYPE_LISTS, AUTH_TYPE_OF_KIND, AccountKind, sets_of
 from service.wechat.accounts import AccountType, account_type_of

@@ -18,9 +18,9 @@ from mock_wechat.api_table import API_NAMES, API_TABLE
 from mock_wechat.authorization import AuthRequest
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentPatch, InvalidField
+from mock_wechat.control_inputs import SeedInput, parse_account, parse_quota_rules, parse_seed
 from mock_wechat.faults import FaultRule
-from mock_wechat.inputs import SeedInput, parse_account, parse_quota_rules, parse_seed
-from mock_wechat.merchants import Account
+from mock_wechat.merchant_accounts import Account
 from mock_wechat.models import MockWeChat, UnknownComponentError
 from mock_wechat.protocol import AccountKind, sets_of
 from mock_wechat.quotas import QuotaRule, beijing_day, next_midnight

@@ -28,7 +28,6 @@ STATE = frozenset(
     {
         "auth_rules",
         "authorization",
-        "book",
         "clock",
         "config",
         "crypto",
@@ -36,14 +35,15 @@ STATE = frozenset(
         "errcodes",
         "faults",
         "grants",
-        "merchants",
+        "merchant_accounts",
         "models",
         "open_accounts",
         "outbox",
         "protocol",
         "pushlog",
         "quotas",
-        "replies",
+        "reply_judge",
+        "state_part",
         "user_messages",
         "wire",
     }
@@ -52,17 +52,17 @@ STATE = frozenset(
 HTTP = frozenset(
     {
         "api",
+        "api_bodies",
         "api_dispatch",
         "api_handlers",
         "api_table",
         "app",
+        "app_services",
+        "authorization_management",
+        "authorization_pages",
         "authorizer_apis",
-        "bodies",
-        "control",
-        "ext",
-        "inputs",
-        "management",
-        "pages",
+        "control_inputs",
+        "control_plane",
     }
 )
 # The mock acting on others (pushes, the ticket clock, the release check, the merchant's
@@ -70,13 +70,13 @@ HTTP = frozenset(
 CLIENTS = frozenset(
     {
         "__main__",
-        "logs",
-        "merchant",
+        "event_pusher",
+        "json_logs",
+        "merchant_client",
         "message_cli",
         "message_pusher",
-        "pusher",
         "release_check",
-        "scheduler",
+        "ticket_scheduler",
         "workers",
     }
 )

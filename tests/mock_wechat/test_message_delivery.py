@@ -20,14 +20,14 @@ from mock_wechat.api_dispatch import call_api, wait_for_reply
 from mock_wechat.api_handlers import answer as api_answer
 from mock_wechat.api_table import API_NAMES
 from mock_wechat.config import InvalidField
+from mock_wechat.control_inputs import parse_fault_rules
 from mock_wechat.deliveries import CUSTOMER_SERVICE_WINDOW, MessageRefused
 from mock_wechat.faults import MESSAGE_PUSH, FaultRule
-from mock_wechat.inputs import parse_fault_rules
-from mock_wechat.merchants import AccountSpec, UnknownAccountError
+from mock_wechat.merchant_accounts import AccountSpec, UnknownAccountError
 from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import Clock, MockWeChat, UnknownComponentError
 from mock_wechat.protocol import AccountKind
-from mock_wechat.replies import UNAVAILABLE
+from mock_wechat.reply_judge import UNAVAILABLE
 from mock_wechat.user_messages import SYSTEM_OPENID, UserMessage
 from service.wechat.crypto import MessageCrypto
 from service.wechat.messages import build_xml, parse_xml

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from mock_wechat import protocol
-from mock_wechat.merchants import AccountSpec, authorizer_info, new_account
+from mock_wechat.merchant_accounts import AccountSpec, authorizer_info, new_account
 from mock_wechat.protocol import AccountKind
 from service.wechat import accounts as service_accounts
 from service.wechat import release_accounts as service_release

@@ -17,9 +17,9 @@ import requests
 from mock_wechat import errcodes as ec
 from mock_wechat.app import create_app
 from mock_wechat.config import InvalidField
+from mock_wechat.control_inputs import ReleaseCheckInput, parse_release_check
 from mock_wechat.errcodes import MockApiError
 from mock_wechat.grants import GrantBook
-from mock_wechat.inputs import ReleaseCheckInput, parse_release_check
 from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import MockWeChat
 from mock_wechat.protocol import RELEASE_ACCOUNTS, RELEASE_GROUP_NUMBERS, AccountKind, sets_of

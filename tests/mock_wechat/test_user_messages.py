@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mock_wechat.config import InvalidField
-from mock_wechat.inputs import parse_user_message
+from mock_wechat.control_inputs import parse_user_message
 from mock_wechat.user_messages import (
     EVENT_DEFAULTS,
     MESSAGE_DEFAULTS,

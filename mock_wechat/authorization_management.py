@@ -1,6 +1,8 @@
-"""Authorization management requests and answers (protocol §3.7, §3.8): the authorizer
-list's paging and answer, and the authorizer options' names and values as a request
-gives them. The HTTP side's helpers: the options themselves are stored by the state.
+"""The authorization management APIs' requests and answers: the authorizer list, the options.
+
+Protocol §3.7, §3.8: the authorizer list's paging and answer, and the authorizer options'
+names and values as a request gives them. The HTTP side's helpers: the options themselves
+are stored by the state.
 
 Choices where WeChat's documents say nothing (UNCONFIRMED):
 

@@ -17,7 +17,7 @@ from mock_wechat.auth_rules import parse_category_id_list
 from mock_wechat.authorization import AuthRequest
 from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
 from mock_wechat.faults import ANY_API, FaultRule
-from mock_wechat.merchants import AccountSpec, parse_account_type
+from mock_wechat.merchant_accounts import AccountSpec, parse_account_type
 from mock_wechat.protocol import RELEASE_GROUP_NUMBERS, AccountKind
 from mock_wechat.quotas import QuotaRule
 from mock_wechat.release_check import DEFAULT_SEND_DEADLINE, MAX_SEND_DEADLINE

@@ -89,7 +89,7 @@ def random_nonce() -> str:
     return str(100_000_000 + secrets.randbelow(4_000_000_000))
 
 
-class Pusher:
+class EventPusher:
     def __init__(
         self,
         state: MockWeChat,

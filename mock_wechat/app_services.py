@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from mock_wechat.event_pusher import EventPusher
 from mock_wechat.message_pusher import MessagePusher
 from mock_wechat.models import MockWeChat
-from mock_wechat.pusher import Pusher
 
 _KEY = "mock_wechat"
 
@@ -16,7 +16,7 @@ _KEY = "mock_wechat"
 @dataclass(frozen=True)
 class Services:
     state: MockWeChat
-    pusher: Pusher  # to the 授权事件接收URL
+    events: EventPusher  # to the 授权事件接收URL
     messages: MessagePusher  # to the 消息与事件接收URL
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 
+from mock_wechat.event_pusher import EventPusher
 from mock_wechat.models import MockWeChat
-from mock_wechat.pusher import Pusher
 
 log = logging.getLogger(__name__)
 
 
 class TicketScheduler:
-    def __init__(self, state: MockWeChat, pusher: Pusher, tick: float = 0.05) -> None:
+    def __init__(self, state: MockWeChat, pusher: EventPusher, tick: float = 0.05) -> None:
         self._state = state
         self._pusher = pusher
         self._tick = tick

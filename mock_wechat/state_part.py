@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from mock_wechat.clock import Clock
 
 
-class Book(ABC):
+class StatePart(ABC):
     """Holds its records under the shared lock; ``clear()`` (re)creates them."""
 
     def __init__(self, lock: threading.RLock, clock: Clock) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mock_wechat.replies import EMPTY, INVALID, REPLY, SUCCESS, UNAVAILABLE, judge
+from mock_wechat.reply_judge import EMPTY, INVALID, REPLY, SUCCESS, UNAVAILABLE, judge
 from service.wechat.crypto import MessageCrypto
 from service.wechat.messages import build_xml
 from tests.mock_wechat.helpers import AES_KEY, APPID, OTHER, TOKEN

@@ -21,9 +21,9 @@ import segno
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
+from mock_wechat.app_services import services
 from mock_wechat.auth_rules import AuthRuleError, parse_category_ids
-from mock_wechat.ext import services
-from mock_wechat.merchants import Account
+from mock_wechat.merchant_accounts import Account
 
 bp = Blueprint("wechat_pages", __name__, template_folder="templates")
 
@@ -126,5 +126,5 @@ def authorize() -> Response | tuple[str, int]:
         done = flow.confirm(session_id, admin, appid, ticked)
     except AuthRuleError as exc:
         return _error(exc)
-    services().pusher.dispatch(done.notice)
+    services().events.dispatch(done.notice)
     return redirect(done.redirect_url or "/", 302)

@@ -1,5 +1,8 @@
-"""The mock's log lines: one JSON object per record on stderr (``severity``, ``message``,
-``time``, ``logger``, ``pid``, and whatever came in through ``extra=``)."""
+"""The mock's log format: one JSON object per record on stderr.
+
+Each line has ``severity``, ``message``, ``time``, ``logger``, ``pid``, and whatever came in
+through ``extra=``.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
-"""The control plane under ``/_mock/``: set up components, merchant accounts, faults,
-quotas, open platform accounts and the clock; play the merchant headlessly; send users'
-messages to an account and run the 全网发布 check; read and replay the logs.
+"""The ``/_mock/`` control plane: set the mock up, drive it, and read its logs.
+
+Set up components, merchant accounts, faults, quotas, open platform accounts and the
+clock; play the merchant headlessly; send users' messages to an account and run the
+全网发布 check; read and replay the logs.
 
 JSON in and out. Bad input is HTTP 400 ``{"error": "<field>: <reason>"}``; an unknown
 component or account is 404; a duplicate or a state conflict is 409. A refused
 authorization rule also says which rule, as ``code`` (the pages' ``data-error`` value).
-Handlers parse with ``inputs``, call the model, and deliver any push the model returned
-after the model's lock is released.
+Handlers parse with ``control_inputs``, call the state, and deliver any push the state
+returned after the state's lock is released.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from mock_wechat.api_table import API_NAMES
+from mock_wechat.app_services import services
 from mock_wechat.auth_rules import AuthRuleError
 from mock_wechat.config import InvalidField
-from mock_wechat.deliveries import MessageRefused
-from mock_wechat.ext import services
-from mock_wechat.faults import MESSAGE_PUSH
-from mock_wechat.inputs import (
+from mock_wechat.control_inputs import (
     json_object,
     parse_account,
     parse_advance,
@@ -38,10 +38,12 @@ from mock_wechat.inputs import (
     parse_update_authorization,
     parse_user_message,
 )
-from mock_wechat.merchants import DuplicateAccountError, UnknownAccountError
+from mock_wechat.deliveries import MessageRefused
+from mock_wechat.event_pusher import PushResult
+from mock_wechat.faults import MESSAGE_PUSH
+from mock_wechat.merchant_accounts import DuplicateAccountError, UnknownAccountError
 from mock_wechat.models import UnknownComponentError
 from mock_wechat.open_accounts import OpenAccountConflict
-from mock_wechat.pusher import PushResult
 from mock_wechat.release_check import ReleaseCheck, choose_groups
 
 bp = Blueprint("mock_control", __name__, url_prefix="/_mock")
@@ -119,7 +121,7 @@ def update_component(appid: str) -> Response:
 
 @bp.post("/components/<appid>/push-ticket")
 def push_ticket(appid: str) -> Response:
-    return jsonify(services().pusher.push_ticket(appid).to_dict())
+    return jsonify(services().events.push_ticket(appid).to_dict())
 
 
 @bp.post("/components/<appid>/authorizers/seed")
@@ -156,7 +158,7 @@ def authorize() -> Response:
     done = services().state.authorizations.authorize(
         given.request, given.authorizer_appid, given.admin, given.category_ids
     )
-    result = services().pusher.dispatch(done.notice)
+    result = services().events.dispatch(done.notice)
     return jsonify(
         auth_code=done.auth_code,
         expires_in=done.expires_in,
@@ -170,14 +172,14 @@ def authorize() -> Response:
 def unauthorize(appid: str) -> Response:
     component = parse_component_ref(_body())
     notice = services().state.authorizations.unauthorize(component, appid)
-    return jsonify(push=_push(services().pusher.dispatch(notice)))
+    return jsonify(push=_push(services().events.dispatch(notice)))
 
 
 @bp.post("/accounts/<appid>/update-authorization")
 def update_authorization(appid: str) -> Response:
     component, category_ids = parse_update_authorization(_body())
     done = services().state.authorizations.update_authorization(component, appid, category_ids)
-    return jsonify(auth_code=done.auth_code, push=_push(services().pusher.dispatch(done.notice)))
+    return jsonify(auth_code=done.auth_code, push=_push(services().events.dispatch(done.notice)))
 
 
 @bp.post("/authorizers/<appid>/messages")
@@ -198,7 +200,7 @@ def release_check(appid: str) -> Response:
     """The 全网发布 check, run now against the component's URLs (takes seconds)."""
     given = parse_release_check(_body())
     found = services()
-    check = ReleaseCheck(found.state, found.pusher, found.messages, given.send_deadline)
+    check = ReleaseCheck(found.state, found.events, found.messages, given.send_deadline)
     report = check.run(appid, choose_groups(given.group, given.all_groups))
     return jsonify(report.to_dict())
 
@@ -226,7 +228,7 @@ def redeliver() -> Response | tuple[Response, int]:
         entry = services().state.push_entry(index)
     except IndexError:
         return jsonify(error=f"index: no push {index} in the push log"), 404
-    result = services().pusher.redeliver(entry)
+    result = services().events.redeliver(entry)
     return jsonify(appid=entry.appid, info_type=entry.info_type, **result.to_dict())
 
 
@@ -237,7 +239,7 @@ def held_pushes() -> Response:
 
 @bp.post("/pushes/release")
 def release_pushes() -> Response:
-    released = services().pusher.release_held()
+    released = services().events.release_held()
     results = [
         {"appid": push.appid, "info_type": push.info_type, **result.to_dict()}
         for push, result in released
