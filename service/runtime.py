@@ -12,6 +12,7 @@ from service.account_directory import AuthorizerDirectory
 from service.account_messages import AccountMessages
 from service.authorization_links import LinkIssuer
 from service.authorization_pushes import AuthorizationPushes
+from service.authorizer_options import AuthorizerOptions
 from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPolicy
 from service.code_exchange import CodeExchanger, ExchangePolicy
 from service.component_token import ComponentTokenManager, TokenPolicy
@@ -22,6 +23,7 @@ from service.open_accounts import OpenAccountManager
 from service.proxy import AuthorizerProxy
 from service.publisher import Publisher
 from service.pushes import PushDispatcher
+from service.quota_clearing import QuotaClearer
 from service.readiness import ReadinessCheck
 from service.redaction import register_secrets
 from service.release_responder import ReleaseResponder
@@ -148,6 +150,14 @@ class Runtime:
         return OpenAccountGroup(
             self.store, self.open_accounts, tuple(self.settings.components), group
         )
+
+    @cached_property
+    def options(self) -> AuthorizerOptions:
+        return AuthorizerOptions(self.client, self.component_tokens, self.authorizer_tokens)
+
+    @cached_property
+    def quotas(self) -> QuotaClearer:
+        return QuotaClearer(self.client, self.settings.components, self.authorizer_tokens)
 
     @cached_property
     def sync(self) -> AuthorizerSync:

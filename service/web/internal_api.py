@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from service.authorizer_options import OptionVia
 from service.authorizer_tokens import (
     AuthorizerNotFoundError,
     AuthorizerTokenError,
@@ -34,7 +35,7 @@ bp = Blueprint("internal_api", __name__, url_prefix="/api/v1/components/<compone
 MAX_PAGE_SIZE = 500
 OPTION_NAME = re.compile(r"[a-z_]{1,64}")
 OPTION_VALUE = re.compile(r"[0-9]{1,4}")
-OPTION_VIAS = ("component_token", "authorizer_token")
+OPTION_VIAS = tuple(v.value for v in OptionVia)
 STATUSES = tuple(s.value for s in AuthorizerStatus)
 TYPES = tuple(t.value for t in AccountType)
 
@@ -207,63 +208,38 @@ def proxy(component_appid: str, authorizer_appid: str, wechat_path: str) -> Resp
 # ----- options (§3.8) ----------------------------------------------------------------------
 
 
-def _option_args(name: str) -> tuple[str, ResponseReturnValue | None]:
-    via = request.args.get("via", "component_token")
+def _option_via(name: str) -> OptionVia | ResponseReturnValue:
+    """The token the caller chose, or the 400 that refuses the request."""
+    via = request.args.get("via", OptionVia.COMPONENT_TOKEN.value)
     if via not in OPTION_VIAS:
-        return via, error_response(400, f"via must be one of {', '.join(OPTION_VIAS)}")
+        return error_response(400, f"via must be one of {', '.join(OPTION_VIAS)}")
     if not OPTION_NAME.fullmatch(name):
-        return via, error_response(400, "option name must be lowercase letters and '_'")
-    return via, None
+        return error_response(400, "option name must be lowercase letters and '_'")
+    return OptionVia(via)
 
 
 @bp.get("/authorizers/<authorizer_appid>/options/<name>")
 def get_option(component_appid: str, authorizer_appid: str, name: str) -> ResponseReturnValue:
-    via, refusal = _option_args(name)
-    if refusal is not None:
-        return refusal
-    rt = runtime()
-    client = rt.client
-    if via == "component_token":
-        option = rt.component_tokens.call_with_token(
-            component_appid,
-            lambda t: client.api_get_authorizer_option(component_appid, authorizer_appid, name, t),
-        )
-    else:
-        option = rt.authorizer_tokens.call_with_token(
-            component_appid,
-            authorizer_appid,
-            lambda t: client.get_authorizer_option(name, t),
-        )
-    return jsonify(option_name=option.name, option_value=option.value, via=via)
+    via = _option_via(name)
+    if not isinstance(via, OptionVia):
+        return via
+    option = runtime().options.get(component_appid, authorizer_appid, name, via)
+    return jsonify(option_name=option.name, option_value=option.value, via=via.value)
 
 
 @bp.put("/authorizers/<authorizer_appid>/options/<name>")
 def set_option(component_appid: str, authorizer_appid: str, name: str) -> ResponseReturnValue:
-    via, refusal = _option_args(name)
-    if refusal is not None:
-        return refusal
+    via = _option_via(name)
+    if not isinstance(via, OptionVia):
+        return via
     data = request.get_json(force=True, silent=True)
     value = data.get("option_value") if isinstance(data, dict) else None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not OPTION_VALUE.fullmatch(value):
         return error_response(400, 'body must be {"option_value": "<digits>"}')
-    rt = runtime()
-    client = rt.client
-    if via == "component_token":
-        rt.component_tokens.call_with_token(
-            component_appid,
-            lambda t: client.api_set_authorizer_option(
-                component_appid, authorizer_appid, name, value, t
-            ),
-        )
-    else:
-        rt.authorizer_tokens.call_with_token(
-            component_appid,
-            authorizer_appid,
-            lambda t: client.set_authorizer_option(name, value, t),
-        )
-    return jsonify(option_name=name, option_value=value, via=via)
+    runtime().options.set(component_appid, authorizer_appid, name, value, via)
+    return jsonify(option_name=name, option_value=value, via=via.value)
 
 
 # ----- recovery and quotas ---------------------------------------------------------------
@@ -276,15 +252,11 @@ def sync(component_appid: str) -> ResponseReturnValue:
 
 @bp.post("/clear_quota")
 def clear_component_quota(component_appid: str) -> ResponseReturnValue:
-    rt = runtime()
-    rt.client.clear_quota(component_appid, rt.settings.components[component_appid].secret)
-    rt.authorizer_tokens.end_quota_pause(component_appid)
+    runtime().quotas.clear(component_appid)
     return jsonify(cleared=component_appid)
 
 
 @bp.post("/authorizers/<authorizer_appid>/clear_quota")
 def clear_authorizer_quota(component_appid: str, authorizer_appid: str) -> ResponseReturnValue:
-    rt = runtime()
-    secret = rt.settings.components[component_appid].secret
-    rt.client.clear_quota(component_appid, secret, authorizer_appid)
+    runtime().quotas.clear(component_appid, authorizer_appid)
     return jsonify(cleared=authorizer_appid)
