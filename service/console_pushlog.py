@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from service.authorization_event_dispatch import inbox_key
 from service.console_store import ConsoleStore, PushLogBatch, PushLogEvent
 from service.delivery import Delivery, DeliveryFailed
 from service.envelopes import message_envelope, notice_envelope
-from service.pushes import inbox_key
 from service.redaction import redact
 from service.routes import Pushed, first_match
 from service.store.records import AuthorizationStore, StoreError

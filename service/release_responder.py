@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from service.answers import Answer
 from service.code_exchange import MAX_CODE_LENGTH
+from service.message_answers import Answer
 from service.release_sends import ReleaseSends
 from service.wechat.messages import AccountMessage, text_reply
 from service.wechat.release_accounts import (

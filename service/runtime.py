@@ -9,20 +9,21 @@ from __future__ import annotations
 from functools import cached_property
 
 from service.account_directory import AuthorizerDirectory
-from service.account_messages import AccountMessages
+from service.authorization_event_dispatch import PushDispatcher
 from service.authorization_links import LinkIssuer
 from service.authorization_pushes import AuthorizationPushes
 from service.authorizer_options import AuthorizerOptions
+from service.authorizer_sync import AuthorizerSync
 from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPolicy
 from service.code_exchange import CodeExchanger, ExchangePolicy
 from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
 from service.delivery import Delivery
+from service.message_dispatch import AccountMessages
 from service.open_account_group import OpenAccountGroup
 from service.open_accounts import OpenAccountManager
 from service.proxy import AuthorizerProxy
 from service.publisher import Publisher
-from service.pushes import PushDispatcher
 from service.quota_clearing import QuotaClearer
 from service.readiness import ReadinessCheck
 from service.redaction import register_secrets
@@ -31,7 +32,6 @@ from service.release_sends import ReleaseSendPolicy, ReleaseSends
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizationStore
 from service.sweep import RefreshSweep, SweepPolicy
-from service.sync import AuthorizerSync
 from service.tickets import TicketKeeper, TicketPolicy
 from service.wechat.client import ComponentClient
 from service.wechat.crypto import MessageCrypto

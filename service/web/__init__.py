@@ -22,14 +22,14 @@ ROLE_PREFIXES = {
 
 def register_blueprints(app: Flask) -> None:
     from service.web import (
+        authorization_events_url,
         authorize,
         console,
         console_log,
         errors,
-        events,
         health,
         internal_api,
-        messages,
+        message_url,
         tasks,
     )
 
@@ -38,8 +38,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     console_log.install(app)  # the push log's messages are written after an answer
     if rt.settings.serves("public"):
-        app.register_blueprint(events.bp)
-        app.register_blueprint(messages.bp)
+        app.register_blueprint(authorization_events_url.bp)
+        app.register_blueprint(message_url.bp)
         app.register_blueprint(authorize.bp)
     if rt.settings.serves("internal"):
         app.register_blueprint(tasks.bp)

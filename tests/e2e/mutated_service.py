@@ -14,10 +14,10 @@ from typing import Any
 from flask import Flask, Response
 
 import service.release_responder
-import service.web.messages
+import service.web.message_url
 from service import create_app as create_service
-from service.answers import Answer, AnswerKind
 from service.code_exchange import CodeExchanger, ExchangeResult, Outcome
+from service.message_answers import Answer, AnswerKind
 from service.release_responder import ReleaseResponder
 from service.wechat.crypto import MessageCrypto
 from service.wechat.errors import WeChatError
@@ -26,14 +26,14 @@ from service.wechat.release_accounts import TEXT_PROBE
 
 def reply_left_unencrypted() -> None:
     """Passive replies go out as plaintext XML instead of the encrypted envelope."""
-    render = service.web.messages.render
+    render = service.web.message_url.render
 
     def plain(answer: Answer, crypto: MessageCrypto, use_previous_key: bool) -> Response:
         if answer.kind is AnswerKind.REPLY and answer.reply is not None:
             return Response(answer.reply, mimetype="text/xml")
         return render(answer, crypto, use_previous_key)
 
-    service.web.messages.render = plain
+    service.web.message_url.render = plain
 
 
 def callback_suffix_dropped() -> None:

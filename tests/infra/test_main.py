@@ -8,9 +8,9 @@ from flask import Flask
 
 from infra.apis import REQUIRED_APIS
 from service.web import ROLE_PREFIXES
+from service.web.authorization_events_url import bp as events_blueprint
 from service.web.authorize import bp as authorize_blueprint
-from service.web.events import bp as events_blueprint
-from service.web.messages import bp as messages_blueprint
+from service.web.message_url import bp as messages_blueprint
 from service.web.tasks import bp as tasks_blueprint
 from tests.infra.pulumi_mocks import (
     APPID_A,

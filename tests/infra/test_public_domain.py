@@ -13,9 +13,9 @@ from werkzeug.exceptions import NotFound
 
 from infra.config import ConfigError
 from service.config import Settings
+from service.web.authorization_events_url import bp as events_blueprint
 from service.web.authorize import bp as authorize_blueprint
-from service.web.events import bp as events_blueprint
-from service.web.messages import bp as messages_blueprint
+from service.web.message_url import bp as messages_blueprint
 from tests.infra.pulumi_mocks import (
     APPID_A,
     GCP_PROJECT,

@@ -22,12 +22,12 @@ import requests
 
 from devstack.processes import free_port
 from devstack.pubsub_emulator import PubSubAdmin
+from service.authorization_event_dispatch import Opened, PushDispatcher, inbox_key
 from service.authorization_pushes import AuthorizationPushes
 from service.config import Settings
 from service.delivery import Delivered, Delivery, DeliveryFailed
 from service.envelopes import attributes, encode, message_envelope, notice_envelope
 from service.publisher import Publisher, PublishError
-from service.pushes import Opened, PushDispatcher, inbox_key
 from service.routes import Pushed, parse_routes
 from service.runtime import Runtime
 from service.store.firestore import FirestoreStore

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from service.account_messages import open_message
 from service.envelopes import (
     ATTRIBUTES,
     attributes,
@@ -18,6 +17,7 @@ from service.envelopes import (
     message_envelope,
     notice_envelope,
 )
+from service.message_dispatch import open_message
 from service.store.records import AuthorizerRecord
 from service.wechat.accounts import permission_set_name
 from service.wechat.crypto import MessageCrypto
@@ -29,7 +29,7 @@ from service.wechat.messages import (
     parse_xml_tree,
 )
 from tests.service.push_component import APPID, KEY, NEW_KEY, TOKEN
-from tests.service.test_account_messages import MERCHANT, MERCHANT_GH, OPENID, sealed
+from tests.service.test_message_url import MERCHANT, MERCHANT_GH, OPENID, sealed
 
 RECEIVED_AT = 1700000000.25
 AUTHORIZER = "wx00000000000000a1"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from service.authorizer_sync import AuthorizerSync
 from service.authorizer_tokens import AuthorizerTokenManager, AuthorizerTokenPolicy
 from service.component_token import Outcome as ComponentOutcome
 from service.component_token import TokenUnavailableError
@@ -16,7 +17,6 @@ from service.log_events import AUTHORIZER_QUOTA_EXCEEDED, SWEEP_DONE
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizerRecord, AuthorizerStatus, SyncFlag
 from service.sweep import RefreshSweep, SweepPolicy
-from service.sync import AuthorizerSync
 from service.wechat.client import AuthorizerPage, ListedAuthorizer
 from service.wechat.errors import QuotaExceededError, SystemBusyError
 from tests.service.test_authorizer_tokens import FakeComponentTokens as StoredComponentTokens

@@ -1,4 +1,4 @@
-"""POST /wechat/<component_appid>/events: the 授权事件接收URL.
+"""The authorization events URL's blueprint (授权事件接收URL): POST /wechat/<component>/events.
 
 Answered ``success`` once the push is applied and delivered; a push its ``pubsub`` route
 could not take is answered 503, so that WeChat tries it again.
@@ -12,9 +12,9 @@ import time
 from flask import Blueprint, Response, request
 
 from service import log_events
+from service.authorization_event_dispatch import open_push
 from service.delivery import DeliveryFailed
-from service.inbound import PushRejected
-from service.pushes import open_push
+from service.push_verification import PushRejected
 from service.web import runtime
 from service.web.console_log import push_log
 from service.web.errors import error_response

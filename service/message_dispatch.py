@@ -1,4 +1,4 @@
-"""Messages and events of the authorized accounts, on the 消息与事件接收URL (messages doc).
+"""The message URL's messages (消息与事件接收URL): open each, and decide its answer (messages doc).
 
 ``open_message`` checks and decrypts a push exactly as the events URL does (component token
 and key, with the key rotation); the message may end with the component's appid or, as
@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service.account_directory import AuthorizerDirectory
-from service.answers import Answer
 from service.delivery import Delivery
 from service.envelopes import message_dedup_key, message_envelope
-from service.inbound import PushRejected, open_envelope
+from service.message_answers import Answer
+from service.push_verification import PushRejected, open_envelope
 from service.release_responder import ReleaseResponder
 from service.routes import Pushed
 from service.wechat.crypto import MessageCrypto

@@ -1,4 +1,5 @@
-"""Pushes to the 授权事件接收URL: check, open, dispatch and deliver them (protocol §1.5, §2).
+"""The authorization events URL's (授权事件接收URL) pushes: open each, hand it to the part
+of the core that owns it, record it in the inbox and deliver it (protocol §1.5, §2).
 
 Every check happens before anything is stored: a push that fails one is refused with a
 4xx and a reason, and changes nothing. Every push but the ticket is then delivered to the
@@ -21,7 +22,7 @@ from service.authorization_pushes import AuthorizationPushes
 from service.code_exchange import Outcome
 from service.delivery import Delivery, DeliveryFailed
 from service.envelopes import notice_envelope
-from service.inbound import PushRejected, open_envelope
+from service.push_verification import PushRejected, open_envelope
 from service.routes import Pushed
 from service.store.records import AuthorizationStore, AuthorizerRecord, InboxEntry, StoreError
 from service.tickets import TicketKeeper

@@ -1,4 +1,4 @@
-"""POST /wechat/<component_appid>/messages/<authorizer_appid>: the 消息与事件接收URL.
+"""The message URL's blueprint (消息与事件接收URL): POST /wechat/<component>/messages/<account>.
 
 Entered in the open platform console as ``https://<host>/wechat/<component>/messages/$APPID$``.
 Every answer goes out within WeChat's 5 s: nothing slow happens before it (a Firestore read
@@ -18,10 +18,10 @@ from collections.abc import Callable
 from flask import Blueprint, Response, request
 
 from service import log_events
-from service.account_messages import open_message
-from service.answers import Answer, AnswerKind
 from service.delivery import DeliveryFailed
-from service.inbound import PushRejected
+from service.message_answers import Answer, AnswerKind
+from service.message_dispatch import open_message
+from service.push_verification import PushRejected
 from service.store.records import StoreError
 from service.web import runtime
 from service.web.console_log import push_log
