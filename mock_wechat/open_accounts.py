@@ -7,9 +7,16 @@ which one an authorizer is bound to. An open platform account registered on
 open.weixin.qq.com ("on the website", made here by the control plane) may not be touched
 through the API: 89003. ``OpenAccounts`` takes the state's one lock.
 
+A binding is the account's, not an authorization's: every component the account
+authorized sees it, and it outlives a cancelled authorization. One created through the API
+may be operated by any component holding set 24 or 25 (89003 names "not created by API"
+only; the mock's reading). Before any of this, the caller checks the authorizer token and
+the permission set (61007 without 24 or 25: ``authorizer_apis``).
+
 Error order (UNCONFIRMED, the mock's own): 40013 unknown open_appid, 89000 already bound,
 89003 not created through the API, 89001 different principal, 89004 full (100 accounts).
-Unbinding an account that is not bound to that open_appid is 89002.
+Unbinding an account that is not bound to that open_appid is 89002, and so is asking
+which one an unbound account has.
 """
 
 from __future__ import annotations

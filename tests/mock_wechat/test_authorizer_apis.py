@@ -16,6 +16,7 @@ from mock_wechat.api_dispatch import answer_latency, call_api, fault_outcome
 from mock_wechat.api_handlers import HANDLERS
 from mock_wechat.api_table import API_NAMES, API_TABLE
 from mock_wechat.authorization import AuthRequest
+from mock_wechat.authorizer_apis import OPEN_ACCOUNT_SETS
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentPatch, InvalidField
 from mock_wechat.control_inputs import SeedInput, parse_account, parse_quota_rules, parse_seed
@@ -707,6 +708,72 @@ def test_an_open_account_holds_at_most_100_accounts(state: MockWeChat) -> None:
         assert errcode(call(state, "open_bind", query, open_appid=open_appid)) == 0
     late = atoken(state, account(state, "mini_program"), [25])
     assert errcode(call(state, "open_bind", late, open_appid=open_appid)) == 89004
+
+
+OPEN_APIS = ("open_create", "open_bind", "open_unbind", "open_get")
+# What each open platform API answers once past 61007, with an unknown open_appid.
+PAST_THE_SETS = {"open_create": 0, "open_bind": 40013, "open_unbind": 40013, "open_get": 89002}
+
+
+def test_open_account_management_is_permission_set_24_or_25() -> None:
+    assert OPEN_ACCOUNT_SETS == {24, 25}
+    oa = {s.id: s.name for s in sets_of(AccountKind.OFFICIAL_ACCOUNT)}
+    mp = {s.id: s.name for s in sets_of(AccountKind.MINI_PROGRAM)}
+    assert (oa[24], mp[25]) == ("开放平台账号管理", "开放平台账号管理")
+    assert 25 not in oa and 24 not in mp  # each kind is offered its own
+
+
+@pytest.mark.parametrize("api", OPEN_APIS)
+@pytest.mark.parametrize(
+    ("kind", "others", "needed"),
+    [
+        ("official_account", [1, 2, 3, 15, 22, 33], 24),
+        ("mini_program", [17, 18, 19, 30], 25),
+    ],
+)
+def test_every_open_account_api_is_61007_without_its_set(
+    state: MockWeChat, api: str, kind: str, others: list[int], needed: int
+) -> None:
+    acct = account(state, kind)
+    body = {} if api in ("open_create", "open_get") else {"open_appid": "wx" + "0" * 16}
+    without = atoken(state, acct, others)
+    assert errcode(call(state, api, without, **body)) == 61007
+    # The permission set is checked before anything in the body (40013 for a wrong appid).
+    assert errcode(call(state, api, without, appid="wx" + "1" * 16, **body)) == 61007
+    granted = atoken(state, acct, [*others, needed])
+    assert errcode(call(state, api, granted, **body)) == PAST_THE_SETS[api]
+
+
+def test_an_account_is_bound_to_one_open_account_whichever_component_asks(
+    state: MockWeChat,
+) -> None:
+    """The binding is the account's, not an authorization's: every component it authorized
+    sees it, none may bind it twice, and it outlives a cancelled authorization."""
+    state.register_component(config(OTHER, auto_push=False))
+    merchant = account(state)
+    via_a = exchange(state, authorize(state, merchant, [24]))
+    via_b = exchange(state, authorize(state, merchant, [24], OTHER), OTHER)
+    q_a = {"access_token": via_a["authorizer_access_token"]}
+    q_b = {"access_token": via_b["authorizer_access_token"]}
+    open_appid = call(state, "open_create", q_a)["open_appid"]
+    assert call(state, "open_get", q_b)["open_appid"] == open_appid
+    assert errcode(call(state, "open_bind", q_b, open_appid=open_appid)) == 89000
+    assert errcode(call(state, "open_create", q_b)) == 89000
+    # Bound to one open account, it cannot join another either.
+    other = account(state, "mini_program")
+    theirs = call(state, "open_create", atoken(state, other, [25]))["open_appid"]
+    assert errcode(call(state, "open_bind", q_b, open_appid=theirs)) == 89000
+    # The merchant cancels with A: the binding stays (it is the open platform's).
+    state.authorizations.unauthorize(APPID, merchant.appid)
+    assert errcode(call(state, "open_get", q_a)) == 40001
+    assert call(state, "open_get", q_b)["open_appid"] == open_appid
+    # An open account created through the API is not only its creator's (89003 is for
+    # one made on the website): B may unbind what A created (the mock's reading).
+    assert errcode(call(state, "open_unbind", q_b, open_appid=theirs)) == 89002
+    assert errcode(call(state, "open_unbind", q_b, open_appid=open_appid)) == 0
+    assert errcode(call(state, "open_get", q_b)) == 89002
+    assert errcode(call(state, "open_unbind", q_b, open_appid=open_appid)) == 89002
+    assert [a["appids"] for a in state.open_accounts.all()] == [[], [other.appid]]
 
 
 # ----- faults, call log and latency ------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.mock_wechat.helpers import APPID, SECRET, MockClient
+from tests.mock_wechat.helpers import APPID, OTHER, SECRET, MockClient
 
 EVENTS = "http://127.0.0.1:9/events"
 MESSAGES = "http://127.0.0.1:9/messages/$APPID$"  # nothing listens: every try fails at once
@@ -21,16 +21,17 @@ MESSAGES = "http://127.0.0.1:9/messages/$APPID$"  # nothing listens: every try f
 class Platform:
     """One registered component with a token, and helpers to authorize merchants."""
 
-    def __init__(self, mock: MockClient) -> None:
+    def __init__(self, mock: MockClient, appid: str = APPID) -> None:
         self.mock = mock
-        mock.register(EVENTS, auth_push="hold", message_url=MESSAGES)
-        self.token = mock.component_token()
+        self.appid = appid
+        mock.register(EVENTS, appid=appid, auth_push="hold", message_url=MESSAGES)
+        self.token = mock.component_token(appid)
 
     def component(self, name: str, **body: Any) -> dict[str, Any]:
         """A component API with the component token and ``component_appid``."""
         query = {"component_access_token": self.token}
         answer: dict[str, Any] = self.mock.api(
-            name, {"component_appid": APPID, **body}, query
+            name, {"component_appid": self.appid, **body}, query
         ).json()
         return answer
 
@@ -43,7 +44,7 @@ class Platform:
     def authorize(self, appid: str, sets: list[int]) -> str:
         code = self.component("api_create_preauthcode")["pre_auth_code"]
         body = {
-            "component_appid": APPID,
+            "component_appid": self.appid,
             "pre_auth_code": code,
             "authorizer_appid": appid,
             "category_ids": sets,
@@ -75,7 +76,7 @@ class Platform:
 
     def user_writes(self, appid: str, openid: str) -> dict[str, Any]:
         """``openid`` sends the account a text: the customer-service window opens."""
-        body = {"component_appid": APPID, "msg_type": "text", "from_user": openid}
+        body = {"component_appid": self.appid, "msg_type": "text", "from_user": openid}
         record: dict[str, Any] = self.mock.post(f"/_mock/authorizers/{appid}/messages", body)
         return record
 
@@ -528,3 +529,53 @@ def test_delay_after_answers_late_and_with_drop_loses_the_processed_answer(
     platform.advance(301)
     stale = platform.on_behalf("/cgi-bin/account/getaccountbasicinfo", first)
     assert errcode(stale) == 40001
+
+
+# ----- open platform accounts (the seeds' scenes 1 and 2) ----------------------------------
+
+
+def test_open_accounts_across_two_components_over_http(mock: MockClient) -> None:
+    """Scene 1: a component creates the merchant's own open platform account and binds a
+    second account of the same principal. Scene 2: a group's accounts, authorized to
+    different components, all end on that one open platform account."""
+    first, second = Platform(mock), Platform(mock, OTHER)
+    oa, mp, stranger, bare = (
+        first.account(),
+        first.account("mini_program"),
+        first.account("mini_program", principal="别的公司"),
+        first.account("mini_program"),
+    )
+    oa_token = first.authorizer_token(oa, [1, 24])
+    mp_token = second.authorizer_token(mp, [19, 25])  # authorized to the other component
+    stranger_token = second.authorizer_token(stranger, [25])
+    bare_token = second.authorizer_token(bare, [19])  # no set 25
+
+    def on_behalf(name: str, token: str, **body: Any) -> dict[str, Any]:
+        return first.on_behalf(f"/cgi-bin/open/{name}", token, body)
+
+    assert errcode(on_behalf("get", oa_token)) == 89002
+    created = on_behalf("create", oa_token, appid=oa)
+    group = created["open_appid"]
+    assert created == {"errcode": 0, "errmsg": "ok", "open_appid": group}
+    assert errcode(on_behalf("bind", stranger_token, open_appid=group)) == 89001
+    assert errcode(on_behalf("bind", bare_token, open_appid=group)) == 61007
+    assert errcode(on_behalf("bind", mp_token, open_appid=group)) == 0
+    assert errcode(on_behalf("bind", mp_token, open_appid=group)) == 89000
+    assert on_behalf("get", mp_token)["open_appid"] == group
+    [listed] = mock.get("/_mock/open-accounts")["open_accounts"]
+    assert (listed["open_appid"], listed["appids"], listed["created_via_api"]) == (
+        group,
+        [oa, mp],
+        True,
+    )
+    website = mock.post("/_mock/open-accounts", {"principal_name": "某某有限公司"})
+    assert errcode(on_behalf("unbind", mp_token, open_appid=website["open_appid"])) == 89003
+    assert errcode(on_behalf("unbind", mp_token, open_appid=group)) == 0
+    assert errcode(on_behalf("get", mp_token)) == 89002
+    calls = mock.get("/_mock/calls?api=open_bind")["calls"]
+    assert [(c["appid"], c["errcode"]) for c in calls] == [
+        (stranger, 89001),
+        (bare, 61007),
+        (mp, 0),
+        (mp, 89000),
+    ]
