@@ -3,14 +3,16 @@
 Parsing the link's parameters, the domain check, the redirect with the code, and the push
 messages (protocol §2.2, §4.2-§4.4).
 
-``AuthRuleError.code`` is the pages' ``data-error`` value; ``status`` is the HTTP status the
-control plane answers with (the pages answer 403 for the domain rule and 400 otherwise).
+``AuthRuleError.code`` is the pages' ``data-error`` value; its ``refusal`` says why, and the
+HTTP side turns that into a status (the control plane: 400, 404, 409 or 403; the pages:
+403 for the domain rule and 400 otherwise).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from enum import StrEnum
 from urllib.parse import quote, urlsplit
 
 from mock_wechat.grants import AUTH_CODE_TTL
@@ -30,13 +32,22 @@ REFERER_ERROR = (
 )
 
 
+class Refusal(StrEnum):
+    """Why a rule refused, in the state's words; the HTTP side picks the status."""
+
+    INVALID = "invalid"  # the request itself is malformed or not allowed
+    UNKNOWN = "unknown"  # it names a component, code, session or account that is not there
+    CONFLICT = "conflict"  # it contradicts the state: used, expired, not listed, not authorized
+    FORBIDDEN = "forbidden"  # it comes from, or goes back to, another domain (§4.3)
+
+
 class AuthRuleError(Exception):
     """A rule of the authorization flow refused the request."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, refusal: Refusal = Refusal.INVALID) -> None:
         self.code = code
         self.message = message
-        self.status = status
+        self.refusal = refusal
         super().__init__(message)
 
 
@@ -91,7 +102,7 @@ def check_origin(auth_domain: str, referer: str | None, redirect_uri: str | None
     referer_host = hostname(referer)
     redirect_ok = hostname(redirect_uri) == domain and is_http_url(redirect_uri)
     if referer_host != domain or not redirect_ok:
-        raise AuthRuleError("referer", REFERER_ERROR + (referer_host or "空"), 403)
+        raise AuthRuleError("referer", REFERER_ERROR + (referer_host or "空"), Refusal.FORBIDDEN)
 
 
 def check_redirect_uri(auth_domain: str, redirect_uri: str) -> None:

@@ -26,6 +26,7 @@ from mock_wechat.auth_rules import (
     UNAUTHORIZED,
     UPDATEAUTHORIZED,
     AuthRuleError,
+    Refusal,
     check_auth_type,
     check_origin,
     check_redirect_uri,
@@ -205,7 +206,9 @@ class Authorizations:
         with self._lock:
             session = self._sessions.get(session_id or "")
             if session is None:
-                raise AuthRuleError("session", "页面已失效，请重新发起授权 (unknown session)", 404)
+                raise AuthRuleError(
+                    "session", "页面已失效，请重新发起授权 (unknown session)", Refusal.UNKNOWN
+                )
             self._validate(session.request)
             return session
 
@@ -218,7 +221,7 @@ class Authorizations:
                 raise AuthRuleError(
                     "no_accounts",
                     "该微信号没有可授权的帐号 (no account this admin can authorize)",
-                    409,
+                    Refusal.CONFLICT,
                 )
             return accounts
 
@@ -450,23 +453,33 @@ class Authorizations:
         config = self._component_config(component) if component else None
         if config is None:
             raise AuthRuleError(
-                "component", f"component_appid 无效 (unknown component: {component})", 404
+                "component",
+                f"component_appid 无效 (unknown component: {component})",
+                Refusal.UNKNOWN,
             )
         return config
 
     def _live_pre_auth_code(self, component: str, value: str) -> PreAuthCode:
         code = self._pre_auth_codes.get(value)
         if code is None or code.component != component:
-            raise AuthRuleError("pre_auth_code_invalid", "pre_auth_code 无效 (invalid)", 404)
+            raise AuthRuleError(
+                "pre_auth_code_invalid", "pre_auth_code 无效 (invalid)", Refusal.UNKNOWN
+            )
         if self._clock.now() >= code.expires_at:
-            raise AuthRuleError("pre_auth_code_expired", "pre_auth_code 已过期 (expired)", 409)
+            raise AuthRuleError(
+                "pre_auth_code_expired", "pre_auth_code 已过期 (expired)", Refusal.CONFLICT
+            )
         if code.used:
-            raise AuthRuleError("pre_auth_code_used", "pre_auth_code 已使用 (already used)", 409)
+            raise AuthRuleError(
+                "pre_auth_code_used", "pre_auth_code 已使用 (already used)", Refusal.CONFLICT
+            )
         return code
 
     def _known_biz_appid(self, biz_appid: str | None) -> str | None:
         if biz_appid is not None and self._accounts.find(biz_appid) is None:
-            raise AuthRuleError("biz_appid", f"biz_appid 无效 (unknown account: {biz_appid})", 404)
+            raise AuthRuleError(
+                "biz_appid", f"biz_appid 无效 (unknown account: {biz_appid})", Refusal.UNKNOWN
+            )
         return biz_appid
 
     def _validate(self, request: AuthRequest) -> None:
@@ -482,14 +495,16 @@ class Authorizations:
             raise AuthRuleError(
                 "authorization",
                 f"authorizer_appid: {authorizer_appid} has not authorized {component}",
-                409,
+                Refusal.CONFLICT,
             )
         return grant
 
     def _account(self, appid: str) -> Account:
         account = self._accounts.find(appid)
         if account is None:
-            raise AuthRuleError("account", f"authorizer_appid: unknown account {appid}", 404)
+            raise AuthRuleError(
+                "account", f"authorizer_appid: unknown account {appid}", Refusal.UNKNOWN
+            )
         return account
 
     def _listable(self, request: AuthRequest, admin: str) -> list[Account]:
@@ -500,7 +515,7 @@ class Authorizations:
                 raise AuthRuleError(
                     "biz_appid_admin",
                     "你不是该帐号的管理员，无法授权 (only the admin of biz_appid may authorize)",
-                    409,
+                    Refusal.CONFLICT,
                 )
             return [biz] if biz.listable else []
         shows = AUTH_TYPE_LISTS[request.auth_type or DEFAULT_AUTH_TYPE]
@@ -514,7 +529,7 @@ class Authorizations:
             raise AuthRuleError(
                 "account",
                 f"该帐号不可授权 (account {appid} is not listed for this admin and link)",
-                409,
+                Refusal.CONFLICT,
             )
         return account
 

@@ -22,7 +22,7 @@ from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from mock_wechat.app_services import services
-from mock_wechat.auth_rules import AuthRuleError, parse_category_ids
+from mock_wechat.auth_rules import AuthRuleError, Refusal, parse_category_ids
 from mock_wechat.merchant_accounts import Account
 
 bp = Blueprint("wechat_pages", __name__, template_folder="templates")
@@ -31,7 +31,7 @@ CONFIRM_PATH = "/safe/authorizelist"
 
 
 def _error(exc: AuthRuleError) -> tuple[str, int]:
-    status = 403 if exc.code == "referer" else 400
+    status = 403 if exc.refusal is Refusal.FORBIDDEN else 400
     return render_template("error.html", code=exc.code, message=exc.message), status
 
 

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from mock_wechat.api_table import API_NAMES
 from mock_wechat.app_services import services
-from mock_wechat.auth_rules import AuthRuleError
+from mock_wechat.auth_rules import AuthRuleError, Refusal
 from mock_wechat.config import InvalidField
 from mock_wechat.control_inputs import (
     json_object,
@@ -47,6 +47,14 @@ from mock_wechat.open_accounts import OpenAccountConflict
 from mock_wechat.release_check import ReleaseCheck, choose_groups
 
 bp = Blueprint("mock_control", __name__, url_prefix="/_mock")
+
+# The HTTP status of each reason an authorization rule gives for refusing.
+REFUSAL_STATUS = {
+    Refusal.INVALID: 400,
+    Refusal.UNKNOWN: 404,
+    Refusal.CONFLICT: 409,
+    Refusal.FORBIDDEN: 403,
+}
 
 
 @bp.errorhandler(InvalidField)
@@ -81,7 +89,7 @@ def message_refused(exc: MessageRefused) -> tuple[Response, int]:
 
 @bp.errorhandler(AuthRuleError)
 def refused(exc: AuthRuleError) -> tuple[Response, int]:
-    return jsonify(error=exc.message, code=exc.code), exc.status
+    return jsonify(error=exc.message, code=exc.code), REFUSAL_STATUS[exc.refusal]
 
 
 def _body() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mock_wechat.api_handlers import answer as api_answer
-from mock_wechat.auth_rules import REFERER_ERROR, AuthRuleError
+from mock_wechat.auth_rules import REFERER_ERROR, AuthRuleError, Refusal
 from mock_wechat.authorization import AuthRequest, Confirmation, PageSession
 from mock_wechat.clock import Clock
 from mock_wechat.config import ComponentConfig, ComponentPatch, InvalidField
@@ -195,7 +195,7 @@ def test_referer_must_be_on_the_auth_domain(
     state: MockWeChat, referer: str | None, shown: str
 ) -> None:
     error = rule_of(lambda: open_page(state, referer=referer))
-    assert (error.code, error.status) == ("referer", 403)
+    assert (error.code, error.refusal) == ("referer", Refusal.FORBIDDEN)
     assert error.message == REFERER_ERROR + shown
     assert error.message == (
         "请确认授权入口页所在域名，与授权后回调页所在域名相同，并且，此两者都必须与申请第三方平台"
@@ -250,7 +250,7 @@ def test_pre_auth_code_expired_used_and_foreign(state: MockWeChat) -> None:
     assert rule_of(lambda: open_page(state, code=code)).code == "pre_auth_code_used"
     # the page opened before is finished too
     used = rule_of(lambda: state.authorizations.listing(session.id, "alice"))
-    assert used.code == "pre_auth_code_used" and used.status == 409
+    assert used.code == "pre_auth_code_used" and used.refusal is Refusal.CONFLICT
 
 
 def test_sessions_end_with_their_pre_auth_code(state: MockWeChat) -> None:
@@ -338,7 +338,7 @@ def test_biz_appid_wins_over_auth_type(
     # the official account the auth_type asked for is not allowed with this biz_appid
     oa = every_type[AccountKind.OFFICIAL_ACCOUNT]
     refused = rule_of(lambda: state.authorizations.offer(session.id, "alice", oa.appid))
-    assert (refused.code, refused.status) == ("account", 409)
+    assert (refused.code, refused.refusal) == ("account", Refusal.CONFLICT)
 
 
 def test_biz_appid_only_for_its_admin(
@@ -460,7 +460,7 @@ def test_confirm_rechecks_the_account(state: MockWeChat) -> None:
     flow = state.authorizations
     assert rule_of(lambda: flow.confirm(session.id, "alice", bobs.appid, [1])).code == "account"
     unknown = rule_of(lambda: flow.confirm(session.id, "alice", "wx0000000000000000", [1]))
-    assert (unknown.code, unknown.status) == ("account", 404)
+    assert (unknown.code, unknown.refusal) == ("account", Refusal.UNKNOWN)
     assert rule_of(lambda: flow.confirm(session.id, "alice", acct.appid, [])).code == "categories"
     # nothing above used the code
     assert flow.confirm(session.id, "alice", acct.appid, [1]).auth_code
@@ -491,18 +491,18 @@ def test_headless_authorize_defaults(state: MockWeChat) -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "code", "status"),
+    ("change", "code", "refusal"),
     [
-        ({"component": OTHER}, "component", 404),
-        ({"redirect_uri": "https://evil.example.net/cb"}, "redirect_uri", 400),
-        ({"pre_auth_code": "preauthcode@@@nope"}, "pre_auth_code_invalid", 404),
-        ({"auth_type": 7}, "auth_type", 400),
-        ({"auth_type": 2}, "account", 409),
-        ({"biz_appid": "wx0000000000000000"}, "biz_appid", 404),
+        ({"component": OTHER}, "component", Refusal.UNKNOWN),
+        ({"redirect_uri": "https://evil.example.net/cb"}, "redirect_uri", Refusal.INVALID),
+        ({"pre_auth_code": "preauthcode@@@nope"}, "pre_auth_code_invalid", Refusal.UNKNOWN),
+        ({"auth_type": 7}, "auth_type", Refusal.INVALID),
+        ({"auth_type": 2}, "account", Refusal.CONFLICT),
+        ({"biz_appid": "wx0000000000000000"}, "biz_appid", Refusal.UNKNOWN),
     ],
 )
 def test_headless_authorize_rules(
-    state: MockWeChat, change: dict[str, Any], code: str, status: int
+    state: MockWeChat, change: dict[str, Any], code: str, refusal: Refusal
 ) -> None:
     acct = account(state)
     fields: dict[str, Any] = {
@@ -512,17 +512,17 @@ def test_headless_authorize_rules(
     }
     fields.update(change)
     error = rule_of(lambda: state.authorizations.authorize(AuthRequest(**fields), acct.appid))
-    assert (error.code, error.status) == (code, status)
+    assert (error.code, error.refusal) == (code, refusal)
 
 
 def test_headless_authorize_wrong_admin_and_used_code(state: MockWeChat) -> None:
     acct = account(state)
     request = AuthRequest(APPID, pre_auth_code(state), CALLBACK)
     wrong = rule_of(lambda: state.authorizations.authorize(request, acct.appid, admin="bob"))
-    assert (wrong.code, wrong.status) == ("account", 409)
+    assert (wrong.code, wrong.refusal) == ("account", Refusal.CONFLICT)
     state.authorizations.authorize(request, acct.appid)
     used = rule_of(lambda: state.authorizations.authorize(request, acct.appid))
-    assert (used.code, used.status) == ("pre_auth_code_used", 409)
+    assert (used.code, used.refusal) == ("pre_auth_code_used", Refusal.CONFLICT)
 
 
 # ----- api_query_auth --------------------------------------------------------------------
@@ -723,7 +723,7 @@ def test_unauthorize_revokes_everything_and_pushes(state: MockWeChat) -> None:
     [grant] = state.authorizations.account_view(acct.appid)["authorizations"]
     assert grant["status"] == "revoked"
     again = rule_of(lambda: state.authorizations.unauthorize(APPID, acct.appid))
-    assert (again.code, again.status) == ("authorization", 409)
+    assert (again.code, again.refusal) == ("authorization", Refusal.CONFLICT)
 
     back = confirm(state, acct)
     assert back.info_type == "authorized"  # a revoked authorization is not updated
@@ -736,8 +736,9 @@ def test_unauthorize_needs_known_things(state: MockWeChat) -> None:
     assert rule_of(lambda: state.authorizations.unauthorize(OTHER, acct.appid)).code == "component"
     with pytest.raises(AuthRuleError) as info:
         state.authorizations.unauthorize(APPID, "wx0000000000000000")
-    assert info.value.status == 404
-    assert rule_of(lambda: state.authorizations.unauthorize(APPID, acct.appid)).status == 409
+    assert info.value.refusal is Refusal.UNKNOWN
+    again = rule_of(lambda: state.authorizations.unauthorize(APPID, acct.appid))
+    assert again.refusal is Refusal.CONFLICT
 
 
 def test_update_authorization(state: MockWeChat) -> None:
@@ -756,7 +757,7 @@ def test_update_authorization(state: MockWeChat) -> None:
     assert rule_of(lambda: update(APPID, acct.appid, [])).code == "categories"
     assert rule_of(lambda: update(APPID, acct.appid, [17])).code == "categories"  # a mini set
     stranger = account(state)
-    assert rule_of(lambda: update(APPID, stranger.appid, [1])).status == 409
+    assert rule_of(lambda: update(APPID, stranger.appid, [1])).refusal is Refusal.CONFLICT
 
 
 def test_account_view_lists_each_components_authorization(state: MockWeChat) -> None:
