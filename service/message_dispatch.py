@@ -2,8 +2,8 @@
 
 ``open_message`` checks and decrypts a push exactly as the events URL does (component token
 and key, with the key rotation); the message may end with the component's appid or, as
-WeChat's own samples leave open (UNCONFIRMED), the account's. ``AccountMessages`` checks that
-the account in the URL is the one the message was sent to, and decides the answer: the
+WeChat's own samples leave open (UNCONFIRMED), the account's. ``MessageDispatcher`` checks
+that the account in the URL is the one the message was sent to, and decides the answer: the
 release check's test accounts first, then the provider's routes (``service.delivery``): a
 ``pubsub`` route is answered ``success`` once Pub/Sub holds the message, a ``reply`` route
 with its service's passive reply or ``success``, and a message no route takes ``success``.
@@ -63,7 +63,7 @@ class Handled:
     dedup_key: str | None = None
 
 
-class AccountMessages:
+class MessageDispatcher:
     def __init__(
         self,
         directory: AuthorizerDirectory,

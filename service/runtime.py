@@ -19,7 +19,7 @@ from service.code_exchange import CodeExchanger, ExchangePolicy
 from service.component_token import ComponentTokenManager, TokenPolicy
 from service.config import Settings
 from service.delivery import Delivery
-from service.message_dispatch import AccountMessages
+from service.message_dispatch import MessageDispatcher
 from service.open_account_group import OpenAccountGroup
 from service.open_accounts import OpenAccountManager
 from service.proxy import AuthorizerProxy
@@ -204,8 +204,8 @@ class Runtime:
         )
 
     @cached_property
-    def messages(self) -> AccountMessages:
-        return AccountMessages(
+    def messages(self) -> MessageDispatcher:
+        return MessageDispatcher(
             AuthorizerDirectory(self.store), ReleaseResponder(self.release_sends), self.delivery
         )
 

@@ -83,7 +83,7 @@ class Push:
 
 
 def push(xml: str) -> Push:
-    """A message to MERCHANT as AccountMessages would deliver it."""
+    """A message to MERCHANT as MessageDispatcher would deliver it."""
     message = parse_account_message(xml)
     envelope = message_envelope(APPID, MERCHANT, "official_account", message, xml, NOW)
     pushed = Pushed(
