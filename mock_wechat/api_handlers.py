@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from mock_wechat import authorization_management
-from mock_wechat import authorizer_apis as ext
+from mock_wechat import authorization_management, authorizer_apis
 from mock_wechat import errcodes as ec
 from mock_wechat.api_bodies import text_field
 from mock_wechat.authorization import PRE_AUTH_CODE_TTL
@@ -89,12 +88,12 @@ def token_component(state: MockWeChat, body: Body, query: Query) -> str:
 
 
 def _acting(
-    state: MockWeChat, value: str | None, needed: frozenset[int] = ext.NO_SETS
+    state: MockWeChat, value: str | None, needed: frozenset[int] = authorizer_apis.NO_SETS
 ) -> tuple[Grant, Account]:
     """The live authorization an authorizer access token acts for, and its account:
     41001/40001/42001 for the token, then 61007 when it holds none of ``needed``."""
     grant, account = state.authorizations.acting(value)
-    ext.require_sets(grant.func_ids, needed)
+    authorizer_apis.require_sets(grant.func_ids, needed)
     return grant, account
 
 
@@ -215,18 +214,18 @@ def _get_option_v1(state: MockWeChat, body: Body, query: Query) -> dict[str, Any
 
 def _set_option_v1(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     _set_option(state, _component_grant(state, body, query), body)
-    return ext.ok()
+    return authorizer_apis.ok()
 
 
 def _get_option_v2(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     grant = _option_grant(state, body, query)
     name = authorization_management.option_name(body)
-    return ext.ok(option_name=name, option_value=str(grant.option(name)))
+    return authorizer_apis.ok(option_name=name, option_value=str(grant.option(name)))
 
 
 def _set_option_v2(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     _set_option(state, _option_grant(state, body, query), body)
-    return ext.ok()
+    return authorizer_apis.ok()
 
 
 # ----- quota resets (§3.9) ----------------------------------------------------------------
@@ -235,7 +234,7 @@ def _set_option_v2(state: MockWeChat, body: Body, query: Query) -> dict[str, Any
 def _clear_component_quota(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     """The legacy form: ``component_appid`` with ``appsecret`` or a component token."""
     state.quotas.reset_account(_by_secret_or_component_token(state, body, query).appid)
-    return ext.ok()
+    return authorizer_apis.ok()
 
 
 def _clear_quota_v2(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
@@ -245,7 +244,7 @@ def _clear_quota_v2(state: MockWeChat, body: Body, query: Query) -> dict[str, An
     if target != component:
         state.authorizations.grants.active(component, target)  # 61003 unless authorized
     state.quotas.reset_account(target)
-    return ext.ok()
+    return authorizer_apis.ok()
 
 
 def _clear_quota(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
@@ -257,7 +256,7 @@ def _clear_quota(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     if appid != acting:
         raise MockApiError(ec.INVALID_APPID)
     state.quotas.reset_account(appid)
-    return ext.ok()
+    return authorizer_apis.ok()
 
 
 # ----- on an authorizer's behalf (§8) ----------------------------------------------------
@@ -265,54 +264,54 @@ def _clear_quota(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
 
 def _basic_info(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     _, account = _acting(state, query.get("access_token"))
-    return ext.basic_info(account)
+    return authorizer_apis.basic_info(account)
 
 
 def _custom_send(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
-    grant, account = _acting(state, query.get("access_token"), ext.CUSTOM_MESSAGE_SETS)
-    message = ext.parse_custom_message(body)
+    grant, account = _acting(state, query.get("access_token"), authorizer_apis.CUSTOM_MESSAGE_SETS)
+    message = authorizer_apis.parse_custom_message(body)
     state.deliveries.check_window(account.appid, message.touser)
     before_reply = state.deliveries.in_flight(account.appid, message.touser)
     state.outbox.send(grant.component, account.appid, message, before_reply)
-    return ext.ok()
+    return authorizer_apis.ok()
 
 
 def _wxopen_category(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
-    _acting(state, query.get("access_token"), ext.CATEGORY_SETS)
-    return ext.wxopen_categories()
+    _acting(state, query.get("access_token"), authorizer_apis.CATEGORY_SETS)
+    return authorizer_apis.wxopen_categories()
 
 
 def _wxa_category(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
-    _acting(state, query.get("access_token"), ext.CATEGORY_SETS)
-    return ext.wxa_categories()
+    _acting(state, query.get("access_token"), authorizer_apis.CATEGORY_SETS)
+    return authorizer_apis.wxa_categories()
 
 
 def _open_account(state: MockWeChat, body: Body, query: Query) -> Account:
-    _, account = _acting(state, query.get("access_token"), ext.OPEN_ACCOUNT_SETS)
-    ext.check_appid(body, account.appid)
+    _, account = _acting(state, query.get("access_token"), authorizer_apis.OPEN_ACCOUNT_SETS)
+    authorizer_apis.check_appid(body, account.appid)
     return account
 
 
 def _open_create(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     account = _open_account(state, body, query)
-    return ext.ok(open_appid=state.open_accounts.create(account))
+    return authorizer_apis.ok(open_appid=state.open_accounts.create(account))
 
 
 def _open_bind(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     account = _open_account(state, body, query)
     state.open_accounts.bind(account, text_field(body, "open_appid"))
-    return ext.ok()
+    return authorizer_apis.ok()
 
 
 def _open_unbind(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     account = _open_account(state, body, query)
     state.open_accounts.unbind(account, text_field(body, "open_appid"))
-    return ext.ok()
+    return authorizer_apis.ok()
 
 
 def _open_get(state: MockWeChat, body: Body, query: Query) -> dict[str, Any]:
     account = _open_account(state, body, query)
-    return ext.ok(open_appid=state.open_accounts.bound_to(account))
+    return authorizer_apis.ok(open_appid=state.open_accounts.bound_to(account))
 
 
 # ----- by API name -----------------------------------------------------------------------
