@@ -32,8 +32,10 @@ system-deps:
 dev: setup
 	$(PY) -m devstack
 
+# One worker per core (at most 4), a test file to a worker: each worker starts its own
+# emulators, and a file's module-scoped stack stays on one worker.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 # Unit tests only: no emulator, no processes.
 test-fast: $(STAMP)
@@ -56,7 +58,7 @@ $(BENCH_STAMP): pyproject.toml
 bench: setup $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m bench
 
-# Deployment (see README, "Deploy to Google Cloud"). Both need the Pulumi CLI and a stack;
+# Deployment (see docs/deploy.md). Both need the Pulumi CLI and a stack;
 # `make image` also needs gcloud. STACK picks a stack other than the selected one.
 PULUMI := pulumi $(if $(STACK),--stack $(STACK))
 
@@ -70,15 +72,15 @@ image: $(STAMP)
 	@$(PY) -m ops.image $(if $(STACK),--stack $(STACK)) $(if $(IMAGE_TAG),--tag $(IMAGE_TAG))
 
 preview: $(STAMP)
-	$(call need,pulumi,install the Pulumi CLI (see README))
+	$(call need,pulumi,install the Pulumi CLI (see docs/deploy.md))
 	$(PULUMI) preview --diff
 
 deploy: $(STAMP)
-	$(call need,pulumi,install the Pulumi CLI (see README))
+	$(call need,pulumi,install the Pulumi CLI (see docs/deploy.md))
 	$(PULUMI) up
 
 # Checks the deployed stack (STACK picks one) and changes nothing; LOCAL=1 checks the running
-# `make dev` instead. Without the Pulumi CLI it checks `make dev` if that runs (README).
+# `make dev` instead. Without the Pulumi CLI it checks `make dev` if that runs (docs/deploy.md).
 smoke: $(STAMP)
 	@$(PY) -m ops.smoke $(if $(LOCAL),--local) $(if $(STACK),--stack $(STACK))
 

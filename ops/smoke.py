@@ -544,8 +544,8 @@ def load_stack(stack: str | None, selected: str | None = None) -> Stack:
         region = run_tool(pulumi_argv(stack, "config", "get", "gcp:region")).strip()
     except ToolMissingError:
         raise SetupError(
-            "the Pulumi CLI is not installed (`pulumi` is not on PATH): install it (README, "
-            "'Deploy to Google Cloud'), or check the local stack with make smoke LOCAL=1"
+            "the Pulumi CLI is not installed (`pulumi` is not on PATH): install it (docs/deploy.md, "
+            "'What you need'), or check the local stack with make smoke LOCAL=1"
         ) from None
     except ToolFailedError as exc:
         raise SetupError(f"{exc}. Pulumi must be logged in with a stack: {login}") from None
@@ -767,7 +767,7 @@ class CloudTarget:
                 url,
                 answer.data,
                 "A stale or missing ticket: check the console's 授权事件接收URL, Token and "
-                "EncodingAESKey (README, deploy step 5); WeChat pushes one every 10 minutes. "
+                "EncodingAESKey (docs/deploy.md, step 5); WeChat pushes one every 10 minutes. "
                 "No component token: the next sweep makes one from the ticket.",
             )
         if answer.from_service:
@@ -1061,8 +1061,8 @@ class Target(Protocol):
 
 
 BOTH_WAYS = (
-    "  - a deployed stack: install the Pulumi CLI and the Google Cloud CLI (README, 'Deploy "
-    "to Google Cloud'), log in to both, select the stack (pulumi stack select <name>) or "
+    "  - a deployed stack: install the Pulumi CLI and the Google Cloud CLI (docs/deploy.md, 'What "
+    "you need'), log in to both, select the stack (pulumi stack select <name>) or "
     "name it: make smoke STACK=<name>\n"
     "  - the local stack: start make dev in another terminal, then make smoke LOCAL=1"
 )

@@ -37,16 +37,9 @@ def beijing_month(moment: float) -> str:
 
 
 def core_clear(rt: Runtime) -> Clear:
-    """The core's quota reset: a component's (which also ends a 45009 pause of its
-    authorizer token calls) or, with an authorizer appid, that authorizer's."""
-
-    def clear(component_appid: str, authorizer_appid: str | None) -> None:
-        secret = rt.settings.components[component_appid].secret
-        rt.client.clear_quota(component_appid, secret, authorizer_appid)
-        if authorizer_appid is None:
-            rt.authorizer_tokens.end_quota_pause(component_appid)
-
-    return clear
+    """The core's quota reset (service/quota_clearing.py), as the internal API makes it: a
+    component's (which also ends a 45009 pause) or, with an authorizer appid, that one's."""
+    return rt.quotas.clear
 
 
 class QuotaResetCounter:

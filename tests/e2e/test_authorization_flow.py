@@ -1,6 +1,6 @@
 """Merchant authorization end to end: mock WeChat, gunicorn with 2 workers, the emulator.
 
-The merchant is played through the real pages (``mock_wechat.merchant``) or, where the
+The merchant is played through the real pages (``mock_wechat.merchant_client``) or, where the
 order of push and callback must be controlled, through the mock's headless confirmation.
 """
 
