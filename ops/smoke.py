@@ -544,8 +544,8 @@ def load_stack(stack: str | None, selected: str | None = None) -> Stack:
         region = run_tool(pulumi_argv(stack, "config", "get", "gcp:region")).strip()
     except ToolMissingError:
         raise SetupError(
-            "the Pulumi CLI is not installed (`pulumi` is not on PATH): install it (docs/deploy.md, "
-            "'What you need'), or check the local stack with make smoke LOCAL=1"
+            "the Pulumi CLI is not installed (`pulumi` is not on PATH): install it "
+            "(docs/deploy.md, 'What you need'), or check the local stack with make smoke LOCAL=1"
         ) from None
     except ToolFailedError as exc:
         raise SetupError(f"{exc}. Pulumi must be logged in with a stack: {login}") from None
