@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 BEIJING_OFFSET = 8 * 3600  # WeChat's daily quotas reset at midnight, Beijing time
 DAY = 86400
+COMPONENT_TOKEN_MARGIN = 60.0  # a component token passed in is used only this far from expiry
 _T = TypeVar("_T")
 
 
@@ -214,17 +215,30 @@ class AuthorizerTokenManager:
 
     # ----- the sweep -------------------------------------------------------------------
 
-    def refresh_due(self, component_appid: str, appid: str, due_before: float) -> Outcome:
+    def refresh_due(
+        self,
+        component_appid: str,
+        appid: str,
+        due_before: float,
+        seen: AuthorizerRecord | None = None,
+        component: ComponentRecord | None = None,
+    ) -> Outcome:
         """Renew the token if it expires before ``due_before`` and nobody else is at it.
 
         Never waits: a lease held elsewhere means someone is renewing it already.
+
+        The sweep passes what it has read already: ``seen``, the authorizer as its query
+        found it (the lease is then taken on the condition that nobody wrote the record
+        since, without reading it; if someone did, it is read and decided again), and
+        ``component``, the component record read once per sweep (its token and 45009
+        pause; read again only if its token has expired meanwhile).
         """
         owner = new_lease_owner()
-        taken = self._take_lease(component_appid, appid, owner, due_before)
+        taken = self._take_lease(component_appid, appid, owner, due_before, seen)
         if taken is None:
             return Outcome.SKIPPED
         try:
-            self._renew(taken, owner)
+            self._renew(taken, owner, component)
         except AuthorizerUnavailableError as exc:
             return Outcome(exc.status)
         except QuotaBackoffError:
@@ -263,7 +277,12 @@ class AuthorizerTokenManager:
         raise RefreshFailedError(f"authorizer token refresh failed: {reason}")
 
     def _take_lease(
-        self, component_appid: str, appid: str, owner: str, due_before: float
+        self,
+        component_appid: str,
+        appid: str,
+        owner: str,
+        due_before: float,
+        seen: AuthorizerRecord | None = None,
     ) -> AuthorizerRecord | None:
         def due(current: AuthorizerRecord) -> bool:
             return (
@@ -273,10 +292,12 @@ class AuthorizerTokenManager:
             )
 
         take = leases.take(owner, self.clock(), self.policy.lease_seconds, when=due)
-        result = self.store.modify_authorizer(component_appid, appid, take)
+        result = self.store.modify_authorizer(component_appid, appid, take, seen=seen)
         return result.record if result.changed else None
 
-    def _renew(self, taken: AuthorizerRecord, owner: str) -> AuthorizerToken:
+    def _renew(
+        self, taken: AuthorizerRecord, owner: str, component: ComponentRecord | None = None
+    ) -> AuthorizerToken:
         """Call WeChat while holding the lease; every outcome also gives the lease back."""
         component_appid, appid = taken.component_appid, taken.appid
         refresh_token = taken.refresh_token
@@ -289,7 +310,7 @@ class AuthorizerTokenManager:
                 lambda component_token: self.client.api_authorizer_token(
                     component_appid, appid, refresh_token, component_token
                 ),
-                token=self._component_token(component_appid),
+                token=self._component_token(component_appid, component),
             )
         except QuotaBackoffError:
             self._settle(taken, owner, lambda current: {})  # only the lease goes back
@@ -351,10 +372,16 @@ class AuthorizerTokenManager:
         )
         return _token(stored)
 
-    def _component_token(self, component_appid: str) -> str:
-        """The component token, read with the 45009 pause: in a pause, no call is made."""
-        component, _ = self.component_tokens.obtain_record(component_appid)
+    def _component_token(self, component_appid: str, component: ComponentRecord | None) -> str:
+        """The component token, read with the 45009 pause: in a pause, no call is made.
+
+        ``component``: the record as the caller read it; read again if its token has
+        expired (or is about to) since.
+        """
         now = self.clock()
+        if component is None or not component.token_valid_at(now + COMPONENT_TOKEN_MARGIN):
+            component, _ = self.component_tokens.obtain_record(component_appid)
+            now = self.clock()
         paused = component.authorizer_token_paused_until(now)
         if paused is not None:  # another sweep or request met 45009
             raise QuotaBackoffError(paused - now)
@@ -380,7 +407,11 @@ class AuthorizerTokenManager:
             return current.but(**changes) if changes else None
 
         change = leases.finish(owner, outcome, final)
-        return self.store.modify_authorizer(taken.component_appid, taken.appid, change).record
+        # Conditional on the lease write (``taken.version``): no read when nobody wrote the
+        # record since we took the lease; read and decided again when someone did.
+        return self.store.modify_authorizer(
+            taken.component_appid, taken.appid, change, seen=taken
+        ).record
 
     def _pause_for_quota(self, component_appid: str) -> float:
         now = self.clock()

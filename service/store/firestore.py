@@ -14,7 +14,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
@@ -43,7 +44,14 @@ AUTHORIZERS = "authorizers"
 AUTHORIZATION_CODES = "authorization_codes"
 INBOX = "inbox"
 RELEASE_SENDS = "release_sends"
-_LOST_RACE = (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Conflict, gexc.Aborted)
+# Someone else wrote first (or, on a write from a snapshot, the document is gone).
+_LOST_RACE = (
+    gexc.FailedPrecondition,
+    gexc.AlreadyExists,
+    gexc.Conflict,
+    gexc.Aborted,
+    gexc.NotFound,
+)
 R = TypeVar("R", bound=Record)
 
 
@@ -117,7 +125,7 @@ class FirestoreStore:
         empty = ComponentRecord(appid=appid)
         result = self._modify(
             self._component_ref(appid),
-            lambda data: ComponentRecord.from_document(data, appid=appid),
+            lambda snapshot: ComponentRecord.from_document(snapshot.to_dict() or {}, appid=appid),
             lambda current: change(current or empty),
             f"component {appid}",
         )
@@ -131,17 +139,47 @@ class FirestoreStore:
         snapshot = self._read(self._child_ref(component_appid, AUTHORIZERS, appid), deadline)
         if not snapshot.exists:
             return None
-        return _authorizer(component_appid, appid)(snapshot.to_dict() or {})
+        return _authorizer(component_appid, appid, snapshot)
 
     def modify_authorizer(
-        self, component_appid: str, appid: str, change: Change[AuthorizerRecord]
+        self,
+        component_appid: str,
+        appid: str,
+        change: Change[AuthorizerRecord],
+        seen: AuthorizerRecord | None = None,
     ) -> MaybeModified[AuthorizerRecord]:
-        return self._modify(
-            self._child_ref(component_appid, AUTHORIZERS, appid),
-            _authorizer(component_appid, appid),
+        ref = self._child_ref(component_appid, AUTHORIZERS, appid)
+        if seen is not None and seen.version is not None:
+            first = self._write_from(ref, seen, change)
+            if first is not None:
+                return first
+        result = self._modify(
+            ref,
+            lambda snapshot: _authorizer(component_appid, appid, snapshot),
             change,
             f"authorizer {appid}",
         )
+        if result.changed and result.version is not None and result.record is not None:
+            return MaybeModified(result.record.but(version=result.version), True)
+        return MaybeModified(result.record, result.changed)
+
+    def _write_from(
+        self, ref: Any, seen: AuthorizerRecord, change: Change[AuthorizerRecord]
+    ) -> MaybeModified[AuthorizerRecord] | None:
+        """``change`` applied to ``seen`` and written if the document is still ``seen``'s
+        version, without a read; None if it is not (someone else wrote since)."""
+        new = change(seen)
+        if new is None or new == seen:
+            return MaybeModified(seen, False)
+        self.ops.add(writes=1)
+        try:
+            option = self.client.write_option(last_update_time=seen.version)
+            written = ref.update(new.to_document(), option=option)
+        except _LOST_RACE:
+            return None
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"Firestore write failed: {type(exc).__name__}") from None
+        return MaybeModified(new.but(version=written.update_time), True)
 
     def list_authorizers(
         self,
@@ -161,7 +199,7 @@ class FirestoreStore:
             query = query.start_after({"appid": after})
         if limit is not None:
             query = query.limit(limit)
-        return [self._decode_authorizer(component_appid, s) for s in self._query(query)]
+        return [_authorizer(component_appid, s.id, s) for s in self._query(query)]
 
     def due_authorizers(self, component_appid: str, before: float) -> list[AuthorizerRecord]:
         # The composite index (status, access_token_expires_at) serves this query.
@@ -172,11 +210,9 @@ class FirestoreStore:
             .where(filter=FieldFilter("access_token_expires_at", "<", before))
             .order_by("access_token_expires_at")
         )
-        return [self._decode_authorizer(component_appid, s) for s in self._query(query)]
-
-    @staticmethod
-    def _decode_authorizer(component_appid: str, snapshot: Any) -> AuthorizerRecord:
-        return _authorizer(component_appid, snapshot.id)(snapshot.to_dict() or {})
+        # Each record carries its snapshot's update time: the renewal's lease is taken
+        # on the condition that nobody wrote it since this query (no read of its own).
+        return [_authorizer(component_appid, s.id, s) for s in self._query(query)]
 
     # ----- authorization code exchanges ---------------------------------------------
 
@@ -185,10 +221,12 @@ class FirestoreStore:
     ) -> MaybeModified[CodeExchange]:
         return self._modify(
             self._child_ref(component_appid, AUTHORIZATION_CODES, key),
-            lambda data: CodeExchange.from_document(data, component_appid=component_appid, key=key),
+            lambda snapshot: CodeExchange.from_document(
+                snapshot.to_dict() or {}, component_appid=component_appid, key=key
+            ),
             change,
             "authorization code exchange",
-        )
+        ).plain()
 
     # ----- push inbox ---------------------------------------------------------------
 
@@ -228,10 +266,12 @@ class FirestoreStore:
     ) -> MaybeModified[ReleaseSend]:
         return self._modify(
             self._child_ref(component_appid, RELEASE_SENDS, key),
-            lambda data: ReleaseSend.from_document(data, component_appid=component_appid, key=key),
+            lambda snapshot: ReleaseSend.from_document(
+                snapshot.to_dict() or {}, component_appid=component_appid, key=key
+            ),
             change,
             "release send",
-        )
+        ).plain()
 
     def open_release_sends(self, component_appid: str) -> list[ReleaseSend]:
         query = (
@@ -249,31 +289,43 @@ class FirestoreStore:
     def _modify(
         self,
         ref: Any,
-        decode: Callable[[dict[str, Any]], R],
+        decode: Callable[[Any], R],
         change: Change[R],
         what: str,
-    ) -> MaybeModified[R]:
+    ) -> _Written[R]:
         for attempt in range(self.max_attempts):
             snapshot = self._read(ref)
-            current = decode(snapshot.to_dict() or {}) if snapshot.exists else None
+            current = decode(snapshot) if snapshot.exists else None
             new = change(current)
             if new is None or new == current:
-                return MaybeModified(current, False)
+                return _Written(current, False)
             self.ops.add(writes=1)
             try:
                 if snapshot.exists:
                     option = self.client.write_option(last_update_time=snapshot.update_time)
-                    ref.update(new.to_document(), option=option)
+                    written = ref.update(new.to_document(), option=option)
                 else:
-                    ref.create(new.to_document())
+                    written = ref.create(new.to_document())
             except _LOST_RACE:
                 # Someone else wrote first: back off a little, re-read and re-decide.
                 time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
                 continue
             except gexc.GoogleAPICallError as exc:
                 raise StoreError(f"Firestore write failed: {type(exc).__name__}") from None
-            return MaybeModified(new, True)
+            return _Written(new, True, written.update_time)
         raise ContentionError(f"{what}: gave up after {self.max_attempts} conflicts")
+
+
+@dataclass(frozen=True)
+class _Written(Generic[R]):
+    """``MaybeModified``, with the written document's update time."""
+
+    record: R | None
+    changed: bool
+    version: Any = None
+
+    def plain(self) -> MaybeModified[R]:
+        return MaybeModified(self.record, self.changed)
 
 
 def _within(deadline: float | None) -> dict[str, Any]:
@@ -292,7 +344,10 @@ def _read(ref: Any, **bounds: Any) -> Any:
         raise StoreError("Firestore read took longer than its deadline") from None
 
 
-def _authorizer(component_appid: str, appid: str) -> Callable[[dict[str, Any]], AuthorizerRecord]:
-    return lambda data: AuthorizerRecord.from_document(
-        data, component_appid=component_appid, appid=appid
+def _authorizer(component_appid: str, appid: str, snapshot: Any) -> AuthorizerRecord:
+    return AuthorizerRecord.from_document(
+        snapshot.to_dict() or {},
+        component_appid=component_appid,
+        appid=appid,
+        version=snapshot.update_time,
     )

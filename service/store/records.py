@@ -18,29 +18,46 @@ HISTORY_LIMIT = 50
 
 
 class Record:
-    """Serialisation shared by every record: a Firestore document is its fields."""
+    """Serialisation shared by every record: a Firestore document is its fields.
+
+    A field named in ``NOT_STORED`` is the store's, not the document's (``version``).
+    """
+
+    NOT_STORED: ClassVar[frozenset[str]] = frozenset({"version"})
 
     def to_document(self) -> dict[str, Any]:
         document = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
+        for name in _stored_fields(type(self)):
+            value = getattr(self, name)
             # Firestore stores arrays from lists; tuples are how records keep them immutable.
-            document[f.name] = list(value) if isinstance(value, tuple) else value
+            document[name] = list(value) if isinstance(value, tuple) else value
         return document
 
     @classmethod
-    def from_document(cls, data: Mapping[str, Any], **keys: str) -> Self:
+    def from_document(cls, data: Mapping[str, Any], **keys: Any) -> Self:
         """The record in ``data`` (unknown fields ignored); ``keys`` come from the path."""
         values: dict[str, Any] = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            if f.name in data:
-                value = data[f.name]
-                values[f.name] = tuple(value) if isinstance(value, list) else value
+        for name in _stored_fields(cls):
+            if name in data:
+                value = data[name]
+                values[name] = tuple(value) if isinstance(value, list) else value
         values.update(keys)
         return cls(**values)
 
     def but(self, **changes: Any) -> Self:
         return replace(self, **changes)  # type: ignore[type-var]
+
+
+_STORED_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _stored_fields(cls: type[Record]) -> tuple[str, ...]:
+    """The names of ``cls``'s fields kept in its document (computed once per class)."""
+    names = _STORED_FIELDS.get(cls)
+    if names is None:
+        stored = (f.name for f in fields(cls) if f.name not in cls.NOT_STORED)  # type: ignore[arg-type]
+        names = _STORED_FIELDS[cls] = tuple(stored)
+    return names
 
 
 class LeasedRecord(Record):
@@ -142,6 +159,9 @@ class AuthorizerRecord(LeasedRecord):
     # One of the 全网发布 check's test accounts (service.wechat.release_accounts).
     release_test: bool = False
     history: tuple[dict[str, Any], ...] = ()
+    # Not stored: the document's update time when this record was read or written, the
+    # precondition of a write that must not overwrite anyone else's (``seen=`` below).
+    version: Any = field(default=None, compare=False, repr=False)
 
     LEASE_FIELDS = ("refresh_lease_owner", "refresh_lease_until")
 
@@ -302,8 +322,23 @@ class AuthorizationStore(ComponentStore, Protocol):
         ...
 
     def modify_authorizer(
-        self, component_appid: str, appid: str, change: Change[AuthorizerRecord]
-    ) -> MaybeModified[AuthorizerRecord]: ...
+        self,
+        component_appid: str,
+        appid: str,
+        change: Change[AuthorizerRecord],
+        seen: AuthorizerRecord | None = None,
+    ) -> MaybeModified[AuthorizerRecord]:
+        """Apply ``change`` atomically: re-read and retry if another writer came first.
+
+        ``seen``: the record as this process last read or wrote it (with its ``version``).
+        The first attempt applies ``change`` to it and writes on the condition that the
+        document is unchanged since, without reading it; if it changed, the store reads it
+        and goes on as without ``seen``. A "no change" decided on ``seen`` is final, so
+        pass it only where deciding on a slightly old record is safe (taking a lease:
+        skipping is; finishing our own lease's work: the write is conditional anyway).
+        The record returned carries the written document's ``version``.
+        """
+        ...
 
     def modify_code_exchange(
         self, component_appid: str, key: str, change: Change[CodeExchange]

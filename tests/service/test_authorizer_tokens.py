@@ -311,3 +311,151 @@ def test_refresh_due_skips_what_is_not_due_or_leased(store: FirestoreStore) -> N
     assert wechat.calls == []
     put(store)
     assert tokens.refresh_due(COMPONENT, MERCHANT, time.time() + 900) is Outcome.RENEWED
+
+
+# ----- the sweep's renewal: the query's snapshot is the lease's precondition ----------
+
+
+def other(n: int) -> str:
+    return f"wx{n:016d}"
+
+
+def due_now(store: FirestoreStore, *appids: str) -> list[AuthorizerRecord]:
+    """Due authorizers written, then found by the sweep's query (records with versions)."""
+    for appid in appids:
+        record = AuthorizerRecord(component_appid=COMPONENT, appid=appid).but(
+            access_token="access-old",
+            access_token_expires_at=time.time() + 60,
+            refresh_token=f"refreshtoken@@@{appid}",
+        )
+        store.modify_authorizer(COMPONENT, appid, lambda _, r=record: r)  # type: ignore[misc]
+    return store.due_authorizers(COMPONENT, time.time() + 900)
+
+
+def component_read_once() -> ComponentRecord:
+    """The component record as the sweep read it, once, before its authorizers."""
+    return ComponentRecord(
+        appid=COMPONENT,
+        component_token="component-token",
+        component_token_expires_at=time.time() + 7200,
+    )
+
+
+def test_the_sweeps_renewal_reads_nothing_but_its_query_and_writes_twice(
+    store: FirestoreStore,
+) -> None:
+    appids = [other(n) for n in range(5)]
+    due = due_now(store, *appids)
+    assert [r.appid for r in due] == appids and all(r.version is not None for r in due)
+    wechat = FakeWeChat(rotate=True)
+    tokens, component = manager(store, wechat), component_read_once()
+    reads, writes = store.ops.snapshot()
+    outcomes = [
+        tokens.refresh_due(COMPONENT, r.appid, time.time() + 900, seen=r, component=component)
+        for r in due
+    ]
+    assert outcomes == [Outcome.RENEWED] * 5
+    assert store.ops.snapshot() == (reads, writes + 2 * 5)  # no read; the lease, the result
+    for n, appid in enumerate(appids, start=1):
+        record = store.get_authorizer(COMPONENT, appid)
+        assert record is not None
+        assert (record.access_token, record.refresh_token) == (
+            f"access-{n}",
+            f"refreshtoken@@@r{n}",  # the rotated refresh token is stored
+        )
+        assert record.lease_free_at(time.time()) and record.refresh_lease_owner is None
+
+
+def test_a_stale_snapshot_loses_the_lease_and_nothing_is_renewed_twice(
+    store: FirestoreStore,
+) -> None:
+    [seen] = due_now(store, MERCHANT)
+    wechat = FakeWeChat(rotate=True)
+    component = component_read_once()
+    # Another sweep renewed it after our query: our snapshot is stale.
+    assert manager(store, wechat).refresh_due(COMPONENT, MERCHANT, time.time() + 900) is (
+        Outcome.RENEWED
+    )
+    late = manager(store, wechat)
+    outcome = late.refresh_due(
+        COMPONENT, MERCHANT, time.time() + 900, seen=seen, component=component
+    )
+    assert outcome is Outcome.SKIPPED
+    assert len(wechat.calls) == 1
+    record = stored(store)
+    assert (record.access_token, record.refresh_token) == ("access-1", "refreshtoken@@@r1")
+
+
+def test_a_stale_snapshot_never_takes_a_lease_taken_since(store: FirestoreStore) -> None:
+    [seen] = due_now(store, MERCHANT)
+    store.modify_authorizer(
+        COMPONENT,
+        MERCHANT,
+        lambda r: (
+            r and r.but(refresh_lease_owner="other:1:x", refresh_lease_until=time.time() + 30)
+        ),
+    )
+    wechat = FakeWeChat()
+    outcome = manager(store, wechat).refresh_due(
+        COMPONENT, MERCHANT, time.time() + 900, seen=seen, component=component_read_once()
+    )
+    assert (outcome, wechat.calls) == (Outcome.SKIPPED, [])
+    assert stored(store).refresh_lease_owner == "other:1:x"
+
+
+def test_many_holders_of_one_snapshot_make_one_call(store: FirestoreStore) -> None:
+    [seen] = due_now(store, MERCHANT)
+    wechat = FakeWeChat(latency=0.2, rotate=True)
+    component = component_read_once()
+
+    def renew(_: int) -> Outcome:
+        return manager(store, wechat).refresh_due(
+            COMPONENT, MERCHANT, time.time() + 900, seen=seen, component=component
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(renew, range(8)))
+    assert sorted(outcomes) == sorted([Outcome.RENEWED] + [Outcome.SKIPPED] * 7)
+    assert len(wechat.calls) == 1
+    assert stored(store).refresh_token == "refreshtoken@@@r1"
+
+
+def test_a_write_since_the_snapshot_is_kept_and_the_renewal_still_happens(
+    store: FirestoreStore,
+) -> None:
+    [seen] = due_now(store, MERCHANT)
+    # Unrelated writes after the query and during the call (a profile update, a push).
+    store.modify_authorizer(COMPONENT, MERCHANT, lambda r: r and r.but(nick_name="before"))
+    wechat = FakeWeChat(rotate=True)
+    wechat.during = lambda: (
+        store.modify_authorizer(COMPONENT, MERCHANT, lambda r: r and r.but(last_push_time=7)),
+        None,
+    )[1]
+    reads, _ = store.ops.snapshot()
+    outcome = manager(store, wechat).refresh_due(
+        COMPONENT, MERCHANT, time.time() + 900, seen=seen, component=component_read_once()
+    )
+    assert outcome is Outcome.RENEWED
+    record = stored(store)
+    assert (record.nick_name, record.last_push_time) == ("before", 7)  # nothing overwritten
+    assert (record.access_token, record.refresh_token) == ("access-1", "refreshtoken@@@r1")
+    assert record.refresh_lease_owner is None
+    # The two failed preconditions each fell back to one read (the hook's own read aside).
+    assert store.ops.snapshot()[0] - reads == 2 + 1 + 1
+
+
+def test_the_sweeps_component_record_is_read_again_once_its_token_expires(
+    store: FirestoreStore,
+) -> None:
+    [seen] = due_now(store, MERCHANT)
+    expired = component_read_once().but(component_token_expires_at=time.time() - 1)
+    store.modify_component(
+        COMPONENT, lambda r: r.but(authorizer_token_quota_until=time.time() + 600)
+    )
+    wechat = FakeWeChat()
+    outcome = manager(store, wechat).refresh_due(
+        COMPONENT, MERCHANT, time.time() + 900, seen=seen, component=expired
+    )
+    # Read again: the stored record has a 45009 pause, so no call is made.
+    assert (outcome, wechat.calls) == (Outcome.QUOTA_EXCEEDED, [])
+    assert stored(store).refresh_lease_owner is None  # the lease went back

@@ -167,3 +167,63 @@ def test_inbox_entry_round_trips_with_its_ttl_field(store: FirestoreStore) -> No
     stored = store.get_inbox_entry(APPID, "abc")
     assert stored is not None and stored.expire_at == expire
     assert stored == entry.but(expire_at=stored.expire_at)
+
+
+def test_a_write_from_a_snapshot_reads_nothing_and_returns_the_new_version(
+    store: FirestoreStore,
+) -> None:
+    written = store.modify_authorizer(
+        APPID, AUTHORIZER, lambda _: AuthorizerRecord(APPID, AUTHORIZER)
+    )
+    seen = written.record
+    assert seen is not None and seen.version is not None
+    assert "version" not in seen.to_document()  # the store's, not the document's
+    reads, writes = store.ops.snapshot()
+    second = store.modify_authorizer(APPID, AUTHORIZER, lambda r: r and r.but(nick_name="a"), seen)
+    assert second.changed and second.record is not None
+    assert second.record.version is not None and second.record.version > seen.version
+    third = store.modify_authorizer(
+        APPID, AUTHORIZER, lambda r: r and r.but(user_name="gh_a"), second.record
+    )
+    assert store.ops.snapshot() == (reads, writes + 2)
+    assert third.record == store.get_authorizer(APPID, AUTHORIZER)
+    assert third.record is not None and (third.record.nick_name, third.record.user_name) == (
+        "a",
+        "gh_a",
+    )
+
+
+def test_a_write_from_a_stale_snapshot_rereads_and_loses_no_update(store: FirestoreStore) -> None:
+    seen = store.modify_authorizer(
+        APPID, AUTHORIZER, lambda _: AuthorizerRecord(APPID, AUTHORIZER)
+    ).record
+    store.modify_authorizer(APPID, AUTHORIZER, lambda r: r and r.but(nick_name="theirs"))
+    reads, _ = store.ops.snapshot()
+    result = store.modify_authorizer(
+        APPID, AUTHORIZER, lambda r: r and r.but(user_name="ours"), seen
+    )
+    assert result.changed and store.ops.snapshot()[0] == reads + 1  # re-read once
+    stored = store.get_authorizer(APPID, AUTHORIZER)
+    assert stored is not None and (stored.nick_name, stored.user_name) == ("theirs", "ours")
+    assert result.record is not None and result.record.version == stored.version
+
+
+def test_no_change_on_a_snapshot_is_decided_without_a_read(store: FirestoreStore) -> None:
+    seen = store.modify_authorizer(
+        APPID, AUTHORIZER, lambda _: AuthorizerRecord(APPID, AUTHORIZER)
+    ).record
+    reads, writes = store.ops.snapshot()
+    assert not store.modify_authorizer(APPID, AUTHORIZER, lambda r: None, seen).changed
+    assert store.ops.snapshot() == (reads, writes)
+
+
+def test_queried_authorizers_carry_their_snapshots_version(store: FirestoreStore) -> None:
+    written = store.modify_authorizer(
+        APPID,
+        AUTHORIZER,
+        lambda _: AuthorizerRecord(APPID, AUTHORIZER, access_token_expires_at=1.0),
+    ).record
+    assert written is not None
+    [listed] = store.list_authorizers(APPID)
+    [due] = store.due_authorizers(APPID, 2.0)
+    assert listed.version == due.version == written.version
