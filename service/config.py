@@ -32,6 +32,10 @@ ROLES = ("all", "public", "internal")
 # which is never public) takes Google ID tokens: Cloud Run checks the caller's invoker role,
 # and the service verifies the token again against INTERNAL_AUDIENCE and INTERNAL_INVOKERS.
 INTERNAL_AUTHS = ("api_key", "cloud_run_iam")
+# SWEEP_MODE: "inline" renews every due authorizer inside POST /tasks/refresh; "fanout"
+# publishes them in shards to SWEEP_SHARD_TOPIC, pushed to /tasks/refresh-shard on any
+# instance (service.sweep_shards).
+SWEEP_MODES = ("inline", "fanout")
 # Where Google publishes the certificates its ID tokens are signed with (key id to PEM).
 DEFAULT_ID_TOKEN_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 # An email address, not an IAM member ("serviceAccount:<email>"): no colon, space or comma.
@@ -86,6 +90,12 @@ NUMERIC_SETTINGS: tuple[Bound, ...] = (
     Bound("AUTHORIZER_TOKEN_REFRESH_MARGIN", 900, 60, 3600),
     Bound("SWEEP_JITTER", 300, 0, 1800),
     Bound("SWEEP_CONCURRENCY", 16, 1, 256, whole=True),
+    # SWEEP_MODE=fanout: authorizers per shard message. 500 at 50 ms each over 16 threads is
+    # about 2 s of WeChat time, far inside the push subscription's ack deadline (600 s).
+    Bound("SWEEP_SHARD_SIZE", 200, 1, 500, whole=True),
+    # How long a shard is worth retrying (5xx, redelivered); past it, it is acknowledged and
+    # what is left is the next sweep's: below the refresh margin, so tokens stay valid.
+    Bound("SWEEP_SHARD_DEADLINE", 600, 30, 3000),
     # The first pause after 45009, doubled while it repeats.
     Bound("QUOTA_BACKOFF", 300, 1, 3600),
     Bound("PROXY_TIMEOUT", 15, 1, 300),
@@ -183,6 +193,10 @@ class Settings:
     authorizer_token_refresh_margin: float = 900.0
     sweep_jitter: float = 300.0
     sweep_concurrency: int = 16
+    sweep_mode: str = "inline"
+    sweep_shard_topic: str | None = None  # a topic name in GOOGLE_CLOUD_PROJECT, or its path
+    sweep_shard_size: int = 200
+    sweep_shard_deadline: float = 600.0
     quota_backoff: float = 300.0
     proxy_timeout: float = 15.0
     message_publish_deadline: float = 3.0
@@ -247,7 +261,23 @@ class Settings:
             public_rate_limit=_public_rate_limit(env),
             message_routes=_message_routes(env),
             group_open_appid=_group_open_appid(env),
+            **_sweep_mode(env),
         )
+
+
+def _sweep_mode(env: Mapping[str, str]) -> dict[str, Any]:
+    mode = _choice(env, "SWEEP_MODE", SWEEP_MODES)
+    topic = env.get("SWEEP_SHARD_TOPIC", "").strip() or None
+    if mode == "fanout" and topic is None:
+        raise ConfigError(
+            "SWEEP_SHARD_TOPIC is required with SWEEP_MODE=fanout: the Pub/Sub topic the "
+            "sweep's shards are published to"
+        )
+    if topic is not None and not re.fullmatch(
+        r"(projects/[^/\s]+/topics/)?[A-Za-z][\w.~+%-]{2,254}", topic
+    ):
+        raise ConfigError(f"SWEEP_SHARD_TOPIC is not a Pub/Sub topic name or path: {topic[:80]!r}")
+    return {"sweep_mode": mode, "sweep_shard_topic": topic}
 
 
 def _group_open_appid(env: Mapping[str, str]) -> str | None:

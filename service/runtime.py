@@ -32,6 +32,7 @@ from service.release_sends import ReleaseSendPolicy, ReleaseSends
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizationStore
 from service.sweep import RefreshSweep, SweepPolicy
+from service.sweep_shards import ShardPublisher, ShardRunner, SweepProgress
 from service.tickets import TicketKeeper, TicketPolicy
 from service.wechat.client import ComponentClient
 from service.wechat.crypto import MessageCrypto
@@ -129,6 +130,49 @@ class Runtime:
                 concurrency=settings.sweep_concurrency,
             ),
             self.release_sends,
+            fanout=self.shard_publisher,
+        )
+
+    def _firestore(self, what: str) -> FirestoreStore:
+        store = self.store
+        if not isinstance(store, FirestoreStore):
+            raise RuntimeError(f"{what} needs the Firestore store")
+        return store
+
+    @cached_property
+    def sweep_progress(self) -> SweepProgress:
+        """sweeps/<id>: the fanned-out sweeps' progress (service.sweep_shards)."""
+        return SweepProgress(self._firestore("SWEEP_MODE=fanout"))
+
+    @cached_property
+    def shard_publisher(self) -> ShardPublisher | None:
+        """SWEEP_MODE=fanout: the sweep's shards to SWEEP_SHARD_TOPIC; None inline."""
+        settings = self.settings
+        topic = settings.sweep_shard_topic
+        if settings.sweep_mode != "fanout" or topic is None:
+            return None
+        if not topic.startswith("projects/"):
+            topic = f"projects/{settings.google_cloud_project}/topics/{topic}"
+        return ShardPublisher(
+            self._firestore("SWEEP_MODE=fanout"),
+            self.sweep_progress,
+            # Off WeChat's 5 s path: a longer wait, and no batching wait per shard.
+            Publisher(deadline=10.0, max_latency=0.0),
+            topic,
+            settings.sweep_shard_size,
+            settings.sweep_shard_deadline,
+        )
+
+    @cached_property
+    def shard_runner(self) -> ShardRunner:
+        """Renews the shards pushed to /tasks/refresh-shard (one pool per process)."""
+        settings = self.settings
+        return ShardRunner(
+            self._firestore("POST /tasks/refresh-shard"),
+            self.authorizer_tokens,
+            self.sweep_progress,
+            settings.sweep_concurrency,
+            settings.sweep_jitter,
         )
 
     @cached_property

@@ -28,6 +28,7 @@ from service.component_token import Outcome as ComponentOutcome
 from service.log_events import AUTHORIZER_REFRESH_FAILED, SWEEP_DONE
 from service.release_sends import ReleaseSends
 from service.store.records import AuthorizationStore, AuthorizerRecord, StoreError
+from service.sweep_shards import ShardPublisher, finish_if_done
 from service.tickets import TicketKeeper
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class SweepReport:
     quota_exceeded: int = 0
     seconds: float = 0.0
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # SWEEP_MODE=fanout: the sweep's id and the shards published (their outcomes come
+    # later, in sweeps/<id>: GET /healthz shows them).
+    sweep_id: str | None = None
+    shards: int | None = None
 
     def count(self, outcome: Outcome, n: int = 1) -> None:
         name = _REPORTED[outcome]
@@ -83,6 +88,7 @@ class RefreshSweep:
         policy: SweepPolicy = SweepPolicy(),
         release_sends: ReleaseSends | None = None,
         clock: Callable[[], float] = time.time,
+        fanout: ShardPublisher | None = None,
     ) -> None:
         self.store = store
         self.tickets = tickets
@@ -91,18 +97,33 @@ class RefreshSweep:
         self.policy = policy
         self.release_sends = release_sends
         self.clock = clock
+        self.fanout = fanout
 
     def run(self, appids: Iterable[str]) -> SweepReport:
         started = time.monotonic()
         report = SweepReport()
+        if self.fanout is not None:
+            try:
+                report.sweep_id = self.fanout.begin()
+            except StoreError as exc:
+                report.failed += 1
+                log.error("refresh sweep: cannot start", extra={"error": str(exc)})
+                return report
+            report.shards = 0
         for appid in appids:
             detail: dict[str, Any] = {"ticket_push_requested": False}
             report.components[appid] = detail
             if self._component(appid, report, detail):
-                detail["authorizers"] = self._authorizers(appid, report)
+                if self.fanout is None:
+                    detail["authorizers"] = self._authorizers(appid, report)
+                else:
+                    detail["authorizers"] = self._publish(appid, report)
             if self.release_sends is not None:
                 detail["release_sends"] = self._release_sends(appid)
         report.seconds = round(time.monotonic() - started, 3)
+        if self.fanout is not None:
+            self._published(report)
+            return report
         log.info(
             "refresh sweep done",
             extra={
@@ -116,6 +137,47 @@ class RefreshSweep:
             },
         )
         return report
+
+    def _publish(self, component_appid: str, report: SweepReport) -> dict[str, int]:
+        """Fanout: the due authorizers in shards to the topic (service.sweep_shards)."""
+        assert self.fanout is not None and report.sweep_id is not None
+        policy = self.policy
+        before = self.clock() + policy.margin + policy.jitter
+        published = self.fanout.publish(report.sweep_id, component_appid, before, policy.margin)
+        report.shards = (report.shards or 0) + published["shards"]
+        if published["unpublished"] or published.get("failed"):
+            report.failed += 1  # 503: Cloud Scheduler tries again
+        return published
+
+    def _published(self, report: SweepReport) -> None:
+        """Fanout: publishing is over; the sweep is done once every shard is."""
+        assert self.fanout is not None and report.sweep_id is not None
+        unpublished = sum(
+            d.get("authorizers", {}).get("unpublished", 0) for d in report.components.values()
+        )
+        try:
+            self.fanout.progress.published(
+                report.sweep_id,
+                report.shards or 0,
+                Counter(unpublished=unpublished),
+            )
+            finish_if_done(self.fanout.progress, report.sweep_id)
+        except StoreError as exc:
+            report.failed += 1
+            log.error(
+                "refresh sweep: progress not written",
+                extra={"sweep_id": report.sweep_id, "error": str(exc)},
+            )
+        log.info(
+            "refresh sweep published",
+            extra={
+                "sweep_id": report.sweep_id,
+                "shards": report.shards,
+                "unpublished": unpublished,
+                "component_failed": report.failed,
+                "seconds": report.seconds,
+            },
+        )
 
     def _component(self, appid: str, report: SweepReport, detail: dict[str, Any]) -> bool:
         """The ticket watchdog and the component token; False if the token is unavailable."""
@@ -154,7 +216,8 @@ class RefreshSweep:
         policy = self.policy
         try:
             due = self.store.due_authorizers(component_appid, now + policy.margin + policy.jitter)
-            paused = self.store.get_component(component_appid).authorizer_token_paused_until(now)
+            component = self.store.get_component(component_appid)  # once per sweep
+            paused = component.authorizer_token_paused_until(now)
         except StoreError as exc:
             report.failed += 1
             log.error(
@@ -183,7 +246,7 @@ class RefreshSweep:
                 return Outcome.SKIPPED
             try:
                 outcome = self.authorizer_tokens.refresh_due(
-                    component_appid, record.appid, due_before
+                    component_appid, record.appid, due_before, seen=record, component=component
                 )
             except StoreError as exc:
                 log.error(

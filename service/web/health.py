@@ -60,7 +60,19 @@ def healthz() -> Response | tuple[Response, int]:
         and not c["ticket_stale"]
         for c in components.values()
     )
-    return jsonify(status="ok" if healthy else "degraded", components=components)
+    extra: dict[str, Any] = {}
+    if rt.settings.sweep_mode == "fanout":
+        extra["sweep"] = _last_sweep()
+    return jsonify(status="ok" if healthy else "degraded", components=components, **extra)
+
+
+def _last_sweep() -> dict[str, Any] | None:
+    """The last fanned-out sweep: its id, shards done and pending, counts by outcome."""
+    try:
+        state = runtime().sweep_progress.latest()
+    except StoreError as exc:
+        return {"error": str(exc)}
+    return None if state is None else state.to_json()
 
 
 @bp.get("/readyz")

@@ -236,6 +236,8 @@ NUMERIC = [
     ("AUTHORIZER_TOKEN_REFRESH_MARGIN", "authorizer_token_refresh_margin", 60, 3600),
     ("SWEEP_JITTER", "sweep_jitter", 0, 1800),
     ("SWEEP_CONCURRENCY", "sweep_concurrency", 1, 256),
+    ("SWEEP_SHARD_SIZE", "sweep_shard_size", 1, 500),
+    ("SWEEP_SHARD_DEADLINE", "sweep_shard_deadline", 30, 3000),
     ("QUOTA_BACKOFF", "quota_backoff", 1, 3600),
     ("PROXY_TIMEOUT", "proxy_timeout", 1, 300),
     ("MESSAGE_PUBLISH_DEADLINE", "message_publish_deadline", 0.5, 4),
@@ -243,7 +245,7 @@ NUMERIC = [
     ("PUSH_LOG_FLUSH_INTERVAL", "push_log_flush_interval", 1, 3600),
     ("PUSH_LOG_MESSAGES", "push_log_messages", 10, 500),
 ]
-WHOLE = {"SWEEP_CONCURRENCY", "PUSH_LOG_MESSAGES"}
+WHOLE = {"SWEEP_CONCURRENCY", "SWEEP_SHARD_SIZE", "PUSH_LOG_MESSAGES"}
 
 
 def _bad_values(name: str, low: int, high: int) -> list[str]:
@@ -308,3 +310,17 @@ def test_every_numeric_setting_is_in_the_table() -> None:
         if f.type in ("float", "int") and f.name != "max_body_bytes"
     }
     assert numeric == {field for _, field, _, _ in NUMERIC}
+
+
+def test_sweep_mode_fanout_needs_its_topic() -> None:
+    assert Settings.from_env(PER_VARIABLE).sweep_mode == "inline"
+    with pytest.raises(ConfigError, match="SWEEP_SHARD_TOPIC is required"):
+        Settings.from_env({**PER_VARIABLE, "SWEEP_MODE": "fanout"})
+    with pytest.raises(ConfigError, match="SWEEP_MODE must be one of inline, fanout"):
+        Settings.from_env({**PER_VARIABLE, "SWEEP_MODE": "sharded"})
+    with pytest.raises(ConfigError, match="not a Pub/Sub topic"):
+        Settings.from_env({**PER_VARIABLE, "SWEEP_MODE": "fanout", "SWEEP_SHARD_TOPIC": "a b"})
+    for topic in ("sweep-shards", "projects/p-1/topics/sweep-shards"):
+        env = {**PER_VARIABLE, "SWEEP_MODE": "fanout", "SWEEP_SHARD_TOPIC": topic}
+        settings = Settings.from_env(env)
+        assert (settings.sweep_mode, settings.sweep_shard_topic) == ("fanout", topic)
