@@ -30,12 +30,14 @@ from infra.public_domain import PublicEntry  # noqa: E402
 from infra.refresh_schedule import RefreshSchedule  # noqa: E402
 from infra.registry import ImageRegistry  # noqa: E402
 from infra.services import GatewayServices, deterministic_url  # noqa: E402
+from infra.sweep_queue import ShardDelivery, ShardTopic  # noqa: E402
 from infra.urls import AuthorizationUrls, public_base_url  # noqa: E402
 
 config = read_config()
 names = ResourceNames(config.name_prefix)
 
-apis = ProjectApis("apis", config.project, extra=[PUBSUB_API] if config.message_topics else [])
+# Pub/Sub carries the fan-out sweep's shards, and the message routes' pushes if any.
+apis = ProjectApis("apis", config.project, extra=[PUBSUB_API])
 registry = ImageRegistry("registry", config, depends_on=[apis])
 database = FirestoreDatabase("firestore", config, depends_on=[apis])
 accounts = ServiceAccounts("accounts", config, depends_on=[apis])
@@ -57,6 +59,15 @@ pulumi.export("image_repository", registry.url)
 pulumi.export("runtime_service_account", accounts.runtime.email)
 
 # Pub/Sub delivery is foundation too: the topics are there before the service publishes.
+shards = ShardTopic(
+    "sweep-shards",
+    config,
+    runtime_account=accounts.runtime,
+    project_number=project_number,
+    depends_on=[apis],
+)
+pulumi.export("sweep_shard_topic", shards.topic.id)
+pulumi.export("sweep_dead_letter_subscription", shards.dead_letter_subscription.id)
 messaging: MessageDelivery | None = None
 if config.message_topics:
     messaging = MessageDelivery(
@@ -118,8 +129,19 @@ else:
             *secrets.access_grants,
             *accounts.runtime_project_roles,
             *(messaging.publisher_grants if messaging else []),
+            shards.publisher_grant,
         ],
     )
+    # The sweep's shards, pushed to the internal service with the push account's token.
+    sweep_delivery = ShardDelivery(
+        "sweep-delivery",
+        config,
+        shards=shards,
+        internal_service=services.internal,
+        audience=services.internal_audience,
+        depends_on=[apis],
+    )
+    pulumi.export("sweep_push_account", sweep_delivery.account.email)
     if config.public_domain is not None:
         # The load balancer and Cloud Armor in front of the public service.
         entry = PublicEntry(
@@ -142,7 +164,8 @@ else:
         config,
         metrics=log_metrics,
         dead_letter_subscriptions=[
-            names.dead_letter_subscription(topic) for topic in config.message_topics
+            *(names.dead_letter_subscription(topic) for topic in config.message_topics),
+            names.dead_letter_subscription(names.shard_topic),
         ],
         depends_on=[apis],
     )

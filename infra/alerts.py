@@ -149,7 +149,10 @@ No refresh sweep finished in 15 minutes, so tokens are not being renewed and wil
 
 1. In Cloud Scheduler, check the stack's `scheduler_job`: is it enabled, and what did its
    last runs answer (a 401/403 is an IAM problem, a 5xx or a timeout is the service)?
-2. Check the internal service's logs for POST /tasks/refresh.
+2. Check the internal service's logs for POST /tasks/refresh, and (the sweep fans out:
+   SWEEP_MODE=fanout) for POST /tasks/refresh-shard: the sweep is done once its last shard
+   is. Shards that keep failing end in the `sweep_dead_letter_subscription` output (the
+   "Messages were dead-lettered" alert).
 """,
     ),
 )
@@ -170,6 +173,15 @@ incident names the subscription (`<topic>-dead-letter`; the stack's
    granted `roles/run.invoker` on the endpoint's Cloud Run service?
 3. Once it is fixed, publish the messages again to the route's topic (their `dedup_key` lets
    the subscriber drop any it already has), then acknowledge them here.
+
+For `<prefix>-refresh-shards-dead-letter` (the `sweep_dead_letter_subscription` output), a
+shard of the refresh sweep failed 5 deliveries to the internal service's
+`/tasks/refresh-shard`. No token is lost with it: its authorizers stay due and every sweep
+publishes them again, but while the cause lasts they are renewed only by token requests.
+Read the internal service's logs for POST /tasks/refresh-shard (a 401/403 is the
+`sweep_push_account` output's roles/run.invoker or INTERNAL_INVOKERS; a timeout is a shard
+longer than `sweep_ack_deadline`: lower `sweep_shard_size`), then acknowledge the shards:
+`gcloud pubsub subscriptions pull <subscription> --auto-ack --limit=100`.
 """
 
 

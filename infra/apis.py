@@ -19,7 +19,7 @@ REQUIRED_APIS = (
     "logging.googleapis.com",  # log-based metrics
     "monitoring.googleapis.com",  # alert policies and notification channels
 )
-# Enabled only when a route publishes to Pub/Sub (message_routes).
+# Always: the fan-out sweep's shards (infra/sweep_queue.py), and message_routes' topics.
 PUBSUB_API = "pubsub.googleapis.com"
 
 

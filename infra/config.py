@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from service.config import NUMERIC_SETTINGS
 from service.routes import RouteError, parse_routes
 from service.wechat.accounts import APPID_PATTERN
 
@@ -134,6 +135,10 @@ PLAIN_KEYS = (
     "message_routes",
     "message_subscriptions",
     "group_open_appid",
+    "sweep_max_instances",
+    "sweep_concurrency",
+    "sweep_shard_size",
+    "sweep_ack_deadline",
 )
 DEFAULT_SCHEDULE = "*/5 * * * *"
 # The public service keeps one instance warm: WeChat waits 5 s for a push's answer, and a
@@ -156,6 +161,24 @@ DEFAULT_DATABASE = "(default)"
 # in the same minute, and still stops one address from flooding every instance at once.
 DEFAULT_AUTHORIZE_RATE_LIMIT = 120
 AUTHORIZE_RATE_LIMIT_MAX = 1_000_000  # Cloud Armor's largest throttle count
+
+# The fan-out sweep (infra/sweep_queue.py): the scheduler's sweep publishes the due
+# authorizers in shards to `<prefix>-refresh-shards`, which Pub/Sub pushes to the internal
+# service's /tasks/refresh-shard, one shard a request.
+# Authorizers a shard holds (SWEEP_SHARD_SIZE); each process renews SWEEP_CONCURRENCY at a
+# time, over all the shards it handles: the service's own defaults and bounds.
+_SERVICE_BOUNDS = {bound.name: bound for bound in NUMERIC_SETTINGS}
+DEFAULT_SWEEP_SHARD_SIZE = int(_SERVICE_BOUNDS["SWEEP_SHARD_SIZE"].default)
+SWEEP_SHARD_SIZE_MAX = int(_SERVICE_BOUNDS["SWEEP_SHARD_SIZE"].high)
+DEFAULT_SWEEP_CONCURRENCY = int(_SERVICE_BOUNDS["SWEEP_CONCURRENCY"].default)
+SWEEP_CONCURRENCY_MAX = int(_SERVICE_BOUNDS["SWEEP_CONCURRENCY"].high)
+# Seconds a shard's push may take before Pub/Sub delivers it again (Pub/Sub's ceiling is
+# 600 s): 200 authorizers at 16 at a time and WeChat's 50-200 ms take 1-3 s, so 600 s is a
+# stalled instance's, never a slow WeChat's. A shard delivered twice is harmless: each
+# authorizer's lease (service/leases.py) lets one refresher act.
+DEFAULT_SWEEP_ACK_DEADLINE = 600
+SWEEP_ACK_DEADLINE_MIN = 10
+SWEEP_ACK_DEADLINE_MAX = 600
 
 # Pub/Sub delivery (message_routes, message_subscriptions).
 # Each route topic gets "<topic>-dead-letter" (a topic and the subscription that keeps its
@@ -272,6 +295,12 @@ class GatewayConfig:
     # Scene 2: the open platform account all the group's accounts belong to
     # (GROUP_OPEN_APPID on the internal service); None: no group.
     group_open_appid: str | None = None
+    # The fan-out sweep: the internal service's instance ceiling (the sweep's fleet),
+    # SWEEP_CONCURRENCY, SWEEP_SHARD_SIZE and the shard subscription's ack deadline.
+    sweep_max_instances: int = DEFAULT_MAX_INSTANCES
+    sweep_concurrency: int = DEFAULT_SWEEP_CONCURRENCY
+    sweep_shard_size: int = DEFAULT_SWEEP_SHARD_SIZE
+    sweep_ack_deadline: int = DEFAULT_SWEEP_ACK_DEADLINE
 
     @property
     def concurrency(self) -> int:
@@ -402,15 +431,53 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
             _set("max_instances", str(DEFAULT_MAX_INSTANCES)),
         )
     internal_min = _integer(raw, "internal_min_instances", DEFAULT_INTERNAL_MIN_INSTANCES, problems)
-    for key, least in (("min_instances", min_instances), ("internal_min_instances", internal_min)):
+    # The internal service's ceiling: the fleet the fan-out sweep may spread over.
+    sweep_max = _integer(
+        raw, "sweep_max_instances", max_instances or DEFAULT_MAX_INSTANCES, problems
+    )
+    if sweep_max is not None and not 1 <= sweep_max <= MAX_INSTANCES_LIMIT:
+        problems.invalid(
+            "sweep_max_instances",
+            f"must be from 1 to {MAX_INSTANCES_LIMIT} (the internal service's instances), "
+            f"got {sweep_max}",
+            _set("sweep_max_instances", str(DEFAULT_MAX_INSTANCES)),
+        )
+        sweep_max = None
+    for key, least, most, most_key in (
+        ("min_instances", min_instances, max_instances, "max_instances"),
+        ("internal_min_instances", internal_min, sweep_max, "sweep_max_instances"),
+    ):
         if least is not None and least < 0:
             problems.invalid(key, f"must not be negative, got {least}", _set(key, "0"))
-        elif least is not None and max_instances is not None and least > max_instances:
-            problems.invalid(
-                key,
-                f"{least} is more than max_instances ({max_instances})",
-                _set(key, str(max_instances)),
-            )
+        elif least is not None and most is not None and least > most:
+            problems.invalid(key, f"{least} is more than {most_key} ({most})", _set(key, str(most)))
+    sweep_concurrency = _bounded(
+        raw,
+        "sweep_concurrency",
+        DEFAULT_SWEEP_CONCURRENCY,
+        1,
+        SWEEP_CONCURRENCY_MAX,
+        "authorizers an instance renews at a time (SWEEP_CONCURRENCY)",
+        problems,
+    )
+    sweep_shard_size = _bounded(
+        raw,
+        "sweep_shard_size",
+        DEFAULT_SWEEP_SHARD_SIZE,
+        1,
+        SWEEP_SHARD_SIZE_MAX,
+        "authorizers a shard holds (SWEEP_SHARD_SIZE)",
+        problems,
+    )
+    sweep_ack_deadline = _bounded(
+        raw,
+        "sweep_ack_deadline",
+        DEFAULT_SWEEP_ACK_DEADLINE,
+        SWEEP_ACK_DEADLINE_MIN,
+        SWEEP_ACK_DEADLINE_MAX,
+        "seconds a shard's push may take before Pub/Sub delivers it again (Pub/Sub's range)",
+        problems,
+    )
 
     workers = _integer(raw, "workers", DEFAULT_WORKERS, problems)
     threads = _integer(raw, "threads", DEFAULT_THREADS, problems)
@@ -505,6 +572,8 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         raise ConfigError(problems.lines)
     assert project and region and min_instances is not None and max_instances is not None
     assert internal_min is not None and workers is not None and threads is not None
+    assert sweep_max is not None and sweep_concurrency is not None
+    assert sweep_shard_size is not None and sweep_ack_deadline is not None
     return GatewayConfig(
         project=project,
         region=region,
@@ -530,6 +599,10 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         message_topics=message_topics,
         message_subscriptions=subscriptions,
         group_open_appid=group_open_appid,
+        sweep_max_instances=sweep_max,
+        sweep_concurrency=sweep_concurrency,
+        sweep_shard_size=sweep_shard_size,
+        sweep_ack_deadline=sweep_ack_deadline,
     )
 
 
@@ -971,6 +1044,25 @@ def _integer(raw: Mapping[str, Any], key: str, default: int, problems: _Problems
         return int(text)
     problems.invalid(key, f"{text!r} is not a whole number", _set(key, str(default)))
     return None
+
+
+def _bounded(
+    raw: Mapping[str, Any],
+    key: str,
+    default: int,
+    low: int,
+    high: int,
+    meaning: str,
+    problems: _Problems,
+) -> int | None:
+    """A whole-number key from ``low`` to ``high``; None after reporting a problem."""
+    value = _integer(raw, key, default, problems)
+    if value is not None and not low <= value <= high:
+        problems.invalid(
+            key, f"must be from {low} to {high}: {meaning}, got {value}", _set(key, str(default))
+        )
+        return None
+    return value
 
 
 def _is_hostname(value: str) -> bool:

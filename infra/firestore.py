@@ -82,6 +82,9 @@ TTL_COLLECTION_GROUPS = (
     "push_log_batches",
     "console_audit",
     "console_quota_resets",
+    # The fan-out sweep's progress (service/sweep_shards.py): sweeps/<id>, its shard markers.
+    "sweeps",
+    "shards",
 )
 
 

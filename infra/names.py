@@ -33,6 +33,16 @@ class ResourceNames:
         return f"{self.prefix}-scheduler"
 
     @property
+    def sweep_push_account(self) -> str:
+        """Whose ID token Pub/Sub sends with each shard push (at most 20 characters)."""
+        return f"{self.prefix}-sweep"
+
+    @property
+    def shard_topic(self) -> str:
+        """The fan-out sweep's shards of due authorizers (and its push subscription's id)."""
+        return f"{self.prefix}-refresh-shards"
+
+    @property
     def public_service(self) -> str:
         return f"{self.prefix}-public"
 

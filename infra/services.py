@@ -38,6 +38,12 @@ PROBE_PERIOD = 3  # seconds between tries, and each try's timeout
 PROBE_FAILURES = 40  # 2 minutes before Cloud Run gives the instance up
 MEMORY_PER_WORKER_MIB = 512
 MESSAGE_ROUTES_VAR = "MESSAGE_ROUTES"  # read by service/config.py with service.routes
+# The fan-out sweep's settings, as service/config.py names them.
+SWEEP_MODE_VAR = "SWEEP_MODE"
+SWEEP_MODE_FANOUT = "fanout"
+SWEEP_SHARD_TOPIC_VAR = "SWEEP_SHARD_TOPIC"
+SWEEP_SHARD_SIZE_VAR = "SWEEP_SHARD_SIZE"
+SWEEP_CONCURRENCY_VAR = "SWEEP_CONCURRENCY"
 INGRESS = {
     "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
     "all": "INGRESS_TRAFFIC_ALL",
@@ -51,6 +57,7 @@ class ServiceShape:
     ingress: str
     timeout: str
     min_instances: int
+    max_instances: int
 
 
 def service_shapes(config: GatewayConfig) -> tuple[ServiceShape, ServiceShape]:
@@ -58,15 +65,22 @@ def service_shapes(config: GatewayConfig) -> tuple[ServiceShape, ServiceShape]:
     return (
         # WeChat waits 5 s for a push's answer; a merchant's callback is one exchange.
         ServiceShape(
-            "public", names.public_service, public_ingress(config), "60s", config.min_instances
+            "public",
+            names.public_service,
+            public_ingress(config),
+            "60s",
+            config.min_instances,
+            config.max_instances,
         ),
-        # The refresh sweep may run for minutes.
+        # The refresh sweep may run for minutes; its shards spread over up to
+        # sweep_max_instances instances (infra/sweep_queue.py).
         ServiceShape(
             "internal",
             names.internal_service,
             INGRESS[config.internal_ingress],
             "900s",
             config.internal_min_instances,
+            config.sweep_max_instances,
         ),
     )
 
@@ -98,6 +112,12 @@ def startup_probe() -> gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs:
     )
 
 
+def shard_topic_path(config: GatewayConfig) -> str:
+    """The shard topic's full path, known before the topic exists (SWEEP_SHARD_TOPIC)."""
+    topic = ResourceNames(config.name_prefix).shard_topic
+    return f"projects/{config.project}/topics/{topic}"
+
+
 def deterministic_url(service_name: str, project_number: str, region: str) -> str:
     """Cloud Run's URL for a service, known before the service exists (no dependency cycle)."""
     return f"https://{service_name}-{project_number}.{region}.run.app"
@@ -120,9 +140,18 @@ def scheduler_email(config: GatewayConfig) -> str:
     return f"{account}@{config.project}.iam.gserviceaccount.com"
 
 
+def sweep_push_email(config: GatewayConfig) -> str:
+    """The email of the account whose ID token each shard push carries (sweep_queue.py)."""
+    account = ResourceNames(config.name_prefix).sweep_push_account
+    return f"{account}@{config.project}.iam.gserviceaccount.com"
+
+
 def invoker_emails(config: GatewayConfig) -> list[str]:
-    """Whose ID tokens the internal service accepts: the scheduler's, then the invokers'."""
-    return list(dict.fromkeys([scheduler_email(config), *config.invoker_emails]))
+    """Whose ID tokens the internal service accepts: the scheduler's, the shard pushes',
+    then the invokers'."""
+    return list(
+        dict.fromkeys([scheduler_email(config), sweep_push_email(config), *config.invoker_emails])
+    )
 
 
 def service_env(
@@ -160,6 +189,12 @@ def service_env(
         if config.console_operators:
             # Who may open /console through `gcloud run services proxy`.
             env.append(Env(name="CONSOLE_OPERATORS", value=",".join(config.console_operators)))
+        # The fan-out sweep: the scheduler's sweep publishes shards of due authorizers to the
+        # shard topic; Pub/Sub pushes each to /tasks/refresh-shard (infra/sweep_queue.py).
+        env.append(Env(name=SWEEP_MODE_VAR, value=SWEEP_MODE_FANOUT))
+        env.append(Env(name=SWEEP_SHARD_TOPIC_VAR, value=shard_topic_path(config)))
+        env.append(Env(name=SWEEP_SHARD_SIZE_VAR, value=str(config.sweep_shard_size)))
+        env.append(Env(name=SWEEP_CONCURRENCY_VAR, value=str(config.sweep_concurrency)))
         if config.group_open_appid is not None:
             # Scene 2's report and bind-unbound (service/open_account_group.py).
             env.append(Env(name="GROUP_OPEN_APPID", value=config.group_open_appid))
@@ -214,7 +249,7 @@ class GatewayServices(pulumi.ComponentResource):
                     timeout=shape.timeout,
                     scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
                         min_instance_count=shape.min_instances,
-                        max_instance_count=config.max_instances,
+                        max_instance_count=shape.max_instances,
                     ),
                     # Cloud Run's default, 80, would queue 80 requests on 8 threads, against
                     # WeChat's 5 s: one request per gunicorn thread.

@@ -86,6 +86,16 @@ class Registration:
     import_id: str = ""  # adopted from the cloud rather than created
 
 
+# The fan-out sweep's queue (infra/sweep_queue.py), there in every stack: tests of the
+# message routes' delivery set its resources aside (tests/infra/test_sweep_queue.py has them).
+SWEEP_QUEUE_COMPONENTS = ("wcg:gateway:ShardTopic", "wcg:gateway:ShardDelivery")
+
+
+def in_sweep_queue(resource: Registration) -> bool:
+    """The queue's components and their children (a child's URN names its parent's type)."""
+    return any(component in resource.urn for component in SWEEP_QUEUE_COMPONENTS)
+
+
 @dataclass
 class Deployment:
     """Everything one run of the program did."""
@@ -97,6 +107,14 @@ class Deployment:
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
+
+    def outside_sweep_queue(self, type_: str | None = None) -> list[Registration]:
+        """The resources (of ``type_``) that are not the fan-out sweep's queue."""
+        return [
+            r
+            for r in self.resources
+            if (type_ is None or r.type == type_) and not in_sweep_queue(r)
+        ]
 
     def one(
         self, type_: str, predicate: Callable[[Registration], bool] = lambda r: True

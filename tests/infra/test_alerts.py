@@ -65,7 +65,7 @@ def _condition(policy_inputs: dict[str, Any]) -> dict[str, Any]:
 
 def test_one_policy_per_metric(deployment: Deployment) -> None:
     policies = deployment.of_type(POLICY)
-    assert len(policies) == len(LOG_ALERTS)
+    assert len(policies) == len(LOG_ALERTS) + 1  # and the dead letters (the sweep's shards)
     channel = deployment.one(CHANNEL)
     assert channel.inputs["type"] == "email"
     assert channel.inputs["labels"] == {"email_address": "ops@example.com"}
@@ -115,7 +115,7 @@ def test_no_channel_without_alert_email() -> None:
     run = run_program(base_config(alert_email=None))
     assert run.of_type(CHANNEL) == []
     policies = run.of_type(POLICY)
-    assert len(policies) == len(LOG_ALERTS)
+    assert len(policies) == len(LOG_ALERTS) + 1  # and the dead letters (the sweep's shards)
     for policy in policies:
         assert not policy.inputs.get("notificationChannels")
 

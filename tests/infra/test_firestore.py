@@ -7,11 +7,12 @@ in the service, or dropping an index in infra, fails a test.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import fields
 
 import pytest
 
-from service import console_store
+from service import console_store, sweep_shards
 from service.store import firestore as store
 from service.store.records import AuthorizerRecord, CodeExchange, InboxEntry, ReleaseSend
 from tests.infra.pulumi_mocks import GCP_PROJECT, REGION, Deployment, base_config, run_program
@@ -110,9 +111,21 @@ def test_indexed_fields_exist_on_the_authorizer_record(
     assert {name for name, _ in index_fields} <= field_names(AuthorizerRecord)
 
 
+# Written as plain documents (no record class), each with expire_at (SWEEP_TTL).
+SWEEP_PROGRESS = (sweep_shards.SWEEPS, sweep_shards.SHARDS)
+
+
+def test_the_sweep_s_progress_expires() -> None:
+    source = inspect.getsource(sweep_shards)
+    assert '"expire_at":' in source and "SWEEP_TTL" in source
+    assert SWEEP_PROGRESS == ("sweeps", "shards")
+
+
 def test_ttl_policies(deployment: Deployment) -> None:
     ttl = {f.inputs["collection"]: f for f in deployment.of_type(FIELD)}
-    assert set(ttl) == set(TTL_RECORDS)
+    assert set(ttl) == set(TTL_RECORDS) | set(SWEEP_PROGRESS)
+    for collection in SWEEP_PROGRESS:
+        assert ttl[collection].inputs["field"] == "expire_at"
     for collection, record in TTL_RECORDS.items():
         policy = ttl[collection]
         assert policy.inputs["field"] == "expire_at"

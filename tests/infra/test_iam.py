@@ -17,6 +17,9 @@ INTERNAL = "wcg-dev-internal"
 RUNTIME = f"serviceAccount:wcg-dev-runtime@{GCP_PROJECT}.iam.gserviceaccount.com"
 SCHEDULER = f"serviceAccount:wcg-dev-scheduler@{GCP_PROJECT}.iam.gserviceaccount.com"
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+SHARD_TOPIC = "wcg-dev-refresh-shards"
+SWEEP_PUSH_EMAIL = f"wcg-dev-sweep@{GCP_PROJECT}.iam.gserviceaccount.com"
+SWEEP_PUSH = f"serviceAccount:{SWEEP_PUSH_EMAIL}"
 PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 ROUTE_TOPICS = {"wechat-events", "wechat-messages"}
 
@@ -116,10 +119,13 @@ def test_runtime_account_roles_are_minimal(deployment: Deployment, messaging: De
         secret_grants = [g for g in grants if grant_target(g)[0] == "secret"]
         assert {g.inputs["role"] for g in secret_grants} == {"roles/secretmanager.secretAccessor"}
         assert {g.inputs["secretId"] for g in secret_grants} == own_secrets  # each, only those
-        # Publishing to the route topics, each, and to nothing else (not the dead letters).
+        # Publishing to the route topics and the sweep's shard topic, each, and to nothing
+        # else (not the dead letters).
         topic_grants = [g for g in grants if grant_target(g)[0] == "topic"]
         assert {g.inputs["role"] for g in topic_grants} <= {"roles/pubsub.publisher"}
-        assert sorted(g.inputs["topic"] for g in topic_grants) == sorted(route_topics)
+        assert sorted(g.inputs["topic"] for g in topic_grants) == sorted(
+            {*route_topics, SHARD_TOPIC}
+        )
         assert len(grants) == len(project_roles) + len(secret_grants) + len(topic_grants), [
             g.name for g in grants
         ]
@@ -158,7 +164,9 @@ def test_push_accounts_are_granted_nothing(messaging: Deployment) -> None:
     assert emails
     for grant in iam_resources(messaging):
         assert not {f"serviceAccount:{e}" for e in emails} & members(grant), grant.name
-        if grant_target(grant)[0] == "service-account":
+        if grant_target(grant)[0] == "service-account" and SWEEP_PUSH_EMAIL not in str(
+            grant.inputs["serviceAccountId"]
+        ):
             assert grant.inputs["role"] == "roles/iam.serviceAccountTokenCreator"
             assert grant.inputs["serviceAccountId"].rsplit("/", 1)[1] in emails
             assert members(grant) == {PUBSUB_AGENT}
@@ -176,8 +184,8 @@ def test_internal_invokers_are_granted_only_run_invoker_on_internal(
             if g.inputs["role"] == "roles/run.invoker"
         }
 
-    assert invokers_of_internal(deployment) == {SCHEDULER}
-    assert invokers_of_internal(with_domain) == {SCHEDULER, ORDERS, OPS}
+    assert invokers_of_internal(deployment) == {SCHEDULER, SWEEP_PUSH}
+    assert invokers_of_internal(with_domain) == {SCHEDULER, SWEEP_PUSH, ORDERS, OPS}
     for grant in iam_resources(with_domain):
         if members(grant) & {ORDERS, OPS}:
             assert grant_target(grant) == ("run-service", INTERNAL)

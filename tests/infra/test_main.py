@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from infra.apis import REQUIRED_APIS
+from infra.apis import PUBSUB_API, REQUIRED_APIS
 from service.web import ROLE_PREFIXES
 from service.web.authorization_events_url import bp as events_blueprint
 from service.web.authorize import bp as authorize_blueprint
@@ -24,7 +24,14 @@ from tests.infra.pulumi_mocks import (
 )
 
 DETERMINISTIC_BASE = f"https://wcg-dev-public-{PROJECT_NUMBER}.{REGION}.run.app"
-FOUNDATION_OUTPUTS = {"egress_ip", "image_repository", "runtime_service_account"}
+FOUNDATION_OUTPUTS = {
+    "egress_ip",
+    "image_repository",
+    "runtime_service_account",
+    # The sweep's shard topic is there before the service publishes (infra/sweep_queue.py).
+    "sweep_shard_topic",
+    "sweep_dead_letter_subscription",
+}
 APP_TYPES = {
     "gcp:cloudrunv2/service:Service",
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
@@ -159,7 +166,8 @@ def test_an_image_by_tag_is_warned_of() -> None:
 
 def test_apis_are_enabled_and_kept(deployment: Deployment) -> None:
     apis = deployment.of_type("gcp:projects/service:Service")
-    assert {a.inputs["service"] for a in apis} == set(REQUIRED_APIS)
+    # Pub/Sub always: the fan-out sweep's shards go through it.
+    assert {a.inputs["service"] for a in apis} == {*REQUIRED_APIS, PUBSUB_API}
     for api in apis:
         assert api.inputs["disableOnDestroy"] is False
     for needed in ("run", "firestore", "cloudscheduler", "secretmanager", "artifactregistry"):

@@ -40,7 +40,11 @@ def path(kind: str, name: str) -> str:
 
 
 def push_subscriptions(run: Deployment) -> dict[str, Registration]:
-    return {s.inputs["name"]: s for s in run.of_type(SUBSCRIPTION) if "pushConfig" in s.inputs}
+    return {
+        s.inputs["name"]: s
+        for s in run.outside_sweep_queue(SUBSCRIPTION)
+        if "pushConfig" in s.inputs
+    }
 
 
 def account_email(subscription: str) -> str:
@@ -49,7 +53,7 @@ def account_email(subscription: str) -> str:
 
 
 def test_each_route_topic_and_its_dead_letter_topic(messaging: Deployment) -> None:
-    topics = {t.inputs["name"] for t in messaging.of_type(TOPIC)}
+    topics = {t.inputs["name"] for t in messaging.outside_sweep_queue(TOPIC)}
     # wechat-messages is named twice (by id and by its path in the project): one topic.
     assert topics == ROUTE_TOPICS | {f"{t}-dead-letter" for t in ROUTE_TOPICS}
     for topic in messaging.of_type(TOPIC):
@@ -99,7 +103,7 @@ def test_each_subscription_has_an_account_of_its_own(messaging: Deployment) -> N
         for s in push_subscriptions(messaging).values()
     ]
     assert len(set(emails)) == len(MESSAGE_SUBSCRIPTIONS)
-    accounts = {a.state["email"] for a in messaging.of_type(ACCOUNT)}
+    accounts = {a.state["email"] for a in messaging.outside_sweep_queue(ACCOUNT)}
     assert set(emails) <= accounts
     assert RUNTIME.removeprefix("serviceAccount:") not in emails
 
@@ -116,7 +120,9 @@ def test_push_account_ids_are_valid_and_distinct() -> None:
 
 
 def test_the_runtime_account_publishes_to_the_route_topics_only(messaging: Deployment) -> None:
-    grants = [g for g in messaging.resources if g.custom and g.inputs.get("member") == RUNTIME]
+    grants = [
+        g for g in messaging.outside_sweep_queue() if g.custom and g.inputs.get("member") == RUNTIME
+    ]
     pubsub = [g for g in grants if "pubsub" in g.type]
     assert {(g.type, g.inputs["topic"], g.inputs["role"]) for g in pubsub} == {
         (TOPIC_GRANT, topic, "roles/pubsub.publisher") for topic in ROUTE_TOPICS
@@ -131,7 +137,9 @@ def test_the_runtime_account_publishes_to_the_route_topics_only(messaging: Deplo
 def test_the_pubsub_service_agent_forwards_dead_letters_and_signs_tokens(
     messaging: Deployment,
 ) -> None:
-    agent = [g for g in messaging.resources if g.custom and g.inputs.get("member") == AGENT]
+    agent = [
+        g for g in messaging.outside_sweep_queue() if g.custom and g.inputs.get("member") == AGENT
+    ]
     on_topics = {(g.inputs["topic"], g.inputs["role"]) for g in agent if g.type == TOPIC_GRANT}
     assert on_topics == {(f"{t}-dead-letter", "roles/pubsub.publisher") for t in ROUTE_TOPICS}
     on_subscriptions = {
@@ -179,7 +187,7 @@ def test_the_public_service_gets_the_routes(messaging: Deployment) -> None:
 
 def test_the_services_start_after_the_publisher_grants(messaging: Deployment) -> None:
     grants = [g for g in messaging.of_type(TOPIC_GRANT) if g.inputs["member"] == RUNTIME]
-    assert len(grants) == len(ROUTE_TOPICS)
+    assert len(grants) == len(ROUTE_TOPICS) + 1  # and the sweep's shard topic
     for name in ("wcg-dev-public", "wcg-dev-internal"):
         service = messaging.named(SERVICE, name)
         for grant in grants:
@@ -219,7 +227,7 @@ def test_dead_letters_alert(messaging: Deployment) -> None:
     query = rule["filter"]
     assert 'metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"' in query
     assert set(re.findall(r'subscription_id="([^"]+)"', query)) == {
-        f"{t}-dead-letter" for t in ROUTE_TOPICS
+        f"{t}-dead-letter" for t in ROUTE_TOPICS | {"wcg-dev-refresh-shards"}
     }
     assert (rule["comparison"], rule["thresholdValue"]) == ("COMPARISON_GT", 0)
     channel = messaging.one("gcp:monitoring/notificationChannel:NotificationChannel")
@@ -228,28 +236,25 @@ def test_dead_letters_alert(messaging: Deployment) -> None:
 
 
 def test_without_routes_nothing_is_added(deployment: Deployment) -> None:
-    types = {r.type for r in deployment.resources}
+    types = {r.type for r in deployment.outside_sweep_queue()}
     assert not types & PUSH_TYPES
-    assert PUBSUB_API not in {
-        a.inputs["service"] for a in deployment.of_type("gcp:projects/service:Service")
-    }
     for name in ("wcg-dev-public", "wcg-dev-internal"):
         assert "MESSAGE_ROUTES" not in resolved_env(deployment, deployment.named(SERVICE, name))
     assert not {
         k for k in deployment.outputs if k.startswith("message_") and k != "message_event_urls"
     }
-    assert not [p for p in deployment.of_type(POLICY) if p.name == "dead-letters"]
+    # The dead-letter alert watches the sweep's shards alone.
+    policy = deployment.one(POLICY, lambda p: p.name == "dead-letters")
+    query = policy.inputs["conditions"][0]["conditionThreshold"]["filter"]
+    assert re.findall(r'subscription_id="([^"]+)"', query) == ["wcg-dev-refresh-shards-dead-letter"]
 
 
-def test_reply_routes_alone_need_no_pubsub() -> None:
+def test_reply_routes_alone_need_no_topic() -> None:
     routes = [MESSAGE_ROUTES[0]]
     run = run_program(base_config(message_routes=json.dumps(routes)))
-    assert not {r.type for r in run.resources} & PUSH_TYPES
+    assert not {r.type for r in run.outside_sweep_queue()} & PUSH_TYPES
     env = resolved_env(run, run.named(SERVICE, "wcg-dev-public"))
     assert json.loads(env["MESSAGE_ROUTES"]) == routes
-    assert PUBSUB_API not in {
-        a.inputs["service"] for a in run.of_type("gcp:projects/service:Service")
-    }
 
 
 def test_topics_come_with_the_foundation_and_a_topic_nobody_reads_is_said() -> None:

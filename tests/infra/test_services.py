@@ -62,6 +62,7 @@ def test_roles_and_timeouts(deployment: Deployment) -> None:
 
 INTERNAL_URL = f"https://{INTERNAL}-{PROJECT_NUMBER}.{REGION}.run.app"
 SCHEDULER_EMAIL = f"wcg-dev-scheduler@{GCP_PROJECT}.iam.gserviceaccount.com"
+SWEEP_PUSH_EMAIL = f"wcg-dev-sweep@{GCP_PROJECT}.iam.gserviceaccount.com"
 IDENTITY_VARS = {"INTERNAL_AUTH", "INTERNAL_AUDIENCE", "INTERNAL_INVOKERS", "ID_TOKEN_CERTS_URL"}
 
 
@@ -89,11 +90,13 @@ def test_the_internal_service_lets_in_the_scheduler_and_the_invokers(
     )
     assert scheduler.state["email"] == SCHEDULER_EMAIL
     env = plain_env(deployment.named(SERVICE, INTERNAL))
-    assert env["INTERNAL_INVOKERS"] == SCHEDULER_EMAIL
+    # The scheduler's, then the sweep's shard pushes' (infra/sweep_queue.py).
+    assert env["INTERNAL_INVOKERS"] == f"{SCHEDULER_EMAIL},{SWEEP_PUSH_EMAIL}"
     # The IAM members of internal_invokers, as the emails in their ID tokens.
     env = plain_env(with_domain.named(SERVICE, INTERNAL))
     assert env["INTERNAL_INVOKERS"].split(",") == [
         SCHEDULER_EMAIL,
+        SWEEP_PUSH_EMAIL,
         ORDERS.removeprefix("serviceAccount:"),
         OPS.removeprefix("user:"),
     ]
@@ -225,6 +228,7 @@ def test_the_service_accepts_the_environment_with_invokers(with_domain: Deployme
     settings = Settings.from_env(env)
     assert settings.internal_invokers == (
         SCHEDULER_EMAIL,
+        SWEEP_PUSH_EMAIL,
         "orders@example-project.iam.gserviceaccount.com",
         "ops@example.com",
     )
@@ -238,7 +242,7 @@ def test_the_service_accepts_the_environment(deployment: Deployment) -> None:
         assert settings.internal_auth == ("cloud_run_iam" if role == "internal" else "api_key")
         if role == "internal":
             assert settings.internal_audiences == (INTERNAL_URL,)
-            assert settings.internal_invokers == (SCHEDULER_EMAIL,)
+            assert settings.internal_invokers == (SCHEDULER_EMAIL, SWEEP_PUSH_EMAIL)
             assert settings.id_token_certs_url == "https://www.googleapis.com/oauth2/v1/certs"
         assert settings.public_base_url == DETERMINISTIC_URL
         assert settings.google_cloud_project == GCP_PROJECT
