@@ -35,6 +35,7 @@ from service.sweep_shards import (
 from service.wechat.client import AuthorizerAccessToken
 from service.wechat.errors import SystemBusyError
 from tests.service.test_authorizer_tokens import FakeWeChat
+from tests.service.test_console import csrf_of
 from tests.service.test_sweep_and_sync import (
     COMPONENT,
     FakeComponentTokens,
@@ -349,3 +350,8 @@ def test_the_shard_endpoint_over_http(store: FirestoreStore, firestore_project: 
     assert (health["sweep"]["shards_done"], health["sweep"]["shards_pending"]) == (1, 0)
     assert health["sweep"]["done"] is True
     assert health["sweep"]["counts"] == {"renewed": 2}
+    # The console's overview shows the same line.
+    form = client.get("/console/login")
+    client.post("/console/login", data={"key": "key-1", "csrf_token": csrf_of(form.get_data(True))})
+    overview = client.get("/console/").get_data(True)
+    assert "分片刷新 sweep-1：分片完成 1，待完成 0；renewed 2（已完成）" in overview

@@ -149,6 +149,8 @@ def overview() -> ResponseReturnValue:
         sweep_ago=ago(sweep_at, now),
         sweep_stale=not sweep_at or now - sweep_at > SWEEP_STALE,
         sweep_report=report,
+        # SWEEP_MODE=fanout: the last sweep's shards and outcomes (service.sweep_shards).
+        fanout=_safe(rt.sweep_progress.latest) if rt.settings.sweep_mode == "fanout" else None,
     )
 
 
