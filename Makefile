@@ -55,8 +55,10 @@ $(BENCH_STAMP): pyproject.toml
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
 	@touch $@
 
+# Last, the cost model turns bench/results.json into bench/README.md's cost table.
 bench: setup $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m bench
+	$(BENCH_VENV)/bin/python -m bench.cost_model
 
 # Deployment (see docs/deploy.md). Both need the Pulumi CLI and a stack;
 # `make image` also needs gcloud. STACK picks a stack other than the selected one.

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench import (
     crypto_bench,
+    fanout_bench,
     firestore_ops_bench,
     message_bench,
     outage_bench,
@@ -42,6 +43,7 @@ def main() -> int:
         outage_bench,
         token_api_bench,
         sweep_bench,
+        fanout_bench,
         firestore_ops_bench,
     ):
         print(f"running {bench.__name__} ...", flush=True)

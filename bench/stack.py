@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -60,8 +60,10 @@ class BenchStack:
         workers: int = 2,
         threads: int = 8,
         pubsub: bool = False,
+        topics: Sequence[str] = (),
     ) -> None:
-        self.with_pubsub = pubsub
+        self.with_pubsub = pubsub or bool(topics)
+        self.topics = tuple(topics)  # created before the service starts
         self.pubsub: ManagedProcess | None = None
         self.pubsub_host = ""
         self.logs = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
@@ -111,6 +113,8 @@ class BenchStack:
             progress("starting the Pub/Sub emulator")
             self.pubsub, self.pubsub_host = start_pubsub_emulator(self.logs / "pubsub.log")
             self._processes.append(self.pubsub)
+            for topic in self.topics:
+                self.pubsub_admin().create_topic(topic)
         mock_port = free_port()
         self.mock_process = start_mock(mock_port, self.logs / "mock-wechat.log")
         self._processes.append(self.mock_process)
