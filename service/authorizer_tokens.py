@@ -154,7 +154,10 @@ class AuthorizerTokenManager:
                     # The refresher we waited for failed: report it, do not stampede.
                     return self._fallback(record, now, record.last_error or "refresh failed")
                 owner = new_lease_owner()
-                taken = self._take_lease(component_appid, appid, owner, now + self.policy.min_ttl)
+                # From the record just read: no second read unless someone wrote since.
+                taken = self._take_lease(
+                    component_appid, appid, owner, now + self.policy.min_ttl, seen=record
+                )
                 if taken is not None:
                     try:
                         return self._renew(taken, owner), Outcome.RENEWED

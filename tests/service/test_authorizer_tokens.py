@@ -459,3 +459,16 @@ def test_the_sweeps_component_record_is_read_again_once_its_token_expires(
     # Read again: the stored record has a 45009 pause, so no call is made.
     assert (outcome, wechat.calls) == (Outcome.QUOTA_EXCEEDED, [])
     assert stored(store).refresh_lease_owner is None  # the lease went back
+
+
+def test_a_token_request_that_renews_reads_the_authorizer_once(store: FirestoreStore) -> None:
+    put(store)
+    wechat = FakeWeChat(rotate=True)
+    tokens = manager(store, wechat)
+    reads, writes = store.ops.snapshot()
+    token, outcome = tokens.get(COMPONENT, MERCHANT)
+    assert (token.access_token, outcome) == ("access-1", Outcome.RENEWED)
+    # The authorizer and the component (its token and 45009 pause) read once each; the
+    # lease and the result written, each on the condition of the write before it.
+    assert store.ops.snapshot() == (reads + 2, writes + 2)
+    assert stored(store).refresh_token == "refreshtoken@@@r1"
