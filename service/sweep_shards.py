@@ -434,6 +434,14 @@ class ShardRunner:
         counts: Counter[str] = Counter()
         if self.progress.recorded(shard):
             return ShardResult({}, retry=False, recorded=False)
+        log.info(
+            "refresh sweep shard started",
+            extra={
+                "sweep_id": shard.sweep_id,
+                "shard": shard.index,
+                "authorizers": len(shard.appids),
+            },
+        )
         paused = self.store.get_component(shard.component).authorizer_token_paused_until(now)
         if paused is not None:
             # 45009: no api_authorizer_token call before the pause ends; the next sweep.
