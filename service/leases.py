@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, Self, TypeVar
 
+_host: tuple[int, str] | None = None  # (pid, "host:pid"), made once per process
+
 
 def new_lease_owner() -> str:
     """Host, pid and a random suffix: readable in the store, unique per call."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    global _host
+    pid = os.getpid()
+    if _host is None or _host[0] != pid:  # a forked child has its own pid
+        _host = (pid, f"{socket.gethostname()}:{pid}")
+    return f"{_host[1]}:{os.urandom(4).hex()}"
 
 
 @dataclass(frozen=True)

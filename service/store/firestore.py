@@ -175,7 +175,8 @@ class FirestoreStore:
         self.ops.add(writes=1)
         try:
             option = self.client.write_option(last_update_time=seen.version)
-            written = ref.update(new.to_document(), option=option)
+            # The precondition says the document is ``seen``: only the differences go.
+            written = ref.update(new.changes_from(seen), option=option)
         except _LOST_RACE:
             return None
         except gexc.GoogleAPICallError as exc:
@@ -302,9 +303,10 @@ class FirestoreStore:
                 return _Written(current, False)
             self.ops.add(writes=1)
             try:
-                if snapshot.exists:
+                if current is not None:
                     option = self.client.write_option(last_update_time=snapshot.update_time)
-                    written = ref.update(new.to_document(), option=option)
+                    # The precondition says the document is ``current``: only the differences.
+                    written = ref.update(new.changes_from(current), option=option)
                 else:
                     written = ref.create(new.to_document())
             except _LOST_RACE:

@@ -47,6 +47,16 @@ class Record:
     def but(self, **changes: Any) -> Self:
         return replace(self, **changes)  # type: ignore[type-var]
 
+    def changes_from(self, before: Self) -> dict[str, Any]:
+        """The document fields whose values differ from ``before``'s: what an update of a
+        document known to hold ``before`` has to send."""
+        changed = {}
+        for name in _stored_fields(type(self)):
+            value = getattr(self, name)
+            if value != getattr(before, name):
+                changed[name] = list(value) if isinstance(value, tuple) else value
+        return changed
+
 
 _STORED_FIELDS: dict[type, tuple[str, ...]] = {}
 

@@ -227,3 +227,18 @@ def test_queried_authorizers_carry_their_snapshots_version(store: FirestoreStore
     [listed] = store.list_authorizers(APPID)
     [due] = store.due_authorizers(APPID, 2.0)
     assert listed.version == due.version == written.version
+
+
+def test_an_update_sends_only_the_fields_that_changed(store: FirestoreStore) -> None:
+    ref = store.client.collection("components").document(APPID)
+    ref.collection("authorizers").document(AUTHORIZER).set(
+        {"component_appid": APPID, "appid": AUTHORIZER, "status": "authorized"}
+    )
+    store.modify_authorizer(APPID, AUTHORIZER, lambda r: r and r.but(nick_name="a"))
+    document = ref.collection("authorizers").document(AUTHORIZER).get().to_dict()
+    assert document == {
+        "component_appid": APPID,
+        "appid": AUTHORIZER,
+        "status": "authorized",
+        "nick_name": "a",
+    }
