@@ -14,23 +14,18 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from service.authorizer_options import OptionVia
-from service.authorizer_tokens import (
-    AuthorizerNotFoundError,
-    AuthorizerTokenError,
-    AuthorizerUnavailableError,
-    QuotaBackoffError,
-)
-from service.component_token import TokenUnavailableError
 from service.proxy import ProxyCall, ProxyPathError, UpstreamError
-from service.store.records import AuthorizerRecord, AuthorizerStatus, StoreError
+from service.store.records import AuthorizerRecord, AuthorizerStatus
 from service.web import runtime
-from service.web.auth import api_key_refusal
 from service.web.errors import error_response
+from service.web.internal_blueprints import make_internal
 from service.wechat.accounts import APPID_PATTERN, AccountType, permission_set_name
 from service.wechat.errors import ClearQuotaLimitError, InvalidOptionError, WeChatError
 from service.wechat.links import LinkParamError, parse_link_request
 
-bp = Blueprint("internal_api", __name__, url_prefix="/api/v1/components/<component_appid>")
+bp = make_internal(
+    Blueprint("internal_api", __name__, url_prefix="/api/v1/components/<component_appid>")
+)
 
 MAX_PAGE_SIZE = 500
 OPTION_NAME = re.compile(r"[a-z_]{1,64}")
@@ -38,44 +33,6 @@ OPTION_VALUE = re.compile(r"[0-9]{1,4}")
 OPTION_VIAS = tuple(v.value for v in OptionVia)
 STATUSES = tuple(s.value for s in AuthorizerStatus)
 TYPES = tuple(t.value for t in AccountType)
-
-
-@bp.before_request
-def guard() -> ResponseReturnValue | None:
-    refusal = api_key_refusal()
-    if refusal is not None:
-        return refusal
-    args = request.view_args or {}
-    component_appid = args.get("component_appid", "")
-    if component_appid not in runtime().settings.components:
-        return error_response(404, f"unknown component {component_appid}")
-    appid = args.get("authorizer_appid")
-    if appid is not None and not APPID_PATTERN.match(appid):
-        return error_response(400, "authorizer appid must be 'wx' followed by 16 hex digits")
-    return None
-
-
-@bp.errorhandler(AuthorizerTokenError)
-def token_error(exc: AuthorizerTokenError) -> ResponseReturnValue:
-    if isinstance(exc, AuthorizerNotFoundError):
-        return error_response(404, str(exc))
-    if isinstance(exc, AuthorizerUnavailableError):
-        return jsonify(error=str(exc), status=exc.status), 409
-    if isinstance(exc, QuotaBackoffError):
-        response = jsonify(error=str(exc), errcode=45009)
-        response.headers["Retry-After"] = str(int(exc.retry_after))
-        return response, 429
-    return error_response(503, str(exc))
-
-
-@bp.errorhandler(TokenUnavailableError)
-def component_token_error(exc: TokenUnavailableError) -> ResponseReturnValue:
-    return error_response(503, f"component token unavailable: {exc}")
-
-
-@bp.errorhandler(StoreError)
-def store_error(exc: StoreError) -> ResponseReturnValue:
-    return error_response(503, f"store unavailable: {exc}")
 
 
 @bp.errorhandler(WeChatError)

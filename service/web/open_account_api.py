@@ -18,21 +18,13 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from service.authorizer_tokens import (
-    AuthorizerNotFoundError,
-    AuthorizerTokenError,
-    AuthorizerUnavailableError,
-    QuotaBackoffError,
-)
-from service.component_token import TokenUnavailableError
 from service.open_accounts import OpenAccountRefused, OpenAccountUnavailable, Result
-from service.store.records import StoreError
 from service.web import runtime
-from service.web.auth import api_key_refusal
 from service.web.errors import error_response
+from service.web.internal_blueprints import make_internal
 from service.wechat.accounts import APPID_PATTERN
 
-bp = Blueprint("open_account_api", __name__, url_prefix="/api/v1")
+bp = make_internal(Blueprint("open_account_api", __name__, url_prefix="/api/v1"))
 
 ACCOUNT = "/components/<component_appid>/authorizers/<authorizer_appid>/open-account"
 ACTIONS = ("create", "bind", "unbind")
@@ -40,21 +32,6 @@ NO_GROUP = (
     "no group open platform account is configured: set GROUP_OPEN_APPID to the open_appid "
     "every account of this deployment should be bound to"
 )
-
-
-@bp.before_request
-def guard() -> ResponseReturnValue | None:
-    refusal = api_key_refusal()
-    if refusal is not None:
-        return refusal
-    args = request.view_args or {}
-    component_appid = args.get("component_appid")
-    if component_appid is not None and component_appid not in runtime().settings.components:
-        return error_response(404, f"unknown component {component_appid}")
-    appid = args.get("authorizer_appid")
-    if appid is not None and not APPID_PATTERN.match(appid):
-        return error_response(400, "authorizer appid must be 'wx' followed by 16 hex digits")
-    return None
 
 
 # ----- errors ----------------------------------------------------------------------------
@@ -80,30 +57,6 @@ def refused(exc: OpenAccountRefused) -> ResponseReturnValue:
 def unavailable(exc: OpenAccountUnavailable) -> ResponseReturnValue:
     outcome = None if exc.outcome is None else exc.outcome.value
     return jsonify(error=exc.reason, outcome=outcome), exc.status
-
-
-@bp.errorhandler(AuthorizerTokenError)
-def token_error(exc: AuthorizerTokenError) -> ResponseReturnValue:
-    # As the internal API answers the token route.
-    if isinstance(exc, AuthorizerNotFoundError):
-        return error_response(404, str(exc))
-    if isinstance(exc, AuthorizerUnavailableError):
-        return jsonify(error=str(exc), status=exc.status), 409
-    if isinstance(exc, QuotaBackoffError):
-        response = jsonify(error=str(exc), errcode=45009)
-        response.headers["Retry-After"] = str(int(exc.retry_after))
-        return response, 429
-    return error_response(503, str(exc))
-
-
-@bp.errorhandler(TokenUnavailableError)
-def component_token_error(exc: TokenUnavailableError) -> ResponseReturnValue:
-    return error_response(503, f"component token unavailable: {exc}")
-
-
-@bp.errorhandler(StoreError)
-def store_error(exc: StoreError) -> ResponseReturnValue:
-    return error_response(503, f"store unavailable: {exc}")
 
 
 # ----- one authorizer (scene 1) -------------------------------------------------------------
