@@ -30,6 +30,7 @@ forwards dead letters and signs the pushes' ID tokens, with these grants, each o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
@@ -47,6 +48,151 @@ NEVER_EXPIRE = ""  # an expiration policy with an empty ttl: the subscription ne
 def pubsub_service_agent(project_number: str) -> str:
     """The Pub/Sub service agent's email, which Google derives from the project number."""
     return f"service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+
+@dataclass(frozen=True)
+class DeadLetteredTopic:
+    """A topic the runtime account may publish to, and its dead letters, kept 7 days."""
+
+    topic: gcp.pubsub.Topic
+    publisher_grant: gcp.pubsub.TopicIAMMember
+    dead_letter_topic: gcp.pubsub.Topic
+    dead_letter_subscription: gcp.pubsub.Subscription
+    dead_letter_grant: gcp.pubsub.TopicIAMMember
+
+
+def dead_lettered_topic(
+    parent: pulumi.Resource,
+    config: GatewayConfig,
+    topic_id: str,
+    keys: tuple[str, str],
+    publisher: pulumi.Input[str],
+    agent: pulumi.Input[str],
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> DeadLetteredTopic:
+    """``keys``: the Pulumi names of the topic and of its dead letters (the grants' follow)."""
+    key, dead_key = keys
+    names = ResourceNames(config.name_prefix)
+    first = pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))
+    child = pulumi.ResourceOptions(parent=parent)
+    topic = gcp.pubsub.Topic(key, project=config.project, name=topic_id, opts=first)
+    dead_letter = gcp.pubsub.Topic(
+        dead_key, project=config.project, name=names.dead_letter_topic(topic_id), opts=first
+    )
+    return DeadLetteredTopic(
+        topic=topic,
+        publisher_grant=gcp.pubsub.TopicIAMMember(
+            f"{key}-publisher-runtime",
+            project=config.project,
+            topic=topic.name,
+            role=PUBLISHER,
+            member=publisher,
+            opts=child,
+        ),
+        dead_letter_topic=dead_letter,
+        # Messages published to a topic without a subscription are lost: this one keeps
+        # them, to be read (and acknowledged, or replayed) by an operator.
+        dead_letter_subscription=gcp.pubsub.Subscription(
+            dead_key,
+            project=config.project,
+            name=names.dead_letter_subscription(topic_id),
+            topic=dead_letter.id,
+            message_retention_duration=DEAD_LETTER_RETENTION,
+            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
+            opts=child,
+        ),
+        dead_letter_grant=gcp.pubsub.TopicIAMMember(
+            f"{dead_key}-publisher-pubsub-agent",
+            project=config.project,
+            topic=dead_letter.name,
+            role=PUBLISHER,
+            member=agent,
+            opts=child,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PushDelivery:
+    """Where and how a push subscription delivers (the rest is the same for every one)."""
+
+    endpoint: pulumi.Input[str]
+    audience: pulumi.Input[str]
+    ack_deadline: int
+    minimum_backoff: str
+    maximum_backoff: str
+    max_delivery_attempts: int
+    filter: str | None = None
+
+
+def push_subscription(
+    parent: pulumi.Resource,
+    project: str,
+    keys: tuple[str, str],
+    name: str,
+    topic: DeadLetteredTopic,
+    account: gcp.serviceaccount.Account,
+    agent: pulumi.Input[str],
+    delivery: PushDelivery,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> gcp.pubsub.Subscription:
+    """A push subscription with ``account``'s OIDC token, its retry and dead-letter policies,
+    and the Pub/Sub service agent's grants it needs. ``keys``: the Pulumi names of the
+    subscription and of the push account (the grants' follow)."""
+    key, account_key = keys
+    child = pulumi.ResourceOptions(parent=parent)
+    token_creator = gcp.serviceaccount.IAMMember(
+        f"{account_key}-token-creator-pubsub-agent",
+        service_account_id=account.name,
+        role=TOKEN_CREATOR,
+        member=agent,
+        opts=child,
+    )
+    subscription = gcp.pubsub.Subscription(
+        key,
+        project=project,
+        name=name,
+        topic=topic.topic.id,
+        # For a push subscription: how long the endpoint has to answer.
+        ack_deadline_seconds=delivery.ack_deadline,
+        filter=delivery.filter,
+        push_config=gcp.pubsub.SubscriptionPushConfigArgs(
+            push_endpoint=delivery.endpoint,
+            oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(
+                service_account_email=account.email,
+                audience=delivery.audience,
+            ),
+        ),
+        retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(
+            minimum_backoff=delivery.minimum_backoff,
+            maximum_backoff=delivery.maximum_backoff,
+        ),
+        dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
+            dead_letter_topic=topic.dead_letter_topic.id,
+            max_delivery_attempts=delivery.max_delivery_attempts,
+        ),
+        expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
+        # No delivery before a dead letter can be forwarded and kept, and before the push
+        # identity's token can be made.
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[
+                topic.dead_letter_subscription,
+                topic.dead_letter_grant,
+                token_creator,
+                *depends_on,
+            ],
+        ),
+    )
+    gcp.pubsub.SubscriptionIAMMember(
+        f"{key}-subscriber-pubsub-agent",
+        project=project,
+        subscription=subscription.name,
+        role=SUBSCRIBER,
+        member=agent,
+        opts=child,
+    )
+    return subscription
 
 
 class MessageDelivery(pulumi.ComponentResource):
@@ -67,53 +213,20 @@ class MessageDelivery(pulumi.ComponentResource):
         )
         first = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
 
-        self.topics: dict[str, gcp.pubsub.Topic] = {}
-        self.dead_letter_topics: dict[str, gcp.pubsub.Topic] = {}
-        self.dead_letter_subscriptions: dict[str, gcp.pubsub.Subscription] = {}
+        self.topics: dict[str, DeadLetteredTopic] = {
+            topic_id: dead_lettered_topic(
+                self,
+                config,
+                topic_id,
+                (f"topic-{topic_id}", f"dead-letter-{topic_id}"),
+                runtime_account.member,
+                agent,
+                depends_on,
+            )
+            for topic_id in config.message_topics
+        }
         # The runtime account's grants: the services wait for them before their first start.
-        self.publisher_grants: list[gcp.pubsub.TopicIAMMember] = []
-        dead_letter_grants: dict[str, gcp.pubsub.TopicIAMMember] = {}
-        for topic_id in config.message_topics:
-            topic = gcp.pubsub.Topic(
-                f"topic-{topic_id}", project=project, name=topic_id, opts=first
-            )
-            self.topics[topic_id] = topic
-            self.publisher_grants.append(
-                gcp.pubsub.TopicIAMMember(
-                    f"topic-{topic_id}-publisher-runtime",
-                    project=project,
-                    topic=topic.name,
-                    role=PUBLISHER,
-                    member=runtime_account.member,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-            )
-            dead_letter = gcp.pubsub.Topic(
-                f"dead-letter-{topic_id}",
-                project=project,
-                name=names.dead_letter_topic(topic_id),
-                opts=first,
-            )
-            self.dead_letter_topics[topic_id] = dead_letter
-            # Messages published to a topic without a subscription are lost: this one keeps
-            # them, to be read (and acknowledged, or replayed) by an operator.
-            self.dead_letter_subscriptions[topic_id] = gcp.pubsub.Subscription(
-                f"dead-letter-{topic_id}",
-                project=project,
-                name=names.dead_letter_subscription(topic_id),
-                topic=dead_letter.id,
-                message_retention_duration=DEAD_LETTER_RETENTION,
-                expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            dead_letter_grants[topic_id] = gcp.pubsub.TopicIAMMember(
-                f"dead-letter-{topic_id}-publisher-pubsub-agent",
-                project=project,
-                topic=dead_letter.name,
-                role=PUBLISHER,
-                member=agent,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        self.publisher_grants = [t.publisher_grant for t in self.topics.values()]
 
         self.push_accounts: dict[str, gcp.serviceaccount.Account] = {}
         self.subscriptions: dict[str, gcp.pubsub.Subscription] = {}
@@ -126,62 +239,29 @@ class MessageDelivery(pulumi.ComponentResource):
                 opts=first,
             )
             self.push_accounts[entry.name] = account
-            token_creator = gcp.serviceaccount.IAMMember(
-                f"push-{entry.name}-token-creator-pubsub-agent",
-                service_account_id=account.name,
-                role=TOKEN_CREATOR,
-                member=agent,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            subscription = gcp.pubsub.Subscription(
-                f"subscription-{entry.name}",
-                project=project,
-                name=entry.name,
-                topic=self.topics[entry.topic].id,
-                # For a push subscription: how long the endpoint has to answer.
-                ack_deadline_seconds=entry.ack_deadline,
-                filter=entry.filter,
-                push_config=gcp.pubsub.SubscriptionPushConfigArgs(
-                    push_endpoint=entry.push_endpoint,
-                    oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(
-                        service_account_email=account.email,
-                        audience=entry.audience,
-                    ),
-                ),
-                retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(
+            self.subscriptions[entry.name] = push_subscription(
+                self,
+                project,
+                (f"subscription-{entry.name}", f"push-{entry.name}"),
+                entry.name,
+                self.topics[entry.topic],
+                account,
+                agent,
+                PushDelivery(
+                    endpoint=entry.push_endpoint,
+                    audience=entry.audience,
+                    ack_deadline=entry.ack_deadline,
                     minimum_backoff=f"{entry.minimum_backoff}s",
                     maximum_backoff=f"{entry.maximum_backoff}s",
-                ),
-                dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
-                    dead_letter_topic=self.dead_letter_topics[entry.topic].id,
                     max_delivery_attempts=entry.max_delivery_attempts,
+                    filter=entry.filter,
                 ),
-                expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
-                # No delivery before a dead letter can be forwarded and kept, and before the
-                # push identity's token can be made.
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[
-                        self.dead_letter_subscriptions[entry.topic],
-                        dead_letter_grants[entry.topic],
-                        token_creator,
-                    ],
-                ),
-            )
-            self.subscriptions[entry.name] = subscription
-            gcp.pubsub.SubscriptionIAMMember(
-                f"subscription-{entry.name}-subscriber-pubsub-agent",
-                project=project,
-                subscription=subscription.name,
-                role=SUBSCRIBER,
-                member=agent,
-                opts=pulumi.ResourceOptions(parent=self),
             )
 
-        self.topic_paths = {topic_id: topic.id for topic_id, topic in self.topics.items()}
+        self.topic_paths = {topic_id: t.topic.id for topic_id, t in self.topics.items()}
         self.account_emails = {name: a.email for name, a in self.push_accounts.items()}
         self.dead_letter_paths = {
-            topic_id: s.id for topic_id, s in self.dead_letter_subscriptions.items()
+            topic_id: t.dead_letter_subscription.id for topic_id, t in self.topics.items()
         }
         self.register_outputs(
             {

@@ -34,12 +34,10 @@ import pulumi_gcp as gcp
 
 from infra.config import GatewayConfig
 from infra.messaging import (
-    DEAD_LETTER_RETENTION,
-    NEVER_EXPIRE,
-    PUBLISHER,
-    SUBSCRIBER,
-    TOKEN_CREATOR,
+    PushDelivery,
+    dead_lettered_topic,
     pubsub_service_agent,
+    push_subscription,
 )
 from infra.names import ResourceNames
 
@@ -66,45 +64,22 @@ class ShardTopic(pulumi.ComponentResource):
     ) -> None:
         super().__init__("wcg:gateway:ShardTopic", name, None, opts)
         names = ResourceNames(config.name_prefix)
-        project = config.project
-        topic_id = names.shard_topic
         self.agent = pulumi.Output.from_input(project_number).apply(
             lambda number: f"serviceAccount:{pubsub_service_agent(number)}"
         )
-        first = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
-        self.topic = gcp.pubsub.Topic("shards", project=project, name=topic_id, opts=first)
+        self.queue = dead_lettered_topic(
+            self,
+            config,
+            names.shard_topic,
+            ("shards", "shards-dead-letter"),
+            runtime_account.member,
+            self.agent,
+            depends_on,
+        )
+        self.topic = self.queue.topic
         # The service waits for this before its first start: the sweep publishes at once.
-        self.publisher_grant = gcp.pubsub.TopicIAMMember(
-            "shards-publisher-runtime",
-            project=project,
-            topic=self.topic.name,
-            role=PUBLISHER,
-            member=runtime_account.member,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.dead_letter_topic = gcp.pubsub.Topic(
-            "shards-dead-letter",
-            project=project,
-            name=names.dead_letter_topic(topic_id),
-            opts=first,
-        )
-        self.dead_letter_subscription = gcp.pubsub.Subscription(
-            "shards-dead-letter",
-            project=project,
-            name=names.dead_letter_subscription(topic_id),
-            topic=self.dead_letter_topic.id,
-            message_retention_duration=DEAD_LETTER_RETENTION,
-            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.dead_letter_grant = gcp.pubsub.TopicIAMMember(
-            "shards-dead-letter-publisher-pubsub-agent",
-            project=project,
-            topic=self.dead_letter_topic.name,
-            role=PUBLISHER,
-            member=self.agent,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.publisher_grant = self.queue.publisher_grant
+        self.dead_letter_subscription = self.queue.dead_letter_subscription
         self.register_outputs(
             {"topic": self.topic.id, "dead_letter_subscription": self.dead_letter_subscription.id}
         )
@@ -134,13 +109,6 @@ class ShardDelivery(pulumi.ComponentResource):
             display_name="WeChat component gateway (Pub/Sub, pushes the sweep's shards)",
             opts=first,
         )
-        token_creator = gcp.serviceaccount.IAMMember(
-            "sweep-push-token-creator-pubsub-agent",
-            service_account_id=self.account.name,
-            role=TOKEN_CREATOR,
-            member=shards.agent,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
         # The account's one grant: invoking the internal service.
         self.invoker = gcp.cloudrunv2.ServiceIamMember(
             "sweep-push-invoker",
@@ -151,53 +119,27 @@ class ShardDelivery(pulumi.ComponentResource):
             member=self.account.member,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.subscription = gcp.pubsub.Subscription(
-            "shards-push",
-            project=project,
-            name=names.shard_topic,
-            topic=shards.topic.id,
-            # The push's answer acknowledges the shard: a whole shard's time.
-            ack_deadline_seconds=config.sweep_ack_deadline,
-            push_config=gcp.pubsub.SubscriptionPushConfigArgs(
+        self.subscription = push_subscription(
+            self,
+            project,
+            ("shards-push", "sweep-push"),
+            names.shard_topic,
+            shards.queue,
+            self.account,
+            shards.agent,
+            PushDelivery(
                 # The deterministic URL is one of the service's own: known before it exists.
-                push_endpoint=pulumi.Output.from_input(audience).apply(
-                    lambda url: f"{url}{SHARD_PATH}"
-                ),
-                oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(
-                    service_account_email=self.account.email,
-                    # What the internal service checks (INTERNAL_AUDIENCE).
-                    audience=audience,
-                ),
-            ),
-            retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(
+                endpoint=pulumi.Output.from_input(audience).apply(lambda url: f"{url}{SHARD_PATH}"),
+                # What the internal service checks (INTERNAL_AUDIENCE).
+                audience=audience,
+                # The push's answer acknowledges the shard: a whole shard's time.
+                ack_deadline=config.sweep_ack_deadline,
                 minimum_backoff=SHARD_MINIMUM_BACKOFF,
                 maximum_backoff=SHARD_MAXIMUM_BACKOFF,
-            ),
-            dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
-                dead_letter_topic=shards.dead_letter_topic.id,
                 max_delivery_attempts=SHARD_DELIVERY_ATTEMPTS,
             ),
-            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
-            # No push before it may invoke the service, its token can be made, and a dead
-            # letter can be forwarded and kept.
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[
-                    self.invoker,
-                    token_creator,
-                    shards.dead_letter_subscription,
-                    shards.dead_letter_grant,
-                    *depends_on,
-                ],
-            ),
-        )
-        gcp.pubsub.SubscriptionIAMMember(
-            "shards-push-subscriber-pubsub-agent",
-            project=project,
-            subscription=self.subscription.name,
-            role=SUBSCRIBER,
-            member=shards.agent,
-            opts=pulumi.ResourceOptions(parent=self),
+            # No push before it may invoke the service.
+            depends_on=[self.invoker, *depends_on],
         )
         self.register_outputs(
             {"subscription": self.subscription.id, "account_email": self.account.email}
