@@ -287,23 +287,12 @@ class GatewayAlerts(pulumi.ComponentResource):
                     combiner="OR",
                     severity="ERROR",
                     conditions=[
-                        gcp.monitoring.AlertPolicyConditionArgs(
-                            display_name=DEAD_LETTERS_TITLE,
-                            condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                                filter=dead_letter_filter(dead_letter_subscriptions),
-                                comparison="COMPARISON_GT",
-                                threshold_value=0,
-                                duration="0s",
-                                # One series per subscription: the incident names it.
-                                aggregations=[
-                                    gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                                        alignment_period=WINDOW,
-                                        per_series_aligner="ALIGN_MAX",
-                                    )
-                                ],
-                                trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(
-                                    count=1
-                                ),
+                        _above_zero(
+                            DEAD_LETTERS_TITLE,
+                            dead_letter_filter(dead_letter_subscriptions),
+                            # One series per subscription: the incident names it.
+                            gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                                alignment_period=WINDOW, per_series_aligner="ALIGN_MAX"
                             ),
                         )
                     ],
@@ -347,20 +336,31 @@ def _condition(
                 trigger=gcp.monitoring.AlertPolicyConditionConditionAbsentTriggerArgs(count=1),
             ),
         )
+    return _above_zero(
+        alert.title,
+        series,
+        gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+            alignment_period=WINDOW,
+            per_series_aligner="ALIGN_SUM",
+            cross_series_reducer="REDUCE_SUM",
+        ),
+    )
+
+
+def _above_zero(
+    title: str,
+    series: pulumi.Input[str],
+    aggregation: gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs,
+) -> gcp.monitoring.AlertPolicyConditionArgs:
+    """Fires as soon as one aligned point of ``series`` is above 0."""
     return gcp.monitoring.AlertPolicyConditionArgs(
-        display_name=alert.title,
+        display_name=title,
         condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
             filter=series,
             comparison="COMPARISON_GT",
             threshold_value=0,
             duration="0s",
-            aggregations=[
-                gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                    alignment_period=WINDOW,
-                    per_series_aligner="ALIGN_SUM",
-                    cross_series_reducer="REDUCE_SUM",
-                )
-            ],
+            aggregations=[aggregation],
             trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(count=1),
         ),
     )
