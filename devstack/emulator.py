@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from devstack.processes import ManagedProcess, free_port, start_process
@@ -78,16 +79,21 @@ def clear_emulator(host: str, project: str) -> None:
         response.read()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check for the Cloud Firestore emulator.")
+def check_cli(what: str, find: Callable[[], object], argv: list[str] | None) -> int:
+    """``python -m devstack.<emulator> --check``: where the emulator is, or how to install it."""
+    parser = argparse.ArgumentParser(description=f"Check for the Cloud {what} emulator.")
     parser.add_argument("--check", action="store_true", help="exit non-zero if it is missing")
     parser.parse_args(argv)
     try:
-        print(f"Firestore emulator: {find_launcher()}")
+        print(f"{what} emulator: {find()}")
     except EmulatorMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return check_cli("Firestore", find_launcher, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Its push subscriptions really POST to local HTTP endpoints and retry until ackno
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import urllib.error
@@ -16,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from devstack.emulator import EmulatorMissingError, find_launcher
+from devstack.emulator import check_cli, find_launcher
 from devstack.processes import ManagedProcess, free_port, start_process
 
 PACKAGE = "google-cloud-cli-pubsub-emulator"
@@ -115,15 +114,7 @@ class PubSubAdmin:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check for the Cloud Pub/Sub emulator.")
-    parser.add_argument("--check", action="store_true", help="exit non-zero if it is missing")
-    parser.parse_args(argv)
-    try:
-        print(f"Pub/Sub emulator: {find_pubsub_launcher()}")
-    except EmulatorMissingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return check_cli("Pub/Sub", find_pubsub_launcher, argv)
 
 
 if __name__ == "__main__":
