@@ -34,23 +34,36 @@ def print_table(result: dict[str, Any]) -> None:
         print("| " + " | ".join(str(row[c]).ljust(widths[c]) for c in columns) + " |")
 
 
-def main() -> int:
+BENCHMARKS = (
+    crypto_bench,
+    message_bench,
+    outage_bench,
+    token_api_bench,
+    sweep_bench,
+    fanout_bench,
+    firestore_ops_bench,
+)
+
+
+def main(argv: list[str]) -> int:
+    """All benchmarks, written to results.json; or only those named (``python -m bench
+    token_api_bench``), printed and not written."""
     started = time.time()
+    names = {b.__name__.rpartition(".")[2]: b for b in BENCHMARKS}
+    unknown = [n for n in argv if n not in names]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; choose from: {', '.join(names)}")
+        return 2
     results = []
-    for bench in (
-        crypto_bench,
-        message_bench,
-        outage_bench,
-        token_api_bench,
-        sweep_bench,
-        fanout_bench,
-        firestore_ops_bench,
-    ):
+    for bench in [names[n] for n in argv] or BENCHMARKS:
         print(f"running {bench.__name__} ...", flush=True)
         ran = bench.run()
         for result in ran if isinstance(ran, list) else [ran]:
             print_table(result)
             results.append(result)
+    if argv:
+        print(f"\n{len(results)} result(s) in {time.time() - started:.0f} s (not written)")
+        return 0
     RESULTS.write_text(
         json.dumps(
             {
@@ -70,4 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

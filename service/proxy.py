@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from service.authorizer_tokens import AuthorizerTokenManager
-from service.wechat.client import request_reached
+from service.wechat.client import request_reached, without_environment_lookups
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def check_path(path: str) -> str:
 def proxy_session() -> requests.Session:
     """Retries a failed connection (nothing was sent), never a sent request."""
     retry = Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0.2)
-    session = requests.Session()
+    session = without_environment_lookups(requests.Session())
     adapter = HTTPAdapter(max_retries=retry, pool_maxsize=32)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

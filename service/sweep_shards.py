@@ -5,10 +5,13 @@ pages through the due authorizers (``due_pages``: 1,000 a query, never an unboun
 and publishes them in shards of SWEEP_SHARD_SIZE appids to SWEEP_SHARD_TOPIC. The topic's
 push subscription delivers each shard to POST /tasks/refresh-shard on whichever instance
 Cloud Run picks (``ShardRunner``), which renews it through the same per-authorizer lease
-as the inline sweep.
+as the inline sweep. A shard reads its authorizers in one BatchGetDocuments call and the
+component record once; each lease is then taken on the condition that nobody wrote the
+record since that read. Per renewal: 2 reads (the sweep's query and the shard's batch)
+and 2 writes (the lease and the result).
 
 - Twice delivered: harmless. A renewed authorizer is not due any more (``refresh_due``
-  skips it after one read), one being renewed elsewhere is leased, and a finished shard's
+  skips it without a write), one being renewed elsewhere is leased, and a finished shard's
   marker (``sweeps/<id>/shards/<n>``) keeps its counts from being added twice.
 - Instance died: Pub/Sub redelivers the unanswered shard. An authorizer whose lease the
   dead instance still holds is "held": the shard answers 503 until the lease expires
@@ -50,7 +53,7 @@ from service.authorizer_tokens import AuthorizerTokenManager, Outcome
 from service.log_events import AUTHORIZER_REFRESH_FAILED, SWEEP_DONE
 from service.publisher import Publisher, PublishError
 from service.store.firestore import AUTHORIZERS, COMPONENTS, FirestoreStore
-from service.store.records import AuthorizerStatus, StoreError
+from service.store.records import AuthorizerStatus, ComponentRecord, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -442,12 +445,12 @@ class ShardRunner:
                 "authorizers": len(shard.appids),
             },
         )
-        paused = self.store.get_component(shard.component).authorizer_token_paused_until(now)
-        if paused is not None:
+        component = self.store.get_component(shard.component)
+        if component.authorizer_token_paused_until(now) is not None:
             # 45009: no api_authorizer_token call before the pause ends; the next sweep.
             counts[Outcome.QUOTA_EXCEEDED.value] = len(shard.appids)
         else:
-            self._renew(shard, now, counts)
+            self._renew(shard, component, now, counts)
         expired = self.clock() >= shard.deadline
         retry = bool(counts[Outcome.FAILED.value] or counts["held"]) and not expired
         recorded = False
@@ -469,15 +472,33 @@ class ShardRunner:
         )
         return ShardResult(dict(counts), retry, recorded)
 
-    def _renew(self, shard: Shard, now: float, counts: Counter[str]) -> None:
+    def _renew(
+        self, shard: Shard, component: ComponentRecord, now: float, counts: Counter[str]
+    ) -> None:
         quota_hit = threading.Event()
         cutoffs = {a: now + shard.due_margin + random.uniform(0, self.jitter) for a in shard.appids}
+        try:
+            # One call for the shard; each lease is then taken on the condition that
+            # nobody wrote the record since this read (no read of its own).
+            stored = self.store.get_authorizers(shard.component, list(shard.appids))
+        except StoreError as exc:
+            log.error(
+                "refresh sweep: shard not read",
+                extra={"event": AUTHORIZER_REFRESH_FAILED, "error": str(exc)},
+            )
+            counts[Outcome.FAILED.value] += len(shard.appids)
+            return
 
         def refresh(appid: str) -> str:
             if quota_hit.is_set():
                 return Outcome.QUOTA_EXCEEDED.value
+            seen = stored.get(appid)
+            if seen is None:
+                return Outcome.SKIPPED.value  # deleted since the sweep listed it
             try:
-                outcome = self.authorizer_tokens.refresh_due(shard.component, appid, cutoffs[appid])
+                outcome = self.authorizer_tokens.refresh_due(
+                    shard.component, appid, cutoffs[appid], seen=seen, component=component
+                )
             except Exception as exc:  # one authorizer's bug (or the store's) must not end it
                 log.error(
                     "refresh sweep: shard authorizer failed",

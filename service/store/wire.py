@@ -1,0 +1,235 @@
+"""GetDocument and a conditional update, sent as plain protobuf on the client's channel.
+
+The generated client wraps every call in proto-plus messages, a retry object, a timeout
+object, an interceptor and a generic value codec. On a token request (one read) and a
+renewal (two conditional updates) those layers were most of the service's CPU: a read
+cost 1.0 ms and an update 1.4 ms where the same calls sent here cost about 0.5 ms each.
+The channel is the client's own, so its credentials, endpoint and emulator setting hold;
+the retries are the generated client's defaults for these two methods.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
+from google.cloud.firestore_v1._helpers import decode_value, encode_value
+from google.cloud.firestore_v1.types import document as document_types
+from google.cloud.firestore_v1.types import firestore as firestore_types
+from google.protobuf import timestamp_pb2
+
+_GetDocumentRequest: Any = firestore_types.GetDocumentRequest.pb()
+_BatchGetRequest: Any = firestore_types.BatchGetDocumentsRequest.pb()
+_BatchGetResponse: Any = firestore_types.BatchGetDocumentsResponse.pb()
+_CommitRequest: Any = firestore_types.CommitRequest.pb()
+_CommitResponse: Any = firestore_types.CommitResponse.pb()
+_Document: Any = document_types.Document.pb()
+_Value: Any = document_types.Value.pb()
+# Untyped in google-api-core: named here, as Any, once.
+_from_grpc_error: Any = gexc.from_grpc_error
+_from_timestamp: Any = DatetimeWithNanoseconds.from_timestamp_pb
+_from_nanos: Any = DatetimeWithNanoseconds.timestamp_pb
+
+# The generated client's defaults (firestore_v1 transports/base.py): which codes are
+# retried, and how. An update is retried on fewer codes: it may have been applied.
+_READ_RETRIED = frozenset(
+    {
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAVAILABLE,
+    }
+)
+_WRITE_RETRIED = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
+_DEFAULT_DEADLINE = 60.0
+# What the routing header may carry unquoted (what urlencode leaves alone, and "/").
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
+_FIRST_BACKOFF, _BACKOFF_FACTOR, _MAX_BACKOFF = 0.1, 1.3, 60.0
+
+
+@dataclass(frozen=True)
+class WireDocument:
+    """A document as read: what the store uses of a snapshot."""
+
+    exists: bool
+    data: dict[str, Any]
+    update_time: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+ABSENT = WireDocument(False, {}, None)
+
+
+class DocumentWire:
+    """The two calls, on ``client``'s channel (one per client, made with it)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        channel = client._firestore_api._transport.grpc_channel
+        self._get = channel.unary_unary(
+            "/google.firestore.v1.Firestore/GetDocument",
+            request_serializer=_GetDocumentRequest.SerializeToString,
+            response_deserializer=_Document.FromString,
+        )
+        self._batch_get = channel.unary_stream(
+            "/google.firestore.v1.Firestore/BatchGetDocuments",
+            request_serializer=_BatchGetRequest.SerializeToString,
+            response_deserializer=_BatchGetResponse.FromString,
+        )
+        self._commit = channel.unary_unary(
+            "/google.firestore.v1.Firestore/Commit",
+            request_serializer=_CommitRequest.SerializeToString,
+            response_deserializer=_CommitResponse.FromString,
+        )
+        self._database = client._database_string
+        self._documents = self._database + "/documents/"
+        self._quoted_documents = quote(self._documents, safe="/")
+        # The resource prefix (and, on the emulator, its owner token) the client sends.
+        self._metadata = tuple(client._rpc_metadata)
+        self._commit_metadata = self._metadata + (
+            ("x-goog-request-params", "database=" + quote(self._database)),
+        )
+
+    def get(self, path: str, deadline: float | None = None) -> WireDocument:
+        """The document at ``path`` (``components/c/authorizers/a``: slash-separated
+        names, none empty), ``ABSENT`` if there is none.
+
+        Raises google.api_core exceptions, as the generated client does.
+        """
+        request = _GetDocumentRequest(name=self._documents + path)
+        routed = path if _PLAIN_PATH.fullmatch(path) else quote(path, safe="/")
+        routing = ("x-goog-request-params", f"name={self._quoted_documents}{routed}")
+        metadata = self._metadata + (routing,)
+        try:
+            found = _call(self._get, request, metadata, _READ_RETRIED, deadline)
+        except gexc.NotFound:
+            return ABSENT
+        return WireDocument(True, self.decode_fields(found.fields), _time(found.update_time))
+
+    def get_many(self, paths: list[str]) -> dict[str, WireDocument]:
+        """The documents at ``paths``, by path, in one call (each billed as a read); a
+        path with no document maps to ``ABSENT``."""
+        request = _BatchGetRequest(
+            database=self._database, documents=[self._documents + p for p in paths]
+        )
+        found: dict[str, WireDocument] = {}
+        prefix = len(self._documents)
+
+        def read_all(request: Any, metadata: Any, timeout: float) -> None:
+            found.clear()
+            for answer in self._batch_get(request, metadata=metadata, timeout=timeout):
+                if answer.HasField("found"):
+                    document = answer.found
+                    found[document.name[prefix:]] = WireDocument(
+                        True, self.decode_fields(document.fields), _time(document.update_time)
+                    )
+
+        _call(read_all, request, self._commit_metadata, _READ_RETRIED, None)
+        return {path: found.get(path, ABSENT) for path in paths}
+
+    def update(
+        self, path: str, changes: Mapping[str, Any], last_update_time: Any
+    ) -> DatetimeWithNanoseconds:
+        """Set the top-level fields ``changes`` if the document is still at
+        ``last_update_time``; returns the new update time.
+
+        Raises ``FailedPrecondition`` if someone wrote since (or the document is gone).
+        """
+        write = {
+            "update": _Document(
+                name=self._documents + path, fields={k: encode(v) for k, v in changes.items()}
+            ),
+            "update_mask": {"field_paths": list(changes)},
+            "current_document": {"update_time": _timestamp(last_update_time)},
+        }
+        request = _CommitRequest(database=self._database, writes=[write])
+        answer = _call(self._commit, request, self._commit_metadata, _WRITE_RETRIED, None)
+        return _time(answer.write_results[0].update_time)
+
+    def decode_fields(self, fields: Any) -> dict[str, Any]:
+        return {name: self._decode(value) for name, value in fields.items()}
+
+    def _decode(self, value: Any) -> Any:
+        kind = value.WhichOneof("value_type")
+        if kind == "null_value":
+            return None
+        if kind in ("string_value", "integer_value", "double_value", "boolean_value"):
+            return getattr(value, kind)
+        if kind == "array_value":
+            return [self._decode(item) for item in value.array_value.values]
+        if kind == "map_value":
+            return self.decode_fields(value.map_value.fields)
+        return decode_value(value, self._client)  # timestamps, bytes, references, ...
+
+
+def encode(value: Any) -> Any:
+    """A Python value as a protobuf ``Value`` (field names in maps must be plain)."""
+    if value is None:
+        return _Value(null_value=0)
+    if isinstance(value, bool):
+        return _Value(boolean_value=value)
+    if isinstance(value, int):
+        return _Value(integer_value=value)
+    if isinstance(value, float):
+        return _Value(double_value=value)
+    if isinstance(value, str):
+        return _Value(string_value=value)
+    if isinstance(value, (list, tuple)):
+        return _Value(array_value={"values": [encode(item) for item in value]})
+    if isinstance(value, dict):
+        return _Value(map_value={"fields": {k: encode(v) for k, v in value.items()}})
+    return encode_value(value)._pb  # datetimes, bytes, GeoPoints, ...
+
+
+def _call(
+    method: Any,
+    request: Any,
+    metadata: tuple[tuple[str, str], ...],
+    retried: frozenset[grpc.StatusCode],
+    deadline: float | None,
+) -> Any:
+    """``method(request)``, retried with backoff on ``retried`` codes until ``deadline``
+    seconds have passed; failures as google.api_core exceptions."""
+    budget = _DEFAULT_DEADLINE if deadline is None else deadline
+    give_up = time.monotonic() + budget
+    backoff = _FIRST_BACKOFF
+    while True:
+        left = give_up - time.monotonic()
+        try:
+            return method(request, metadata=metadata, timeout=max(left, 0.001))
+        except grpc.RpcError as exc:
+            error = exc
+        pause = random.uniform(0, backoff)
+        if error.code() not in retried or time.monotonic() + pause >= give_up:
+            raise _from_grpc_error(error) from None
+        time.sleep(pause)
+        backoff = min(backoff * _BACKOFF_FACTOR, _MAX_BACKOFF)
+
+
+def _time(stamp: Any) -> DatetimeWithNanoseconds:
+    moment: DatetimeWithNanoseconds = _from_timestamp(stamp)
+    return moment
+
+
+def _timestamp(moment: Any) -> timestamp_pb2.Timestamp:
+    if isinstance(moment, DatetimeWithNanoseconds):
+        stamp: timestamp_pb2.Timestamp = _from_nanos(moment)
+        return stamp
+    if isinstance(moment, datetime.datetime):
+        plain = timestamp_pb2.Timestamp()
+        plain.FromDatetime(moment)
+        return plain
+    if isinstance(moment, timestamp_pb2.Timestamp):
+        return moment
+    raise TypeError(f"an update time must be a datetime, not {type(moment).__name__}")
