@@ -13,7 +13,12 @@ the schedule's period). From ``results.json``, each figure measured in the same 
   else the inline sweep's at ``SWEEP_CONCURRENCY=16``;
 - service CPU per token request (cache hit) and per bare request (gunicorn serving a fixed
   body: what a request costs before the gateway does anything), at 16 clients;
-- Firestore reads and writes per renewal, per token hit and per sweep with nothing due.
+- Firestore reads and writes per renewal (the fan-out sweep's row when the fan-out was
+  measured, else the inline sweep's), per token hit and per sweep with nothing due.
+
+Cloud Logging: one line per renewal ("authorizer token renewed"; successful WeChat calls
+log at DEBUG) of ``LOG_LINE_BYTES``; token hits log nothing. The first 50 GiB of a month
+are free and not subtracted.
 
 Billing (request-based Cloud Run): vCPU-seconds = the measured CPU seconds, and GiB-seconds
 = vCPU-seconds x 0.5 (512 MiB per CPU, infra/services.py). That assumes busy instances,
@@ -58,6 +63,7 @@ SHARD_BYTES_PER_APPID = 24
 SHARD_BYTES_FIXED = 200
 WECHAT_CALL_BYTES = 4096
 PUBSUB_MIN_BYTES = 1000  # Pub/Sub bills each message as at least 1,000 bytes
+LOG_LINE_BYTES = 500  # a JSON log line as Cloud Logging bills it (with its metadata)
 GIB = 1024**3
 TIB = 1024**4
 
@@ -77,6 +83,7 @@ PRICES: dict[str, tuple[float, str, str]] = {
     "nat_gib": (0.045, "per GiB processed", "cloud.google.com/nat/pricing"),
     "ip_hour": (0.005, "per static IP-hour in use", "cloud.google.com/vpc/network-pricing"),
     "scheduler_job": (0.10, "per job-month", "cloud.google.com/scheduler/pricing"),
+    "logging_gib": (0.50, "per GiB ingested", "cloud.google.com/stackdriver/pricing"),
 }
 
 
@@ -140,6 +147,9 @@ def read_inputs(results: dict[str, Any]) -> Inputs:
     bare_row = _row(token, case="gunicorn, fixed JSON (baseline)", clients=16)
     ops = _benchmark(results, "Firestore documents")
     renewal = _row(ops, case="sweep: per authorizer renewed")
+    fanned = [r for r in (ops or {}).get("rows", []) if str(r["case"]).startswith("fan-out")]
+    if fanout is not None and fanned:
+        renewal = fanned[0]  # the documents of the sweep whose CPU is billed
     hit = _row(ops, case="token request, cache hit")
     idle = _row(ops, case="sweep with nothing due (fixed cost)")
     return Inputs(
@@ -197,6 +207,7 @@ def monthly_costs(inputs: Inputs, authorizers: int, lone: bool = False) -> dict[
         + renewals * WECHAT_CALL_BYTES / GIB * price("nat_gib"),
         "Static IP": HOURS * price("ip_hour"),
         "Cloud Scheduler": price("scheduler_job"),
+        "Cloud Logging": renewals * LOG_LINE_BYTES / GIB * price("logging_gib"),
     }
 
 

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from devstack.processes import ManagedProcess, free_port, start_process
+from devstack.processes import ManagedProcess, on_a_free_port, start_process
 
 PACKAGE = "google-cloud-cli-firestore-emulator"
 LAUNCHER = Path("platform/cloud-firestore-emulator/cloud_firestore_emulator")
@@ -60,15 +60,18 @@ def find_launcher(launcher: Path = LAUNCHER, hint: str = INSTALL_HINT) -> Path:
 
 def start_emulator(log_path: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
     """Start the emulator and wait until it answers ``Ok``; returns (process, host:port)."""
-    port = port or free_port()
-    process = start_process(
-        "Firestore emulator",
-        [str(find_launcher()), "start", "--host=127.0.0.1", f"--port={port}"],
-        log_path,
-    )
-    host = f"127.0.0.1:{port}"
-    process.wait_http(f"http://{host}/", expect="Ok", timeout=60)
-    return process, host
+
+    def start(port: int) -> tuple[ManagedProcess, str]:
+        process = start_process(
+            "Firestore emulator",
+            [str(find_launcher()), "start", "--host=127.0.0.1", f"--port={port}"],
+            log_path,
+        )
+        host = f"127.0.0.1:{port}"
+        process.wait_http(f"http://{host}/", expect="Ok", timeout=60)
+        return process, host
+
+    return on_a_free_port(start, port)
 
 
 def clear_emulator(host: str, project: str) -> None:

@@ -6,6 +6,7 @@ never by name, so nothing else on the machine is touched.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -23,6 +24,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def on_a_free_port(
+    start: Callable[[int], tuple[ManagedProcess, str]], port: int | None, attempts: int = 3
+) -> tuple[ManagedProcess, str]:
+    """``start(port)``, on a new free port again if the server exits before it is ready.
+
+    A free port is free when chosen; another test process may take it before the server
+    binds it (seen with parallel workers). A port asked for explicitly is not changed.
+    """
+    for attempt in range(1 if port else attempts):
+        try:
+            return start(port or free_port())
+        except ServerFailedError:
+            if port or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -77,8 +95,8 @@ class ManagedProcess:
             try:
                 if ready():
                     return
-            except OSError:
-                pass
+            except (OSError, http.client.HTTPException):
+                pass  # not listening yet, or someone else's server on the port: not ready
             time.sleep(0.1)
         self.stop()
         raise ServerFailedError(

@@ -33,6 +33,11 @@ def fixed_results(fanout: bool = True) -> dict[str, Any]:
             "name": "Firestore documents per operation",
             "rows": [
                 {"case": "sweep: per authorizer renewed", "reads": 4.0, "writes": 2.0},
+                {
+                    "case": "fan-out sweep: per authorizer renewed (one shard of 20)",
+                    "reads": 2.5,
+                    "writes": 2.25,
+                },
                 {"case": "token request, cache hit", "reads": 1.0, "writes": 0.0},
                 {"case": "sweep with nothing due (fixed cost)", "reads": 5.0, "writes": 1.0},
             ],
@@ -55,10 +60,13 @@ def test_inputs_are_the_measured_figures() -> None:
     inputs = read_inputs(fixed_results())
     assert inputs.renewal_cpu_s == pytest.approx(0.006)  # 120 s / 20,000, one process
     assert (inputs.token_cpu_s, inputs.bare_request_cpu_s) == (0.002, 0.0005)  # 16 clients
-    assert (inputs.renewal_reads, inputs.renewal_writes) == (4.0, 2.0)
+    # The fan-out sweep's documents, as its CPU is the one billed.
+    assert (inputs.renewal_reads, inputs.renewal_writes) == (2.5, 2.25)
     assert (inputs.sweep_reads, inputs.sweep_writes) == (5.0, 1.0)
-    # Without the fan-out benchmark: the inline sweep's, at SWEEP_CONCURRENCY=16.
-    assert read_inputs(fixed_results(fanout=False)).renewal_cpu_s == pytest.approx(0.01)
+    # Without the fan-out benchmark: the inline sweep's CPU and documents.
+    inline = read_inputs(fixed_results(fanout=False))
+    assert inline.renewal_cpu_s == pytest.approx(0.01)
+    assert (inline.renewal_reads, inline.renewal_writes) == (4.0, 2.0)
 
 
 def test_a_missing_figure_says_to_run_the_bench() -> None:
@@ -103,6 +111,7 @@ def test_the_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
     assert costs["Cloud NAT"] == pytest.approx(730 * 0.044 + renewals * 4096 / 1024**3 * 0.045)
     assert costs["Static IP"] == pytest.approx(730 * 0.005)
     assert costs["Cloud Scheduler"] == pytest.approx(0.10)
+    assert costs["Cloud Logging"] == pytest.approx(renewals * 500 / 1024**3 * 0.50)
 
     lone = monthly_costs(inputs, 10_000, lone=True)
     # One request and one 1,000-byte message per renewal; a token request's CPU on top.

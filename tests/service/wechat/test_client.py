@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import requests
-from requests.adapters import BaseAdapter
-from requests.models import PreparedRequest, Response
+from urllib3 import HTTPResponse
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from service.wechat import errors
 from service.wechat.client import ComponentClient
@@ -18,44 +18,57 @@ from service.wechat.client import ComponentClient
 SECRET = "s3cr3t-app-secret"
 TICKET = "ticket@@@very-secret-ticket"
 
-Answer = dict[str, Any] | Callable[[PreparedRequest], Response] | Exception
+
+@dataclass(frozen=True)
+class Sent:
+    method: str
+    url: str
+    body: bytes | None
+    headers: dict[str, str]
 
 
-class ScriptedTransport(BaseAdapter):
+Answer = dict[str, Any] | Callable[[Sent], HTTPResponse] | Exception
+
+
+class ScriptedTransport:
     """Answers each request with the next scripted answer and records what was sent."""
 
     def __init__(self, answers: list[Answer]) -> None:
-        super().__init__()
         self.answers = answers
-        self.sent: list[PreparedRequest] = []
+        self.sent: list[Sent] = []
 
-    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
-        self.sent.append(request)
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> HTTPResponse:
+        sent = Sent(method, url, body, dict(headers or {}))
+        self.sent.append(sent)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         if callable(answer):
-            return answer(request)
+            return answer(sent)
         return json_response(answer)
 
-    def close(self) -> None:
-        pass
 
-
-def json_response(body: Any, status: int = 200) -> Response:
-    response = Response()
-    response.status_code = status
-    response._content = json.dumps(body).encode()
-    response.headers["Content-Type"] = "application/json; encoding=utf-8"
-    return response
+def json_response(body: Any, status: int = 200) -> HTTPResponse:
+    return HTTPResponse(
+        body=json.dumps(body).encode(),
+        status=status,
+        headers={"Content-Type": "application/json; encoding=utf-8"},
+        preload_content=True,
+    )
 
 
 def client_with(answers: list[Answer]) -> tuple[ComponentClient, ScriptedTransport, list[float]]:
     transport = ScriptedTransport(answers)
-    session = requests.Session()
-    session.mount("https://", transport)
     sleeps: list[float] = []
-    return ComponentClient(session=session, sleep=sleeps.append), transport, sleeps
+    return ComponentClient(http=transport, sleep=sleeps.append), transport, sleeps
 
 
 def test_component_token_request_and_typed_answer() -> None:
@@ -131,15 +144,27 @@ def test_system_busy_gives_up_after_the_retries() -> None:
 
 
 def test_transport_failure_hides_the_url_and_its_cause() -> None:
-    leaky = requests.ConnectionError(
-        "HTTPSConnectionPool: Max retries exceeded with url: /x?component_access_token=LEAK"
+    leaky = MaxRetryError(
+        None,  # type: ignore[arg-type]
+        "/x?component_access_token=LEAK",
+        ProtocolError("Connection aborted: /x?component_access_token=LEAK"),
     )
     client, _, _ = client_with([leaky])
     with pytest.raises(errors.TransportError) as caught:
         client.api_start_push_ticket("wxc", SECRET)
     text = "".join(traceback.format_exception(caught.value))
     assert "LEAK" not in text and SECRET not in text
-    assert "ConnectionError" in str(caught.value) and caught.value.transient
+    assert "ProtocolError" in str(caught.value) and caught.value.transient
+    assert caught.value.reached
+
+
+def test_a_connection_never_made_is_reported_not_sent() -> None:
+    refused = NewConnectionError(None, "Failed to establish a new connection")  # type: ignore[arg-type]
+    client, _, _ = client_with([MaxRetryError(None, "/x", refused)])  # type: ignore[arg-type]
+    with pytest.raises(errors.TransportError) as caught:
+        client.api_query_auth("wxc", "queryauthcode@@@x", "token")
+    assert not caught.value.reached
+    assert "not sent" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -158,11 +183,8 @@ def test_unusable_answers_are_transport_errors(answer: Answer) -> None:
         client.api_component_token("wxc", SECRET, TICKET)
 
 
-def _raw_response(content: bytes) -> Response:
-    response = Response()
-    response.status_code = 200
-    response._content = content
-    return response
+def _raw_response(content: bytes) -> HTTPResponse:
+    return HTTPResponse(body=content, status=200, preload_content=True)
 
 
 COMPONENT_TOKEN = "49_component-token-value"
