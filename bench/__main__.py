@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    call_costs_bench,
     crypto_bench,
     fanout_bench,
     firestore_ops_bench,
@@ -41,6 +42,7 @@ BENCHMARKS = (
     token_api_bench,
     sweep_bench,
     fanout_bench,
+    call_costs_bench,
     firestore_ops_bench,
 )
 
