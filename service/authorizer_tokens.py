@@ -141,6 +141,19 @@ class AuthorizerTokenManager:
         """
         if invalid_token:
             self.invalidate(component_appid, appid, invalid_token)
+        else:
+            # The common case, a stored token still good: three fields, not the record.
+            # Anything else (renewing, waiting, refusing) is decided on the whole record.
+            glance = self.store.get_authorizer_token(component_appid, appid)
+            if glance is not None:
+                status, token, expires_at = glance
+                if (
+                    status == AuthorizerStatus.AUTHORIZED.value
+                    and token
+                    and expires_at is not None
+                    and expires_at > self.clock() + self.policy.min_ttl
+                ):
+                    return AuthorizerToken(token, expires_at), Outcome.FRESH
         started = self.clock()
         deadline = started + self.policy.lease_seconds + 5
         waited = False

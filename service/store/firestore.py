@@ -54,6 +54,7 @@ _LOST_RACE = (
     gexc.NotFound,
 )
 R = TypeVar("R", bound=Record)
+_TOKEN_FIELDS = ("status", "access_token", "access_token_expires_at")
 
 
 class OpCounter:
@@ -105,11 +106,13 @@ class FirestoreStore:
         assert self._wire is not None
         return self._wire
 
-    def _read(self, path: str, deadline: float | None = None) -> WireDocument:
+    def _read(
+        self, path: str, deadline: float | None = None, fields: tuple[str, ...] | None = None
+    ) -> WireDocument:
         """The document at ``path`` (relative: ``components/<c>``, ...)."""
         self.ops.add(reads=1)
         try:
-            return self.wire.get(path, deadline)
+            return self.wire.get(path, deadline, fields)
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"Firestore read failed: {type(exc).__name__}") from None
 
@@ -159,6 +162,24 @@ class FirestoreStore:
         if not snapshot.exists:
             return None
         return _authorizer(component_appid, appid, snapshot)
+
+    def get_authorizer_token(
+        self, component_appid: str, appid: str
+    ) -> tuple[str | None, str | None, float | None] | None:
+        """Only the status, access token and its expiry: what a token request served
+        from the store needs (a third of the bytes and the decoding of the whole record).
+        None if there is no such authorizer."""
+        path = _path(COMPONENTS, component_appid, AUTHORIZERS, appid)
+        found = self._read(path, fields=_TOKEN_FIELDS)
+        if not found.exists:
+            return None
+        data = found.data
+        expires_at = data.get("access_token_expires_at")
+        return (
+            data.get("status"),
+            data.get("access_token"),
+            float(expires_at) if isinstance(expires_at, (int, float)) else None,
+        )
 
     def get_authorizers(
         self, component_appid: str, appids: list[str]

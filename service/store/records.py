@@ -331,6 +331,12 @@ class AuthorizationStore(ComponentStore, Protocol):
         """``deadline``: give up (StoreError) after this many seconds, retries included."""
         ...
 
+    def get_authorizer_token(
+        self, component_appid: str, appid: str
+    ) -> tuple[str | None, str | None, float | None] | None:
+        """(status, access token, its expiry) alone, or None if there is no authorizer."""
+        ...
+
     def modify_authorizer(
         self,
         component_appid: str,

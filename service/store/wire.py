@@ -101,13 +101,17 @@ class DocumentWire:
             ("x-goog-request-params", "database=" + quote(self._database)),
         )
 
-    def get(self, path: str, deadline: float | None = None) -> WireDocument:
+    def get(
+        self, path: str, deadline: float | None = None, fields: tuple[str, ...] | None = None
+    ) -> WireDocument:
         """The document at ``path`` (``components/c/authorizers/a``: slash-separated
-        names, none empty), ``ABSENT`` if there is none.
+        names, none empty), ``ABSENT`` if there is none; with ``fields``, only those.
 
         Raises google.api_core exceptions, as the generated client does.
         """
         request = _GetDocumentRequest(name=self._documents + path)
+        if fields is not None:  # only these fields come back (still billed as one read)
+            request.mask.field_paths.extend(fields)
         routed = path if _PLAIN_PATH.fullmatch(path) else quote(path, safe="/")
         routing = ("x-goog-request-params", f"name={self._quoted_documents}{routed}")
         metadata = self._metadata + (routing,)

@@ -461,14 +461,33 @@ def test_the_sweeps_component_record_is_read_again_once_its_token_expires(
     assert stored(store).refresh_lease_owner is None  # the lease went back
 
 
-def test_a_token_request_that_renews_reads_the_authorizer_once(store: FirestoreStore) -> None:
+def test_a_token_request_that_renews_reads_the_whole_authorizer_once(
+    store: FirestoreStore,
+) -> None:
     put(store)
     wechat = FakeWeChat(rotate=True)
     tokens = manager(store, wechat)
     reads, writes = store.ops.snapshot()
     token, outcome = tokens.get(COMPONENT, MERCHANT)
     assert (token.access_token, outcome) == ("access-1", Outcome.RENEWED)
-    # The authorizer and the component (its token and 45009 pause) read once each; the
-    # lease and the result written, each on the condition of the write before it.
-    assert store.ops.snapshot() == (reads + 2, writes + 2)
+    # A glance at the token (three fields), then the whole authorizer and the component
+    # (its token and 45009 pause) once each; the lease and the result written, each on the
+    # condition of the write before it.
+    assert store.ops.snapshot() == (reads + 3, writes + 2)
     assert stored(store).refresh_token == "refreshtoken@@@r1"
+
+
+def test_a_token_request_served_from_the_store_reads_three_fields(
+    store: FirestoreStore,
+) -> None:
+    put(store, access_token="stored-token", access_token_expires_at=time.time() + 3600)
+    wechat = FakeWeChat()
+    reads, writes = store.ops.snapshot()
+    token, outcome = manager(store, wechat).get(COMPONENT, MERCHANT)
+    assert (token.access_token, outcome, wechat.calls) == ("stored-token", Outcome.FRESH, [])
+    assert store.ops.snapshot() == (reads + 1, writes)
+    assert store.get_authorizer_token(COMPONENT, MERCHANT) == (
+        "authorized",
+        "stored-token",
+        token.expires_at,
+    )
