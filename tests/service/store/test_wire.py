@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import grpc
 import pytest
 from google.api_core import exceptions as gexc
 
+from service.store import wire
 from service.store.firestore import FirestoreStore
 from service.store.records import AuthorizerRecord, StoreError
 
@@ -95,3 +97,41 @@ def test_an_invalid_document_name_is_refused_before_any_call(store: FirestoreSto
         store.get_authorizer(COMPONENT, "wx/../other")
     with pytest.raises(StoreError, match="invalid document name"):
         store.get_authorizer(COMPONENT, "")
+
+
+class _Refusal(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "refused"
+
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
+
+
+def test_a_call_is_retried_on_the_retried_codes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire.time, "sleep", lambda _: None)
+    answers: list[object] = [_Refusal(grpc.StatusCode.UNAVAILABLE)] * 2 + ["document"]
+
+    def flaky(request: object, metadata: object, timeout: float) -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert wire._call(flaky, "request", (), wire._READ_RETRIED, 5.0) == "document"
+    assert answers == []
+
+    answers[:] = [_Refusal(grpc.StatusCode.PERMISSION_DENIED), "never reached"]
+    with pytest.raises(gexc.PermissionDenied):
+        wire._call(flaky, "request", (), wire._READ_RETRIED, 5.0)
+    assert answers == ["never reached"]
+
+    # An update is not retried on a lost answer's DEADLINE_EXCEEDED: it may have applied.
+    answers[:] = [_Refusal(grpc.StatusCode.DEADLINE_EXCEEDED), "never reached"]
+    with pytest.raises(gexc.DeadlineExceeded):
+        wire._call(flaky, "request", (), wire._WRITE_RETRIED, 5.0)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from urllib3 import HTTPResponse
+from urllib3 import HTTPResponse, ProxyManager
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from service.wechat import errors
-from service.wechat.client import ComponentClient
+from service.wechat.client import ComponentClient, build_http
 
 SECRET = "s3cr3t-app-secret"
 TICKET = "ticket@@@very-secret-ticket"
@@ -277,3 +277,15 @@ def test_authorizer_token_keeps_a_missing_refresh_token_as_none() -> None:
     token = client.api_authorizer_token("wx0123456789abcdef", "wx326eecacf7370d4e", REFRESH, "t")
     assert token.refresh_token is None and token.expires_in == 7200
     assert json.loads(transport.sent[0].body or b"{}")["authorizer_refresh_token"] == REFRESH
+
+
+def test_the_pool_takes_the_environments_proxy_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert not isinstance(build_http("https://api.weixin.qq.com"), ProxyManager)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    proxied = build_http("https://api.weixin.qq.com")
+    assert isinstance(proxied, ProxyManager)
+    assert proxied.proxy is not None and proxied.proxy.host == "proxy.internal"
+    monkeypatch.setenv("NO_PROXY", "api.weixin.qq.com")
+    assert not isinstance(build_http("https://api.weixin.qq.com"), ProxyManager)
