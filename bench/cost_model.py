@@ -68,9 +68,12 @@ GIB = 1024**3
 TIB = 1024**4
 
 # List prices in USD, Cloud Run tier 1 regions (asia-east2, the example stack's, is tier 2:
-# CPU and memory about 1.4x). Read from the pages below in 2025; this machine has no
-# internet to check them again, so check them before quoting a figure.
-PRICES_DATE = "2025 (not re-checked from this machine)"
+# CPU and memory about 1.4x). Checked on 2026-12-02 against copies of the pages below
+# (this machine has no internet): Cloud Run's request-based CPU, memory and requests,
+# Firestore's multi-region reads and writes, Pub/Sub, Cloud NAT (its hourly price is
+# $0.0014 an instance up to 32, $0.044 beyond: the model takes the cap) and its address,
+# Cloud Logging. Firestore's storage and Cloud Scheduler are as read in 2025.
+PRICES_DATE = "checked on 2026-12-02 against copies of the pages named below"
 PRICES: dict[str, tuple[float, str, str]] = {
     "run_vcpu_s": (0.000024, "per vCPU-second (request-based)", "cloud.google.com/run/pricing"),
     "run_gib_s": (0.0000025, "per GiB-second (request-based)", "cloud.google.com/run/pricing"),
