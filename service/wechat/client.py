@@ -96,12 +96,13 @@ def build_http(
 
 
 def without_environment_lookups(session: requests.Session) -> requests.Session:
-    """``session`` with the environment read once, now, instead of on every call.
+    """``session`` with the environment read once, now, instead of on every call (the
+    proxied calls' session; the client's own calls go through ``build_http``).
 
     requests reads the proxy variables, the CA bundle variables and ``~/.netrc`` on every
-    request: 40% of the CPU of a WeChat call in the renewal benchmark. WeChat's calls
-    carry their credentials in the query, so ``.netrc`` never applies; proxies and a CA
-    bundle named in the environment still do, read at start-up. With a proxy set the
+    request: 40% of a WeChat call's CPU when renewals still went through requests. WeChat's
+    calls carry their credentials in the query, so ``.netrc`` never applies; proxies and a
+    CA bundle named in the environment still do, read at start-up. With a proxy set the
     environment stays live (its ``no_proxy`` rules are per host).
     """
     if any(url for scheme, url in urllib.request.getproxies().items() if scheme != "no"):

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import requests
 from urllib3 import HTTPResponse, ProxyManager
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from service.wechat import errors
-from service.wechat.client import ComponentClient, build_http
+from service.wechat.client import ComponentClient, build_http, without_environment_lookups
 
 SECRET = "s3cr3t-app-secret"
 TICKET = "ticket@@@very-secret-ticket"
@@ -289,3 +290,16 @@ def test_the_pool_takes_the_environments_proxy_once(monkeypatch: pytest.MonkeyPa
     assert proxied.proxy is not None and proxied.proxy.host == "proxy.internal"
     monkeypatch.setenv("NO_PROXY", "api.weixin.qq.com")
     assert not isinstance(build_http("https://api.weixin.qq.com"), ProxyManager)
+
+
+def test_the_proxied_calls_session_reads_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = without_environment_lookups(requests.Session())
+    assert not session.trust_env
+    assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert without_environment_lookups(requests.Session()).trust_env  # no_proxy is per host
