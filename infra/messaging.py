@@ -50,6 +50,13 @@ def pubsub_service_agent(project_number: str) -> str:
     return f"service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
 
+def pubsub_agent_member(project_number: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The Pub/Sub service agent as an IAM member (``serviceAccount:...``)."""
+    return pulumi.Output.from_input(project_number).apply(
+        lambda number: f"serviceAccount:{pubsub_service_agent(number)}"
+    )
+
+
 @dataclass(frozen=True)
 class DeadLetteredTopic:
     """A topic the runtime account may publish to, and its dead letters, kept 7 days."""
@@ -208,9 +215,7 @@ class MessageDelivery(pulumi.ComponentResource):
         super().__init__("wcg:gateway:MessageDelivery", name, None, opts)
         names = ResourceNames(config.name_prefix)
         project = config.project
-        agent = pulumi.Output.from_input(project_number).apply(
-            lambda number: f"serviceAccount:{pubsub_service_agent(number)}"
-        )
+        agent = pubsub_agent_member(project_number)
         first = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
 
         self.topics: dict[str, DeadLetteredTopic] = {

@@ -36,7 +36,7 @@ from infra.config import GatewayConfig
 from infra.messaging import (
     PushDelivery,
     dead_lettered_topic,
-    pubsub_service_agent,
+    pubsub_agent_member,
     push_subscription,
 )
 from infra.names import ResourceNames
@@ -64,9 +64,7 @@ class ShardTopic(pulumi.ComponentResource):
     ) -> None:
         super().__init__("wcg:gateway:ShardTopic", name, None, opts)
         names = ResourceNames(config.name_prefix)
-        self.agent = pulumi.Output.from_input(project_number).apply(
-            lambda number: f"serviceAccount:{pubsub_service_agent(number)}"
-        )
+        self.agent = pubsub_agent_member(project_number)
         self.queue = dead_lettered_topic(
             self,
             config,
