@@ -23,17 +23,20 @@ from tests.infra.pulumi_mocks import (
     full,
     run_program,
 )
+from tests.infra.test_messaging import (
+    ACCOUNT,
+    ACCOUNT_GRANT,
+    AGENT,
+    POLICY,
+    SERVICE,
+    SUBSCRIPTION,
+    SUBSCRIPTION_GRANT,
+    TOPIC,
+    TOPIC_GRANT,
+)
 from tests.infra.test_services import resolved_env
 
-TOPIC = "gcp:pubsub/topic:Topic"
-SUBSCRIPTION = "gcp:pubsub/subscription:Subscription"
-TOPIC_GRANT = "gcp:pubsub/topicIAMMember:TopicIAMMember"
-SUBSCRIPTION_GRANT = "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember"
-ACCOUNT_GRANT = "gcp:serviceaccount/iAMMember:IAMMember"
-ACCOUNT = "gcp:serviceaccount/account:Account"
-SERVICE = "gcp:cloudrunv2/service:Service"
 RUN_GRANT = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
-POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 
 SHARDS = "wcg-dev-refresh-shards"
 DEAD = f"{SHARDS}-dead-letter"
@@ -41,7 +44,6 @@ INTERNAL = "wcg-dev-internal"
 AUDIENCE = f"https://{INTERNAL}-{PROJECT_NUMBER}.asia-east2.run.app"
 PUSH_EMAIL = f"wcg-dev-sweep@{GCP_PROJECT}.iam.gserviceaccount.com"
 RUNTIME = f"serviceAccount:wcg-dev-runtime@{GCP_PROJECT}.iam.gserviceaccount.com"
-AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
 
 def path(kind: str, name: str) -> str:
