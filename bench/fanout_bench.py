@@ -16,19 +16,14 @@ against the references of ``bench.sweep_bench`` measured in this run: the floor
 
 from __future__ import annotations
 
-import http.server
-import itertools
 import os
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import requests
 
 from bench.stack import BenchError, BenchStack, authorizer_record, group_cpu_seconds, progress
-from devstack.processes import free_port
+from devstack.push_relay import PushRelay
 
 COUNT = int(os.environ.get("BENCH_FANOUT_COUNT", "20000"))
 LATENCY = 0.05
@@ -45,46 +40,6 @@ SETTINGS = {
     "SWEEP_CONCURRENCY": str(CONCURRENCY),
     "SWEEP_JITTER": "0",
 }
-
-
-@contextmanager
-def relay(targets: list[str], key: str) -> Iterator[str]:
-    """Round robin over ``targets`` (read at each push: change it to change the fleet) with
-    the bearer key; yields its URL."""
-    turns = itertools.count()
-    lock = threading.Lock()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with lock:
-                target = targets[next(turns) % len(targets)]
-            try:
-                answer = requests.post(
-                    target + self.path,
-                    data=body,
-                    headers={"Content-Type": "application/json", "Authorization": key},
-                    timeout=600,
-                )
-                status, text = answer.status_code, answer.content
-            except requests.RequestException:
-                status, text = 502, b"unreachable"
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(text)))
-            self.end_headers()
-            self.wfile.write(text)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _wait_done(url: str, sweep_id: str, timeout: float) -> dict[str, Any]:
@@ -143,15 +98,18 @@ def run() -> dict[str, Any]:
         second_url, second = stack.start_gateway({**SETTINGS})
         assert stack.service is not None
         targets: list[str] = []
-        with relay(targets, stack.auth["Authorization"]) as url:
+        relay = PushRelay(targets, stack.auth["Authorization"], timeout=600)
+        try:
             stack.pubsub_admin().create_push_subscription(
-                SUBSCRIPTION, TOPIC, url + SHARD_PATH, ack_deadline=600
+                SUBSCRIPTION, TOPIC, relay.url + SHARD_PATH, ack_deadline=600
             )
             for processes in (1, 2):
                 targets[:] = [stack.service_url, second_url][:processes]
                 pgids = [stack.service.pid, second.pid][:processes]
                 _write_due(stack, seeded)
                 rows.append(_sweep(stack, pgids, processes))
+        finally:
+            relay.close()
     one = rows[0]["seconds"]
     for row in rows:
         row["x_faster_than_1_process"] = round(one / row["seconds"], 2)

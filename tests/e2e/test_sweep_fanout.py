@@ -16,15 +16,11 @@ process group) mid-sweep, every authorizer is still renewed by the end.
 
 from __future__ import annotations
 
-import http.server
-import itertools
 import os
 import signal
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +31,7 @@ from bench.stack import BATCH, authorizer_record
 from devstack.emulator import clear_emulator
 from devstack.processes import ManagedProcess, free_port
 from devstack.pubsub_emulator import PubSubAdmin, start_pubsub_emulator
+from devstack.push_relay import PushRelay
 from devstack.stack import service_env, start_service
 from tests.e2e.helpers import log_entries, wait_for
 from tests.stack import API_KEY, E2E_PROJECT, Stack, start_stack
@@ -56,70 +53,12 @@ FANOUT_ENV = {
 
 
 @dataclass
-class Relay:
-    """Round-robin over the instances, adding the bearer key; 502 when one is down."""
-
-    targets: list[str]
-    port: int = field(default_factory=free_port)
-    down: set[str] = field(default_factory=set)
-    forwarded: Counter[str] = field(default_factory=Counter)
-
-    def __post_init__(self) -> None:
-        turns = itertools.cycle(range(len(self.targets)))
-        lock = threading.Lock()
-        relay = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with lock:
-                    up = [t for t in relay.targets if t not in relay.down] or relay.targets
-                    target = up[next(turns) % len(up)]
-                try:
-                    answer = requests.post(
-                        target + self.path,
-                        data=body,
-                        headers={
-                            "Content-Type": "application/json",
-                            "Authorization": f"Bearer {API_KEY}",
-                        },
-                        timeout=120,
-                    )
-                    status, text = answer.status_code, answer.content
-                    with lock:
-                        relay.forwarded[target] += 1
-                except requests.RequestException:
-                    with lock:
-                        relay.down.add(target)
-                    status, text = 502, b"instance unreachable"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@dataclass
 class Fleet:
     stack: Stack
     b_url: str
     b: ManagedProcess
     pubsub: ManagedProcess
-    relay: Relay
+    relay: PushRelay
     logs: Path
 
     @property
@@ -145,7 +84,7 @@ def fleet(firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> 
         )
         b = start_service(b_port, {**b_env, **env}, logs / "service-b.log", workers=2)
         processes.append(b)
-        relay = Relay([stack.service_url, b_url])
+        relay = PushRelay([stack.service_url, b_url], f"Bearer {API_KEY}", timeout=120)
         # A shard's whole time is its push's: 60 s is plenty for 200 authorizers.
         admin.create_push_subscription(SUBSCRIPTION, TOPIC, relay.url + SHARD_PATH, ack_deadline=60)
         yield Fleet(stack, b_url, b, pubsub, relay, logs)
