@@ -432,17 +432,15 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str], stack: st
         )
     internal_min = _integer(raw, "internal_min_instances", DEFAULT_INTERNAL_MIN_INSTANCES, problems)
     # The internal service's ceiling: the fleet the fan-out sweep may spread over.
-    sweep_max = _integer(
-        raw, "sweep_max_instances", max_instances or DEFAULT_MAX_INSTANCES, problems
+    sweep_max = _bounded(
+        raw,
+        "sweep_max_instances",
+        max_instances or DEFAULT_MAX_INSTANCES,
+        1,
+        MAX_INSTANCES_LIMIT,
+        "the internal service's instances",
+        problems,
     )
-    if sweep_max is not None and not 1 <= sweep_max <= MAX_INSTANCES_LIMIT:
-        problems.invalid(
-            "sweep_max_instances",
-            f"must be from 1 to {MAX_INSTANCES_LIMIT} (the internal service's instances), "
-            f"got {sweep_max}",
-            _set("sweep_max_instances", str(DEFAULT_MAX_INSTANCES)),
-        )
-        sweep_max = None
     for key, least, most, most_key in (
         ("min_instances", min_instances, max_instances, "max_instances"),
         ("internal_min_instances", internal_min, sweep_max, "sweep_max_instances"),
