@@ -38,6 +38,7 @@ from service.store.records import (
     AuthorizerRecord,
     AuthorizerStatus,
     ComponentRecord,
+    TokenGlance,
 )
 from service.wechat.client import AuthorizerAccessToken, ComponentClient
 from service.wechat.errors import (
@@ -145,15 +146,12 @@ class AuthorizerTokenManager:
             # The common case, a stored token still good: three fields, not the record.
             # Anything else (renewing, waiting, refusing) is decided on the whole record.
             glance = self.store.get_authorizer_token(component_appid, appid)
-            if glance is not None:
-                status, token, expires_at = glance
-                if (
-                    status == AuthorizerStatus.AUTHORIZED.value
-                    and token
-                    and expires_at is not None
-                    and expires_at > self.clock() + self.policy.min_ttl
-                ):
-                    return AuthorizerToken(token, expires_at), Outcome.FRESH
+            if (
+                glance is not None
+                and glance.status == AuthorizerStatus.AUTHORIZED
+                and glance.token_valid_at(self.clock() + self.policy.min_ttl)
+            ):
+                return _token(glance), Outcome.FRESH
         started = self.clock()
         deadline = started + self.policy.lease_seconds + 5
         waited = False
@@ -450,7 +448,7 @@ class AuthorizerTokenManager:
         return (record.authorizer_token_quota_until or now) - now
 
 
-def _token(record: AuthorizerRecord) -> AuthorizerToken:
+def _token(record: AuthorizerRecord | TokenGlance) -> AuthorizerToken:
     assert record.access_token is not None and record.access_token_expires_at is not None
     return AuthorizerToken(record.access_token, record.access_token_expires_at)
 

@@ -37,6 +37,7 @@ from service.store.records import (
     Record,
     ReleaseSend,
     StoreError,
+    TokenGlance,
 )
 from service.store.wire import DocumentWire, WireDocument
 
@@ -163,23 +164,15 @@ class FirestoreStore:
             return None
         return _authorizer(component_appid, appid, snapshot)
 
-    def get_authorizer_token(
-        self, component_appid: str, appid: str
-    ) -> tuple[str | None, str | None, float | None] | None:
+    def get_authorizer_token(self, component_appid: str, appid: str) -> TokenGlance | None:
         """Only the status, access token and its expiry: what a token request served
-        from the store needs (a third of the bytes and the decoding of the whole record).
+        from the store needs (three fields: not the whole record to send and decode).
         None if there is no such authorizer."""
         path = _path(COMPONENTS, component_appid, AUTHORIZERS, appid)
         found = self._read(path, fields=_TOKEN_FIELDS)
         if not found.exists:
             return None
-        data = found.data
-        expires_at = data.get("access_token_expires_at")
-        return (
-            data.get("status"),
-            data.get("access_token"),
-            float(expires_at) if isinstance(expires_at, (int, float)) else None,
-        )
+        return TokenGlance(*(found.data.get(name) for name in _TOKEN_FIELDS))
 
     def get_authorizers(
         self, component_appid: str, appids: list[str]

@@ -191,6 +191,19 @@ class AuthorizerRecord(LeasedRecord):
         return document
 
 
+@dataclass(frozen=True)
+class TokenGlance:
+    """An authorizer's status and access token alone (a read of three fields): enough to
+    serve a stored token, never enough to write from."""
+
+    status: str | None
+    access_token: str | None = field(repr=False)
+    access_token_expires_at: float | None
+
+    def token_valid_at(self, moment: float) -> bool:
+        return _valid(self.access_token, self.access_token_expires_at, moment)
+
+
 class ExchangeStatus(StrEnum):
     EXCHANGING = "exchanging"  # someone holds the lease and is calling api_query_auth
     DONE = "done"
@@ -331,10 +344,8 @@ class AuthorizationStore(ComponentStore, Protocol):
         """``deadline``: give up (StoreError) after this many seconds, retries included."""
         ...
 
-    def get_authorizer_token(
-        self, component_appid: str, appid: str
-    ) -> tuple[str | None, str | None, float | None] | None:
-        """(status, access token, its expiry) alone, or None if there is no authorizer."""
+    def get_authorizer_token(self, component_appid: str, appid: str) -> TokenGlance | None:
+        """The status and access token alone, or None if there is no authorizer."""
         ...
 
     def modify_authorizer(

@@ -27,7 +27,7 @@ from service.authorizer_tokens import (
 from service.component_token import Outcome as ComponentOutcome
 from service.log_events import AUTHORIZER_REFRESH_FAILED, REFRESH_TOKEN_REJECTED
 from service.store.firestore import FirestoreStore
-from service.store.records import AuthorizerRecord, AuthorizerStatus, ComponentRecord
+from service.store.records import AuthorizerRecord, AuthorizerStatus, ComponentRecord, TokenGlance
 from service.wechat.client import AuthorizerAccessToken, ComponentClient
 from service.wechat.errors import (
     NotAuthorizedError,
@@ -486,8 +486,6 @@ def test_a_token_request_served_from_the_store_reads_three_fields(
     token, outcome = manager(store, wechat).get(COMPONENT, MERCHANT)
     assert (token.access_token, outcome, wechat.calls) == ("stored-token", Outcome.FRESH, [])
     assert store.ops.snapshot() == (reads + 1, writes)
-    assert store.get_authorizer_token(COMPONENT, MERCHANT) == (
-        "authorized",
-        "stored-token",
-        token.expires_at,
+    assert store.get_authorizer_token(COMPONENT, MERCHANT) == TokenGlance(
+        "authorized", "stored-token", token.expires_at
     )
