@@ -82,11 +82,10 @@ def build_http(
         allowed_methods=None,
         raise_on_status=False,
     )
-    ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     settings: dict[str, Any] = {
         "retries": retry,
         "maxsize": 32,
-        "ca_certs": ca_certs or certifi.where(),
+        "ca_certs": _ca_bundle() or certifi.where(),
     }
     parts = urllib.parse.urlsplit(api_base)
     proxy = urllib.request.getproxies().get(parts.scheme)
@@ -108,18 +107,27 @@ def without_environment_lookups(session: requests.Session) -> requests.Session:
     if any(url for scheme, url in urllib.request.getproxies().items() if scheme != "no"):
         return session
     session.trust_env = False
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    bundle = _ca_bundle()
     if bundle:
         session.verify = bundle
     return session
+
+
+def _ca_bundle() -> str | None:
+    """The CA bundle the environment names, as requests would read it."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
 
 
 def connection_made(exc: BaseException) -> bool:
     """False only when the connection itself could not be made (refused, unresolved, timed
     out connecting): then nothing was sent. urllib3's errors, bare or as the reason of its
     ``MaxRetryError``."""
-    cause = exc.reason if isinstance(exc, MaxRetryError) else exc
-    return not isinstance(cause, ConnectTimeoutError)  # NewConnectionError is one
+    return not isinstance(_cause(exc), ConnectTimeoutError)  # NewConnectionError is one
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """What failed: the reason a ``MaxRetryError`` carries, or the error itself."""
+    return exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
 
 
 def request_reached(exc: requests.RequestException) -> bool:
@@ -446,8 +454,7 @@ class ComponentClient:
         except urllib3.exceptions.HTTPError as exc:
             # The exception text holds the URL, which may hold a token: keep only a type.
             reached = connection_made(exc)
-            cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
-            kind = type(cause).__name__
+            kind = type(_cause(exc)).__name__
             reason = f"request failed ({kind}" + (")" if reached else ", not sent)")
             raise TransportError(reason, api, reached=reached) from None
         elapsed_ms = round((time.monotonic() - started) * 1000, 1)
