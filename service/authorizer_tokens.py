@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from service.store.records import (
     AuthorizerRecord,
     AuthorizerStatus,
     ComponentRecord,
+    StoreError,
     TokenGlance,
 )
 from service.wechat.client import AuthorizerAccessToken, ComponentClient
@@ -260,6 +262,42 @@ class AuthorizerTokenManager:
         except RefreshFailedError:
             return Outcome.FAILED
         return Outcome.RENEWED
+
+    def sweep_one(
+        self,
+        record: AuthorizerRecord | None,
+        due_before: float,
+        component: ComponentRecord,
+        quota_hit: threading.Event,
+    ) -> Outcome:
+        """``refresh_due`` for one authorizer of a sweep (inline, or a shard of one), from
+        the ``record`` the sweep read (None: gone since it was listed, skipped).
+
+        No call once the component met 45009 in this sweep (``quota_hit``, set here); an
+        error is logged and counted failed, never raised: one authorizer's bug, or the
+        store's, must not end the sweep.
+        """
+        if quota_hit.is_set():
+            return Outcome.QUOTA_EXCEEDED
+        if record is None:
+            return Outcome.SKIPPED
+        where = {"event": AUTHORIZER_REFRESH_FAILED, "authorizer_appid": record.appid}
+        try:
+            outcome = self.refresh_due(
+                record.component_appid, record.appid, due_before, seen=record, component=component
+            )
+        except StoreError as exc:
+            log.error("refresh sweep: store failed", extra={**where, "error": str(exc)})
+            return Outcome.FAILED
+        except Exception as exc:
+            log.exception(
+                "refresh sweep: unexpected error",
+                extra={**where, "error_type": type(exc).__name__},
+            )
+            return Outcome.FAILED
+        if outcome is Outcome.QUOTA_EXCEEDED:
+            quota_hit.set()
+        return outcome
 
     # ----- internals -------------------------------------------------------------------
 

@@ -238,39 +238,8 @@ class RefreshSweep:
         quota_hit = threading.Event()
 
         def refresh(record: AuthorizerRecord) -> Outcome:
-            if quota_hit.is_set():
-                return Outcome.QUOTA_EXCEEDED
             due_before = now + policy.margin + random.uniform(0, policy.jitter)
-            expires_at = record.access_token_expires_at or 0.0
-            if expires_at >= due_before:
-                return Outcome.SKIPPED
-            try:
-                outcome = self.authorizer_tokens.refresh_due(
-                    component_appid, record.appid, due_before, seen=record, component=component
-                )
-            except StoreError as exc:
-                log.error(
-                    "refresh sweep: store failed",
-                    extra={
-                        "event": AUTHORIZER_REFRESH_FAILED,
-                        "authorizer_appid": record.appid,
-                        "error": str(exc),
-                    },
-                )
-                return Outcome.FAILED
-            except Exception as exc:  # one authorizer's bug must not end the sweep
-                log.exception(
-                    "refresh sweep: unexpected error",
-                    extra={
-                        "event": AUTHORIZER_REFRESH_FAILED,
-                        "authorizer_appid": record.appid,
-                        "error_type": type(exc).__name__,
-                    },
-                )
-                return Outcome.FAILED
-            if outcome is Outcome.QUOTA_EXCEEDED:
-                quota_hit.set()
-            return outcome
+            return self.authorizer_tokens.sweep_one(record, due_before, component, quota_hit)
 
         self._run_pool(component_appid, due, refresh, counts)
         for name, n in counts.items():

@@ -490,28 +490,10 @@ class ShardRunner:
             return
 
         def refresh(appid: str) -> str:
-            if quota_hit.is_set():
-                return Outcome.QUOTA_EXCEEDED.value
-            seen = stored.get(appid)
-            if seen is None:
-                return Outcome.SKIPPED.value  # deleted since the sweep listed it
-            try:
-                outcome = self.authorizer_tokens.refresh_due(
-                    shard.component, appid, cutoffs[appid], seen=seen, component=component
-                )
-            except Exception as exc:  # one authorizer's bug (or the store's) must not end it
-                log.error(
-                    "refresh sweep: shard authorizer failed",
-                    extra={
-                        "event": AUTHORIZER_REFRESH_FAILED,
-                        "authorizer_appid": appid,
-                        "error_type": type(exc).__name__,
-                    },
-                )
-                return Outcome.FAILED.value
-            if outcome is Outcome.QUOTA_EXCEEDED:
-                quota_hit.set()
-            if outcome is Outcome.SKIPPED and self._held(shard.component, appid, cutoffs[appid]):
+            seen = stored.get(appid)  # None: deleted since the sweep listed it
+            outcome = self.authorizer_tokens.sweep_one(seen, cutoffs[appid], component, quota_hit)
+            skipped = outcome is Outcome.SKIPPED and seen is not None
+            if skipped and self._held(shard.component, appid, cutoffs[appid]):
                 return "held"
             return outcome.value
 
