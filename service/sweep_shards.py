@@ -218,17 +218,14 @@ class SweepProgress:
 
     def published(self, sweep_id: str, shards: int, counts: Counter[str]) -> None:
         """Publishing is over: ``shards`` were published (and ``counts`` already decided)."""
-        changes: dict[str, Any] = {"published": True, "shards_published": shards}
-        changes.update({f"counts.{k}": firestore.Increment(n) for k, n in counts.items() if n})
+        changes = {"published": True, "shards_published": shards, **_increments(counts)}
         self._write(lambda: self._ref(sweep_id).update(changes))
 
     def shard_done(self, shard: Shard, counts: Counter[str]) -> bool:
         """The shard's counts, once: False if it was recorded before (a redelivery)."""
         batch = self.store.client.batch()
-        marker = self._ref(shard.sweep_id).collection(SHARDS).document(shard.key)
-        batch.create(marker, {"at": self.clock(), "expire_at": self._expiry()})
-        changes: dict[str, Any] = {"shards_done": firestore.Increment(1)}
-        changes.update({f"counts.{k}": firestore.Increment(n) for k, n in counts.items() if n})
+        batch.create(self._marker(shard), {"at": self.clock(), "expire_at": self._expiry()})
+        changes = {"shards_done": firestore.Increment(1), **_increments(counts)}
         batch.update(self._ref(shard.sweep_id), changes)
         try:
             self._write(batch.commit)
@@ -238,8 +235,7 @@ class SweepProgress:
 
     def recorded(self, shard: Shard) -> bool:
         """Whether the shard was finished before (one read): a redelivery to acknowledge."""
-        marker = self._ref(shard.sweep_id).collection(SHARDS).document(shard.key)
-        return bool(self._read(lambda: marker.get()).exists)
+        return bool(self._read(self._marker(shard).get).exists)
 
     def get(self, sweep_id: str) -> SweepState | None:
         snapshot = self._read(lambda: self._ref(sweep_id).get())
@@ -277,6 +273,10 @@ class SweepProgress:
             return state
         return None
 
+    def _marker(self, shard: Shard) -> Any:
+        """``sweeps/<id>/shards/<key>``: written when the shard is finished."""
+        return self._ref(shard.sweep_id).collection(SHARDS).document(shard.key)
+
     def _expiry(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC) + SWEEP_TTL
 
@@ -300,6 +300,11 @@ class SweepProgress:
 
 class _AlreadyRecorded(Exception):
     pass
+
+
+def _increments(counts: Counter[str]) -> dict[str, Any]:
+    """The sweep document's ``counts.<outcome>`` fields, each raised by its count."""
+    return {f"counts.{k}": firestore.Increment(n) for k, n in counts.items() if n}
 
 
 def log_done(state: SweepState) -> None:
