@@ -60,13 +60,17 @@ def find_launcher(launcher: Path = LAUNCHER, hint: str = INSTALL_HINT) -> Path:
 
 def start_emulator(log_path: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
     """Start the emulator and wait until it answers ``Ok``; returns (process, host:port)."""
+    return start_listening("Firestore emulator", [str(find_launcher()), "start"], log_path, port)
+
+
+def start_listening(
+    name: str, command: list[str], log_path: Path, port: int | None = None
+) -> tuple[ManagedProcess, str]:
+    """An emulator's ``command`` on 127.0.0.1 (``port``, else a free one), once it answers
+    ``Ok`` at ``/``; returns (process, host:port)."""
 
     def start(port: int) -> tuple[ManagedProcess, str]:
-        process = start_process(
-            "Firestore emulator",
-            [str(find_launcher()), "start", "--host=127.0.0.1", f"--port={port}"],
-            log_path,
-        )
+        process = start_process(name, [*command, "--host=127.0.0.1", f"--port={port}"], log_path)
         host = f"127.0.0.1:{port}"
         process.wait_http(f"http://{host}/", expect="Ok", timeout=60)
         return process, host

@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from devstack.emulator import check_cli, find_launcher
-from devstack.processes import ManagedProcess, on_a_free_port, start_process
+from devstack.emulator import check_cli, find_launcher, start_listening
+from devstack.processes import ManagedProcess
 
 PACKAGE = "google-cloud-cli-pubsub-emulator"
 LAUNCHER = Path("platform/pubsub-emulator/bin/cloud-pubsub-emulator")
@@ -32,18 +32,7 @@ def find_pubsub_launcher() -> Path:
 
 def start_pubsub_emulator(log_path: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
     """Start the emulator and wait until it answers ``Ok``; returns (process, host:port)."""
-
-    def start(port: int) -> tuple[ManagedProcess, str]:
-        process = start_process(
-            "Pub/Sub emulator",
-            [str(find_pubsub_launcher()), "--host=127.0.0.1", f"--port={port}"],
-            log_path,
-        )
-        host = f"127.0.0.1:{port}"
-        process.wait_http(f"http://{host}/", expect="Ok", timeout=60)
-        return process, host
-
-    return on_a_free_port(start, port)
+    return start_listening("Pub/Sub emulator", [str(find_pubsub_launcher())], log_path, port)
 
 
 class PubSubAdmin:
