@@ -1,4 +1,4 @@
-"""GetDocument, BatchGetDocuments and a conditional update, sent as plain protobuf on the
+"""GetDocument, BatchGetDocuments and conditional updates, sent as plain protobuf on the
 client's channel.
 
 The generated client wraps every call in proto-plus messages, a retry object, a timeout
@@ -8,6 +8,9 @@ cost 1.0 ms and an update 1.4 ms where the same calls sent here cost about 0.5 m
 The channel is the client's own, so its credentials, endpoint and emulator setting hold;
 the retries are the generated client's defaults for these methods (bench/call_costs_bench.py
 measures each call against the library's).
+
+Conditional updates made at the same time by several threads (a shard's renewals) share
+one BatchWrite (``GroupedWrites``): each keeps its own precondition and its own answer.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 import datetime
 import random
 import re
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +31,7 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud.firestore_v1._helpers import decode_value, encode_value
 from google.cloud.firestore_v1.types import document as document_types
 from google.cloud.firestore_v1.types import firestore as firestore_types
+from google.cloud.firestore_v1.types import write as write_types
 from google.protobuf import timestamp_pb2
 
 _GetDocumentRequest: Any = firestore_types.GetDocumentRequest.pb()
@@ -34,10 +39,14 @@ _BatchGetRequest: Any = firestore_types.BatchGetDocumentsRequest.pb()
 _BatchGetResponse: Any = firestore_types.BatchGetDocumentsResponse.pb()
 _CommitRequest: Any = firestore_types.CommitRequest.pb()
 _CommitResponse: Any = firestore_types.CommitResponse.pb()
+_BatchWriteRequest: Any = firestore_types.BatchWriteRequest.pb()
+_BatchWriteResponse: Any = firestore_types.BatchWriteResponse.pb()
 _Document: Any = document_types.Document.pb()
+_Write: Any = write_types.Write.pb()
 _Value: Any = document_types.Value.pb()
 # Untyped in google-api-core: named here, as Any, once.
 _from_grpc_error: Any = gexc.from_grpc_error
+_failed_precondition: Any = gexc.FailedPrecondition
 _from_timestamp: Any = DatetimeWithNanoseconds.from_timestamp_pb
 _from_nanos: Any = DatetimeWithNanoseconds.timestamp_pb
 
@@ -52,6 +61,10 @@ _READ_RETRIED = frozenset(
     }
 )
 _WRITE_RETRIED = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
+# BatchWrite applies each write on its own, so an aborted batch may be sent again too.
+_BATCH_RETRIED = _WRITE_RETRIED | {grpc.StatusCode.ABORTED}
+_OK, _FAILED_PRECONDITION = 0, grpc.StatusCode.FAILED_PRECONDITION.value[0]
+_MAX_GROUP = 500  # BatchWrite's limit of writes per request
 _DEFAULT_DEADLINE = 60.0
 # What the routing header may carry unquoted (what urlencode leaves alone, and "/").
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
@@ -94,6 +107,12 @@ class DocumentWire:
             request_serializer=_CommitRequest.SerializeToString,
             response_deserializer=_CommitResponse.FromString,
         )
+        self._batch_write = channel.unary_unary(
+            "/google.firestore.v1.Firestore/BatchWrite",
+            request_serializer=_BatchWriteRequest.SerializeToString,
+            response_deserializer=_BatchWriteResponse.FromString,
+        )
+        self._writes = GroupedWrites(self._send)
         self._database = client._database_string
         self._documents = self._database + "/documents/"
         self._quoted_documents = quote(self._documents, safe="/")
@@ -153,16 +172,43 @@ class DocumentWire:
         ``last_update_time``; returns the new update time.
 
         Raises ``FailedPrecondition`` if someone wrote since (or the document is gone).
+        Updates made at the same time by other threads may go out in the same request.
         """
-        write = {
-            "update": _Document(
+        write = _Write(
+            update=_Document(
                 name=self._documents + path, fields={k: encode(v) for k, v in changes.items()}
             ),
-            "update_mask": {"field_paths": list(changes)},
-            "current_document": {"update_time": _timestamp(last_update_time)},
-        }
+            update_mask={"field_paths": list(changes)},
+            current_document={"update_time": _timestamp(last_update_time)},
+        )
+        update_time: DatetimeWithNanoseconds = self._writes.write(write)
+        return update_time
+
+    def _send(self, writes: list[Any]) -> list[Any]:
+        """Each write's new update time, or the exception it failed with."""
+        if len(writes) == 1:
+            return [self._commit_one(writes[0])]
+        request = _BatchWriteRequest(database=self._database, writes=writes)
+        try:
+            answer = _call(self._batch_write, request, self._commit_metadata, _BATCH_RETRIED, None)
+        except gexc.GoogleAPICallError as exc:
+            return [_copy_error(exc) for _ in writes]
+        results: list[Any] = []
+        for write, status, result in zip(writes, answer.status, answer.write_results, strict=True):
+            if status.code == _OK:
+                results.append(_time(result.update_time))
+            elif status.code == _FAILED_PRECONDITION:
+                results.append(_failed_precondition(status.message))
+            else:  # not applied this time; its precondition makes sending it again safe
+                results.append(self._commit_one(write))
+        return results
+
+    def _commit_one(self, write: Any) -> Any:
         request = _CommitRequest(database=self._database, writes=[write])
-        answer = _call(self._commit, request, self._commit_metadata, _WRITE_RETRIED, None)
+        try:
+            answer = _call(self._commit, request, self._commit_metadata, _WRITE_RETRIED, None)
+        except gexc.GoogleAPICallError as exc:
+            return exc
         return _time(answer.write_results[0].update_time)
 
     def decode_fields(self, fields: Any) -> dict[str, Any]:
@@ -179,6 +225,82 @@ class DocumentWire:
         if kind == "map_value":
             return self.decode_fields(value.map_value.fields)
         return decode_value(value, self._client)  # timestamps, bytes, references, ...
+
+
+@dataclass(eq=False)
+class _Waiting:
+    write: Any
+    name: str
+    wake: threading.Event = field(default_factory=threading.Event)
+    leads: bool = False
+    result: Any = None  # the update time, or the exception to raise
+    answered: bool = False
+
+
+class GroupedWrites:
+    """Conditional updates from many threads, sent together (group commit).
+
+    A writer who finds no request in flight sends its write at once: a lone write waits
+    for nothing. Writes that come while a request is in flight wait, and go out together
+    in the next one, sent by the first of them. A renewal makes two writes and a shard's
+    renewals run side by side, so under load one request carries many writes, each with
+    its own precondition and its own answer (BatchWrite applies them one by one).
+    """
+
+    def __init__(self, send: Callable[[list[Any]], list[Any]]) -> None:
+        self._send = send  # writes -> each one's update time or exception, in order
+        self._lock = threading.Lock()
+        self._waiting: list[_Waiting] = []
+        self._in_flight = False
+
+    def write(self, write: Any) -> Any:
+        me = _Waiting(write, write.update.name)
+        with self._lock:
+            self._waiting.append(me)
+            me.leads = not self._in_flight
+            self._in_flight = True
+        while not me.answered:
+            if me.leads:
+                self._send_group()
+            else:
+                me.wake.wait()
+                me.wake.clear()
+        if isinstance(me.result, Exception):
+            raise me.result
+        return me.result
+
+    def _send_group(self) -> None:
+        group: list[_Waiting] = []
+        names: set[str] = set()
+        with self._lock:
+            later: list[_Waiting] = []
+            for waiting in self._waiting:
+                # One request may not write a document twice; the second goes next time.
+                if len(group) < _MAX_GROUP and waiting.name not in names:
+                    group.append(waiting)
+                    names.add(waiting.name)
+                else:
+                    later.append(waiting)
+            self._waiting = later
+        try:
+            results = self._send([waiting.write for waiting in group])
+        except Exception as exc:  # a bug below: every writer of the group hears of it
+            results = [exc] * len(group)
+        with self._lock:
+            for waiting, result in zip(group, results, strict=True):
+                waiting.result, waiting.answered, waiting.leads = result, True, False
+            if self._waiting:
+                self._waiting[0].leads = True
+            else:
+                self._in_flight = False
+            woken = group + self._waiting[:1]
+        for waiting in woken:
+            waiting.wake.set()
+
+
+def _copy_error(error: gexc.GoogleAPICallError) -> gexc.GoogleAPICallError:
+    """The same error for another writer (an exception is raised in one thread only)."""
+    return type(error)(error.message, errors=error.errors, response=error.response)
 
 
 def encode(value: Any) -> Any:

@@ -3,6 +3,9 @@ they read and write what the generated client reads and writes."""
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import grpc
@@ -135,3 +138,179 @@ def test_a_call_is_retried_on_the_retried_codes_only(monkeypatch: pytest.MonkeyP
     answers[:] = [_Refusal(grpc.StatusCode.DEADLINE_EXCEEDED), "never reached"]
     with pytest.raises(gexc.DeadlineExceeded):
         wire._call(flaky, "request", (), wire._WRITE_RETRIED, 5.0)
+
+
+class _GatedSend:
+    """The wire's own BatchWrite/Commit, with the first request held until ``release``:
+    writes made meanwhile queue, as they do behind a request in flight."""
+
+    def __init__(self, store: FirestoreStore) -> None:
+        self.send = store.wire._send
+        self.sizes: list[int] = []
+        self.first_in_flight = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, writes: list[object]) -> list[object]:
+        self.sizes.append(len(writes))
+        if len(self.sizes) == 1:
+            self.first_in_flight.set()
+            assert self.release.wait(30)
+        return self.send(writes)
+
+
+def _queued_updates(
+    store: FirestoreStore, gate: _GatedSend, updates: list[tuple[str, dict[str, object], object]]
+) -> list[object]:
+    """``updates`` made from threads of their own while a first update is in flight; each
+    thread's new update time, or what it raised."""
+    outcomes: list[object] = [None] * len(updates)
+
+    def update(i: int) -> None:
+        path, changes, version = updates[i]
+        try:
+            outcomes[i] = store.wire.update(path, changes, version)
+        except Exception as exc:  # the test looks at it
+            outcomes[i] = exc
+
+    first_ref = store.client.document("things/first")
+    first_ref.set({"n": 0})
+    first = threading.Thread(
+        target=store.wire.update, args=("things/first", {"n": 1}, first_ref.get().update_time)
+    )
+    first.start()
+    assert gate.first_in_flight.wait(30)
+    threads = [threading.Thread(target=update, args=(i,)) for i in range(len(updates))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(store.wire._writes._waiting) < len(updates) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.release.set()
+    for thread in [first, *threads]:
+        thread.join(30)
+    assert first_ref.get().to_dict() == {"n": 1}
+    return outcomes
+
+
+def test_updates_made_while_one_is_in_flight_go_out_together_each_with_its_own_answer(
+    store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = _GatedSend(store)
+    monkeypatch.setattr(store.wire, "_writes", wire.GroupedWrites(gate))
+    refs = [store.client.document(f"things/grouped-{i}") for i in range(6)]
+    versions = []
+    for ref in refs:
+        ref.set({"n": 0, "keep": "me"})
+        versions.append(ref.get().update_time)
+    refs[2].update({"n": 99})  # someone else wrote this one: its version is stale
+
+    outcomes = _queued_updates(
+        store, gate, [(f"things/grouped-{i}", {"n": i + 1}, versions[i]) for i in range(6)]
+    )
+
+    assert gate.sizes == [1, 6]  # the lone first write waited for nothing; then one request
+    assert isinstance(outcomes[2], gexc.FailedPrecondition)
+    assert refs[2].get().to_dict() == {"n": 99, "keep": "me"}
+    for i in (0, 1, 3, 4, 5):
+        after = refs[i].get()
+        assert after.to_dict() == {"n": i + 1, "keep": "me"}
+        assert outcomes[i] == after.update_time
+
+
+def test_two_updates_of_one_document_go_in_separate_requests(
+    store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BatchWrite refuses a request that writes a document twice (INVALID_ARGUMENT).
+    gate = _GatedSend(store)
+    monkeypatch.setattr(store.wire, "_writes", wire.GroupedWrites(gate))
+    ref = store.client.document("things/twice")
+    ref.set({"owner": None})
+    version = ref.get().update_time
+
+    outcomes = _queued_updates(
+        store,
+        gate,
+        [("things/twice", {"owner": "a"}, version), ("things/twice", {"owner": "b"}, version)],
+    )
+
+    assert gate.sizes == [1, 1, 1]
+    won = [o for o in outcomes if not isinstance(o, Exception)]
+    lost = [o for o in outcomes if isinstance(o, gexc.FailedPrecondition)]
+    assert len(won) == 1 and len(lost) == 1
+    assert ref.get().to_dict()["owner"] in ("a", "b")
+
+
+def test_a_write_the_batch_did_not_apply_is_sent_again_alone(
+    store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs = [store.client.document(f"things/retried-{i}") for i in range(2)]
+    for ref in refs:
+        ref.set({"n": 0})
+    writes = [
+        wire._Write(
+            update=wire._Document(
+                name=store.wire._documents + f"things/retried-{i}", fields={"n": wire.encode(7)}
+            ),
+            update_mask={"field_paths": ["n"]},
+            current_document={"update_time": wire._timestamp(ref.get().update_time)},
+        )
+        for i, ref in enumerate(refs)
+    ]
+    batch_write = store.wire._batch_write
+
+    def first_write_aborted(request: object, metadata: object, timeout: float) -> object:
+        only_second = wire._BatchWriteRequest()
+        only_second.CopyFrom(request)
+        del only_second.writes[0]
+        applied = batch_write(only_second, metadata=metadata, timeout=timeout)
+        answer = wire._BatchWriteResponse()
+        answer.write_results.add()
+        answer.write_results.append(applied.write_results[0])
+        answer.status.add(code=grpc.StatusCode.ABORTED.value[0], message="contention")
+        answer.status.append(applied.status[0])
+        return answer
+
+    monkeypatch.setattr(store.wire, "_batch_write", first_write_aborted)
+
+    outcomes = store.wire._send(writes)
+
+    for ref, outcome in zip(refs, outcomes, strict=True):
+        after = ref.get()
+        assert after.to_dict() == {"n": 7}
+        assert outcome == after.update_time
+
+
+def test_a_failed_request_fails_each_of_its_writes_with_an_error_of_its_own(
+    store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(request: object, metadata: object, timeout: float) -> object:
+        raise _Refusal(grpc.StatusCode.PERMISSION_DENIED)
+
+    monkeypatch.setattr(store.wire, "_batch_write", refused)
+    writes = [
+        wire._Write(update=wire._Document(name=store.wire._documents + f"things/refused-{i}"))
+        for i in range(3)
+    ]
+
+    outcomes = store.wire._send(writes)
+
+    assert all(isinstance(o, gexc.PermissionDenied) for o in outcomes)
+    assert len({id(o) for o in outcomes}) == 3
+    assert not store.client.document("things/refused-0").get().exists
+
+
+def test_many_threads_updating_at_once_all_get_their_answer(store: FirestoreStore) -> None:
+    ref_names = [f"things/busy-{i}" for i in range(16)]
+    for name in ref_names:
+        store.client.document(name).set({"n": 0})
+
+    def count_up(name: str) -> int:
+        version = store.client.document(name).get().update_time
+        for n in range(1, 26):
+            version = store.wire.update(name, {"n": n}, version)
+        return n
+
+    with ThreadPoolExecutor(16) as pool:
+        assert list(pool.map(count_up, ref_names)) == [25] * 16
+    assert [store.client.document(n).get().to_dict() for n in ref_names] == [{"n": 25}] * 16
+    assert not store.wire._writes._waiting
