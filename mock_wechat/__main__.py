@@ -2,7 +2,7 @@
 
 The client commands are ``authorize`` (``merchant_client``), ``send-message`` and
 ``release-check`` (``message_cli``). ``python -m mock_wechat serve --port 8081`` serves
-the WeChat API routes and the ``/_mock/`` control plane with werkzeug's threaded server,
+the WeChat API routes and the ``/_mock/`` control plane (``server``: gunicorn, keep-alive),
 runs the ticket scheduler, logs JSON lines to stderr and exits cleanly on SIGTERM or
 SIGINT. One line on stdout says where it listens.
 """
@@ -10,56 +10,18 @@ SIGINT. One line on stdout says where it listens.
 from __future__ import annotations
 
 import argparse
-import logging
-import re
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
-from typing import Any
 
 import requests
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from mock_wechat import message_cli
-from mock_wechat.api import DROPPED
-from mock_wechat.app import create_app
-from mock_wechat.event_pusher import EventPusher
 from mock_wechat.json_logs import log_json_lines
 from mock_wechat.merchant_client import Merchant, MerchantError
-from mock_wechat.models import MockWeChat
 from mock_wechat.protocol import AUTH_TYPE_LISTS, DEFAULT_AUTH_TYPE
-from mock_wechat.ticket_scheduler import TicketScheduler
+from mock_wechat.server import serve
 
-log = logging.getLogger("mock_wechat")
 DEFAULT_MOCK = "http://127.0.0.1:8081"
-_QUERY = re.compile(r"\?\S*")
-
-
-class JsonRequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler with JSON access logs that leave out the query string.
-
-    The query carries component access tokens, so neither the access line nor an error
-    line may repeat it.
-    """
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        environ = getattr(self, "environ", {})
-        log.info(
-            "request",
-            extra={
-                "method": getattr(self, "command", None),
-                "path": _QUERY.sub("", getattr(self, "path", "")),
-                "status": "dropped" if environ.get(DROPPED) else str(code),
-            },
-        )
-
-    def log(self, type: str, message: str, *args: Any) -> None:
-        text = _QUERY.sub("?…", message % args if args else message)
-        logging.getLogger("werkzeug").log(
-            logging.ERROR if type == "error" else logging.INFO, "http server: %s", text
-        )
 
 
 CONTROL_PLANE_HELP = """\
@@ -284,34 +246,6 @@ def play_merchant(args: argparse.Namespace) -> int:
     return 0 if result.outcome == "authorized" else 1
 
 
-def serve(host: str, port: int, scheduler_tick: float) -> None:
-    state = MockWeChat()
-    events = EventPusher(state)
-    server = make_server(
-        host, port, create_app(state, events), threaded=True, request_handler=JsonRequestHandler
-    )
-    scheduler = TicketScheduler(state, events, tick=scheduler_tick)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        # shutdown() waits for serve_forever() to return, which runs in this very thread.
-        threading.Thread(target=server.shutdown, name="mock-wechat-shutdown").start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    scheduler.start()
-    url = f"http://{host}:{server.port}"
-    print(f"mock_wechat listening on {url}", flush=True)
-    log.info("listening", extra={"url": url})
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        scheduler.stop()
-        events.shutdown()
-        server.server_close()
-        log.info("stopped")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "authorize":
@@ -321,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "release-check":
         return message_cli.release_check(args)
     log_json_lines(args.log_level)
-    serve(args.host, args.port, args.scheduler_tick)
+    serve(args.host, args.port, args.scheduler_tick, args.log_level)
     return 0
 
 

@@ -54,15 +54,15 @@ def bare_status(status: int) -> Response:
 
 def drop_connection() -> Response:
     """Close the TCP connection so the client gets no HTTP response at all."""
-    sock = request.environ.get("werkzeug.socket")
+    sock = request.environ.get("gunicorn.socket")
     if not isinstance(sock, socket.socket):
-        raise RuntimeError("a drop fault needs the werkzeug server (no socket in this request)")
+        raise RuntimeError("a drop fault needs the mock's server (no socket in this request)")
     request.environ[DROPPED] = True  # so the access log does not claim a status was sent
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass  # the client gave up first (after a delay_after): lost all the same
-    # Werkzeug's write now fails with a broken pipe, which it treats as a dropped client.
+    # The server's write now fails (broken pipe), which it takes for a client gone.
     return Response(status=500)
 
 

@@ -63,6 +63,7 @@ HTTP = frozenset(
         "authorizer_apis",
         "control_inputs",
         "control_plane",
+        "server",
     }
 )
 # The mock acting on others (pushes, the ticket clock, the release check, the merchant's
@@ -82,7 +83,7 @@ CLIENTS = frozenset(
 )
 # The mock's libraries for serving, rendering and sending HTTP; the state imports none of
 # them, nor the standard library's ``http`` (a status code is the HTTP side's business).
-HTTP_LIBRARIES = frozenset({"flask", "werkzeug", "jinja2", "segno", "requests"})
+HTTP_LIBRARIES = frozenset({"flask", "werkzeug", "jinja2", "segno", "requests", "gunicorn"})
 HTTP_IMPORTS = HTTP_LIBRARIES | {"http", "urllib3"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
@@ -436,10 +437,32 @@ def test_logs_are_json_lines_without_secrets(
         assert secret not in text
     lines = [line for line in text.splitlines() if line.strip()]
     # stdout and stderr share the file: one plain line on stdout, JSON lines on stderr
-    assert lines[0].startswith("mock_wechat listening on http://127.0.0.1:")
-    entries = [json.loads(line) for line in lines[1:]]
+    plain = [line for line in lines if not line.startswith("{")]
+    assert len(plain) == 1 and plain[0].startswith("mock_wechat listening on http://127.0.0.1:")
+    entries = [json.loads(line) for line in lines if line is not plain[0]]
     assert all({"severity", "message"} <= set(entry) for entry in entries)
     assert any(e["message"] == "api call" and e.get("errcode") == 400 for e in entries)
+    requests_logged = [e for e in entries if e["message"] == "request"]
+    assert {"method": "POST", "path": "/cgi-bin/component/api_create_preauthcode"}.items() <= (
+        requests_logged[-1].items()
+    )
+    assert {e["status"] for e in requests_logged} >= {"200"}
+
+
+def test_connections_are_kept_alive_as_wechat_keeps_them(mock: MockClient) -> None:
+    """Two calls on one connection: the server neither closes it nor asks the client to."""
+    host, port = mock.base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        for _ in range(2):
+            connection.request("GET", "/_mock/healthz")
+            response = connection.getresponse()
+            assert json.loads(response.read()) == {"status": "ok"}
+            assert response.getheader("Connection", "").lower() != "close"
+            assert not response.will_close
+        assert connection.sock is not None  # still the first connection
+    finally:
+        connection.close()
 
 
 def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
