@@ -8,9 +8,12 @@ library's usual way, measured in this process one after the other.
 - A POST to an HTTP/1.1 keep-alive server (gunicorn with the service's settings serving a
   fixed JSON body, standing in for WeChat's API): a ``requests`` session (baseline)
   against the client's urllib3 pool (``service.wechat.client.build_http``).
-- The same pool's POST to the mock, whose server (werkzeug's) closes every connection
-  where WeChat keeps them open: what the benchmarks' renewals pay for a new connection a
-  call (baseline: the pool's POST to the keep-alive server).
+- The same pool's POST to the mock (gunicorn, keeping connections alive as WeChat does):
+  the benchmarks' renewals pay what they would pay WeChat (baseline: the pool's POST to
+  the keep-alive stand-in).
+- Conditional updates from 16 threads at once, each of its own document, as a shard's
+  renewals make them: ``DocumentReference.update`` (baseline) against ``DocumentWire.update``,
+  whose updates made at the same time share one BatchWrite.
 
 ``cpu_ms``: this process's CPU (all its threads, gRPC's included) per call, over
 ``CALLS`` calls after a warm-up. The emulator and the server's CPU are not counted.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +36,7 @@ from service.wechat.client import build_http
 
 CALLS = 2000
 WARMUP = 200
+THREADS = 16  # a shard's renewals at SWEEP_CONCURRENCY=16
 
 
 def cpu_ms_per_call(call: Callable[[], object]) -> float:
@@ -41,6 +46,40 @@ def cpu_ms_per_call(call: Callable[[], object]) -> float:
     for _ in range(CALLS):
         call()
     return (time.process_time() - started) * 1000 / CALLS
+
+
+def cpu_ms_per_update_in_threads(store: FirestoreStore, paths: list[str], library: bool) -> float:
+    """Each thread updates its own document, all at once; this process's CPU per update."""
+    start = threading.Barrier(len(paths) + 1)
+
+    def updates(path: str) -> None:
+        ref = store.client.document(path)
+        version = ref.get().update_time
+        start.wait()
+        for _ in range(CALLS // len(paths)):  # the channel is warm from the calls before
+            if library:
+                option = store.client.write_option(last_update_time=version)
+                version = ref.update(_lease(), option=option).update_time
+            else:
+                version = store.wire.update(path, _lease(), version)
+
+    threads = [threading.Thread(target=updates, args=(p,)) for p in paths]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    started = time.process_time()
+    for thread in threads:
+        thread.join()
+    return (time.process_time() - started) * 1000 / (len(paths) * (CALLS // len(paths)))
+
+
+def _own_documents(stack: BenchStack, store: FirestoreStore, component: str) -> list[str]:
+    records = [
+        authorizer_record(component, f"wxcallcosts{i:07d}", "refresh@@@x", 7200)
+        for i in range(1, THREADS + 1)
+    ]
+    stack.write_authorizers(records)
+    return [f"{COMPONENTS}/{component}/{AUTHORIZERS}/{r.appid}" for r in records]
 
 
 def run() -> dict[str, Any]:
@@ -85,11 +124,19 @@ def run() -> dict[str, Any]:
             ("Firestore read", ref.get, lambda: store.wire.get(path)),
             ("Firestore conditional update", library_update, wire_update),
             ("POST to a keep-alive server", requests_post, pool_post),
-            ("the pool's POST: to the mock (closes), not keep-alive", pool_post, mock_post),
+            ("the pool's POST: to the mock instead (keep-alive too)", pool_post, mock_post),
         ]
+        measured = [(c, cpu_ms_per_call(b), cpu_ms_per_call(g)) for c, b, g in pairs]
+        paths = _own_documents(stack, store, component)
+        measured.append(
+            (
+                f"Firestore conditional update, {THREADS} threads at once",
+                cpu_ms_per_update_in_threads(store, paths, library=True),
+                cpu_ms_per_update_in_threads(store, paths, library=False),
+            )
+        )
         rows = []
-        for case, baseline, gateway in pairs:
-            before, after = cpu_ms_per_call(baseline), cpu_ms_per_call(gateway)
+        for case, before, after in measured:
             print(f"  {case}: {before:.3f} ms, gateway {after:.3f} ms", flush=True)
             rows.append(
                 {

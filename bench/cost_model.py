@@ -16,9 +16,10 @@ the schedule's period). From ``results.json``, each figure measured in the same 
 - Firestore reads and writes per renewal (the fan-out sweep's row when the fan-out was
   measured, else the inline sweep's), per token hit and per sweep with nothing due.
 
-Cloud Logging: one line per renewal ("authorizer token renewed"; successful WeChat calls
-log at DEBUG) of ``LOG_LINE_BYTES``; token hits log nothing. The first 50 GiB of a month
-are free and not subtracted.
+Cloud Logging: ``LOG_LINES_PER_SHARD`` lines per shard (started, and its counts) of
+``LOG_LINE_BYTES``; a renewal and a successful WeChat call log at DEBUG (a renewal that
+brings a new refresh token logs at INFO, not counted), token hits log nothing. The first
+50 GiB of a month are free and not subtracted.
 
 Billing (request-based Cloud Run): vCPU-seconds = the measured CPU seconds, and GiB-seconds
 = vCPU-seconds x 0.5 (512 MiB per CPU, infra/services.py). That assumes busy instances,
@@ -64,6 +65,7 @@ SHARD_BYTES_FIXED = 200
 WECHAT_CALL_BYTES = 4096
 PUBSUB_MIN_BYTES = 1000  # Pub/Sub bills each message as at least 1,000 bytes
 LOG_LINE_BYTES = 500  # a JSON log line as Cloud Logging bills it (with its metadata)
+LOG_LINES_PER_SHARD = 2  # service.sweep_shards: started, and its counts
 GIB = 1024**3
 TIB = 1024**4
 
@@ -210,7 +212,8 @@ def monthly_costs(inputs: Inputs, authorizers: int, lone: bool = False) -> dict[
         + renewals * WECHAT_CALL_BYTES / GIB * price("nat_gib"),
         "Static IP": HOURS * price("ip_hour"),
         "Cloud Scheduler": price("scheduler_job"),
-        "Cloud Logging": renewals * LOG_LINE_BYTES / GIB * price("logging_gib"),
+        "Cloud Logging": messages * LOG_LINES_PER_SHARD * LOG_LINE_BYTES / GIB
+        * price("logging_gib"),
     }
 
 

@@ -415,12 +415,14 @@ class AuthorizerTokenManager:
                 AuthorizerStatus.REVOKED.value,
                 f"authorizer {appid} cancelled its authorization during the refresh",
             )
-        log.info(
+        rotated = bool(answer.refresh_token) and answer.refresh_token != refresh_token
+        # A renewal is the sweep's everyday work (its shards log their counts); at a
+        # million authorizers a line each would be 12 million lines a day. A new refresh
+        # token is worth a line.
+        log.log(
+            logging.INFO if rotated else logging.DEBUG,
             "authorizer token renewed",
-            extra={
-                **where,
-                "rotated": bool(answer.refresh_token) and answer.refresh_token != refresh_token,
-            },
+            extra={**where, "rotated": rotated},
         )
         return _token(stored)
 

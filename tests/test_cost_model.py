@@ -111,12 +111,14 @@ def test_the_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
     assert costs["Cloud NAT"] == pytest.approx(730 * 0.044 + renewals * 4096 / 1024**3 * 0.045)
     assert costs["Static IP"] == pytest.approx(730 * 0.005)
     assert costs["Cloud Scheduler"] == pytest.approx(0.10)
-    assert costs["Cloud Logging"] == pytest.approx(renewals * 500 / 1024**3 * 0.50)
+    # Two lines a shard (started, counts); a renewal logs at DEBUG.
+    assert costs["Cloud Logging"] == pytest.approx(shards * 2 * 500 / 1024**3 * 0.50)
 
     lone = monthly_costs(inputs, 10_000, lone=True)
     # One request and one 1,000-byte message per renewal; a token request's CPU on top.
     assert lone["Cloud Run requests"] == pytest.approx((tokens + renewals + sweeps) * 0.4e-6)
     assert lone["Pub/Sub"] == pytest.approx(2 * renewals * 1000 / 1024**4 * 40)
+    assert lone["Cloud Logging"] == pytest.approx(renewals * 2 * 500 / 1024**3 * 0.50)
     lone_vcpu = vcpu + renewals * 0.002
     assert lone["Cloud Run vCPU"] == pytest.approx(lone_vcpu * 0.000024)
     assert lone["Firestore reads"] == costs["Firestore reads"]

@@ -117,10 +117,10 @@ class FirestoreStore:
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"Firestore read failed: {type(exc).__name__}") from None
 
-    def _update(self, ref: Any, changes: dict[str, Any], last_update_time: Any) -> Any:
+    def _update(self, path: str, changes: dict[str, Any], last_update_time: Any) -> Any:
         """Only ``changes``, if the document is still at ``last_update_time``; returns its
         new update time. Raises what ``_LOST_RACE`` names if someone wrote since."""
-        return self.wire.update(_relative(ref), changes, last_update_time)
+        return self.wire.update(path, changes, last_update_time)
 
     def _query(self, query: Any) -> list[Any]:
         try:
@@ -147,7 +147,7 @@ class FirestoreStore:
     def modify_component(self, appid: str, change: ComponentChange) -> Modified[ComponentRecord]:
         empty = ComponentRecord(appid=appid)
         result = self._modify(
-            self._component_ref(appid),
+            _path(COMPONENTS, appid),
             lambda snapshot: ComponentRecord.from_document(snapshot.to_dict() or {}, appid=appid),
             lambda current: change(current or empty),
             f"component {appid}",
@@ -197,13 +197,13 @@ class FirestoreStore:
         change: Change[AuthorizerRecord],
         seen: AuthorizerRecord | None = None,
     ) -> MaybeModified[AuthorizerRecord]:
-        ref = self._child_ref(component_appid, AUTHORIZERS, appid)
+        path = _path(COMPONENTS, component_appid, AUTHORIZERS, appid)
         if seen is not None and seen.version is not None:
-            first = self._write_from(ref, seen, change)
+            first = self._write_from(path, seen, change)
             if first is not None:
                 return first
         result = self._modify(
-            ref,
+            path,
             lambda snapshot: _authorizer(component_appid, appid, snapshot),
             change,
             f"authorizer {appid}",
@@ -213,7 +213,7 @@ class FirestoreStore:
         return MaybeModified(result.record, result.changed)
 
     def _write_from(
-        self, ref: Any, seen: AuthorizerRecord, change: Change[AuthorizerRecord]
+        self, path: str, seen: AuthorizerRecord, change: Change[AuthorizerRecord]
     ) -> MaybeModified[AuthorizerRecord] | None:
         """``change`` applied to ``seen`` and written if the document is still ``seen``'s
         version, without a read; None if it is not (someone else wrote since)."""
@@ -223,7 +223,7 @@ class FirestoreStore:
         self.ops.add(writes=1)
         try:
             # The precondition says the document is ``seen``: only the differences go.
-            version = self._update(ref, new.changes_from(seen), seen.version)
+            version = self._update(path, new.changes_from(seen), seen.version)
         except _LOST_RACE:
             return None
         except gexc.GoogleAPICallError as exc:
@@ -269,7 +269,7 @@ class FirestoreStore:
         self, component_appid: str, key: str, change: Change[CodeExchange]
     ) -> MaybeModified[CodeExchange]:
         return self._modify(
-            self._child_ref(component_appid, AUTHORIZATION_CODES, key),
+            _path(COMPONENTS, component_appid, AUTHORIZATION_CODES, key),
             lambda snapshot: CodeExchange.from_document(
                 snapshot.to_dict() or {}, component_appid=component_appid, key=key
             ),
@@ -314,7 +314,7 @@ class FirestoreStore:
         self, component_appid: str, key: str, change: Change[ReleaseSend]
     ) -> MaybeModified[ReleaseSend]:
         return self._modify(
-            self._child_ref(component_appid, RELEASE_SENDS, key),
+            _path(COMPONENTS, component_appid, RELEASE_SENDS, key),
             lambda snapshot: ReleaseSend.from_document(
                 snapshot.to_dict() or {}, component_appid=component_appid, key=key
             ),
@@ -337,13 +337,13 @@ class FirestoreStore:
 
     def _modify(
         self,
-        ref: Any,
+        path: str,
         decode: Callable[[Any], R],
         change: Change[R],
         what: str,
     ) -> _Written[R]:
         for attempt in range(self.max_attempts):
-            snapshot = self._read(_relative(ref))
+            snapshot = self._read(path)
             current = decode(snapshot) if snapshot.exists else None
             new = change(current)
             if new is None or new == current:
@@ -352,9 +352,9 @@ class FirestoreStore:
             try:
                 if current is not None:
                     # The precondition says the document is ``current``: only the differences.
-                    version = self._update(ref, new.changes_from(current), snapshot.update_time)
+                    version = self._update(path, new.changes_from(current), snapshot.update_time)
                 else:
-                    version = ref.create(new.to_document()).update_time
+                    version = self.client.document(path).create(new.to_document()).update_time
             except _LOST_RACE:
                 # Someone else wrote first: back off a little, re-read and re-decide.
                 time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
@@ -390,10 +390,6 @@ def _path(*names: str) -> str:
         if not name or "/" in name:
             raise StoreError(f"invalid document name {name[:80]!r}")
     return "/".join(names)
-
-
-def _relative(ref: Any) -> str:
-    return "/".join(ref._path)
 
 
 def _data(snapshot: Any) -> dict[str, Any]:

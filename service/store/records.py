@@ -7,7 +7,7 @@ A record is immutable; a change is a pure function from the current record to th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
@@ -45,7 +45,14 @@ class Record:
         return cls(**values)
 
     def but(self, **changes: Any) -> Self:
-        return replace(self, **changes)  # type: ignore[type-var]
+        """A copy with ``changes``, as ``dataclasses.replace`` makes it, without running
+        ``__init__`` again for every field (a renewal makes several such copies)."""
+        unknown = changes.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {min(unknown)!r}")
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
 
     def changes_from(self, before: Self) -> dict[str, Any]:
         """The document fields whose values differ from ``before``'s: what an update of a

@@ -7,6 +7,7 @@ token, credentials kept on failure, 61023 / 61003 / 45009, nothing served once r
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -160,6 +161,18 @@ def test_the_returned_refresh_token_is_stored_with_the_access_token(
     tokens.get(COMPONENT, MERCHANT)
     assert wechat.calls == ["refreshtoken@@@r0", "refreshtoken@@@r1"]
     assert stored(store).refresh_token == "refreshtoken@@@r2"
+
+
+@pytest.mark.parametrize(("rotate", "level"), [(False, logging.DEBUG), (True, logging.INFO)])
+def test_a_renewal_logs_at_info_only_when_it_brings_a_new_refresh_token(
+    store: FirestoreStore, caplog: pytest.LogCaptureFixture, rotate: bool, level: int
+) -> None:
+    # At a million authorizers a line per renewal would be 12 million lines a day.
+    put(store)
+    caplog.set_level(logging.DEBUG, logger="service.authorizer_tokens")
+    manager(store, FakeWeChat(rotate=rotate)).get(COMPONENT, MERCHANT)
+    [line] = [r for r in caplog.records if r.getMessage() == "authorizer token renewed"]
+    assert (line.levelno, getattr(line, "rotated", None)) == (level, rotate)
 
 
 def test_a_refresh_token_stored_meanwhile_by_someone_else_wins(store: FirestoreStore) -> None:
