@@ -199,6 +199,7 @@ def monthly_costs(inputs: Inputs, authorizers: int, lone: bool = False) -> dict[
         + token_requests * inputs.token_writes
         + sweeps * inputs.sweep_writes
     )
+    log_bytes = messages * LOG_LINES_PER_SHARD * LOG_LINE_BYTES
     return {
         "Cloud Run vCPU": vcpu_s * price("run_vcpu_s"),
         "Cloud Run memory": vcpu_s * MEMORY_GIB_PER_VCPU * price("run_gib_s"),
@@ -212,8 +213,7 @@ def monthly_costs(inputs: Inputs, authorizers: int, lone: bool = False) -> dict[
         + renewals * WECHAT_CALL_BYTES / GIB * price("nat_gib"),
         "Static IP": HOURS * price("ip_hour"),
         "Cloud Scheduler": price("scheduler_job"),
-        "Cloud Logging": messages * LOG_LINES_PER_SHARD * LOG_LINE_BYTES / GIB
-        * price("logging_gib"),
+        "Cloud Logging": log_bytes / GIB * price("logging_gib"),
     }
 
 
