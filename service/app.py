@@ -40,4 +40,9 @@ def create_app(
     from service.web import register_blueprints
 
     register_blueprints(app)
+    if settings.serves("internal"):
+        from service.web.token_hits import TokenHits
+
+        # The token API's cache hit is answered before Flask (service.web.token_hits).
+        app.wsgi_app = TokenHits(app)  # type: ignore[method-assign]
     return app

@@ -145,15 +145,9 @@ class AuthorizerTokenManager:
         if invalid_token:
             self.invalidate(component_appid, appid, invalid_token)
         else:
-            # The common case, a stored token still good: three fields, not the record.
-            # Anything else (renewing, waiting, refusing) is decided on the whole record.
-            glance = self.store.get_authorizer_token(component_appid, appid)
-            if (
-                glance is not None
-                and glance.status == AuthorizerStatus.AUTHORIZED
-                and glance.token_valid_at(self.clock() + self.policy.min_ttl)
-            ):
-                return _token(glance), Outcome.FRESH
+            stored = self.stored(component_appid, appid)
+            if stored is not None:
+                return stored, Outcome.FRESH
         started = self.clock()
         deadline = started + self.policy.lease_seconds + 5
         waited = False
@@ -189,6 +183,19 @@ class AuthorizerTokenManager:
                 raise RefreshFailedError("timed out waiting for another process to renew")
             waited = True
             self.sleep(self.policy.poll_interval * random.uniform(0.5, 1.5))
+
+    def stored(self, component_appid: str, appid: str) -> AuthorizerToken | None:
+        """The common case of ``get``: the stored token, if it is good for ``min_ttl`` and
+        the authorizer authorized; read as three fields, not the record. None: anything
+        else (renewing, waiting, refusing), which ``get`` decides on the whole record."""
+        glance = self.store.get_authorizer_token(component_appid, appid)
+        if (
+            glance is not None
+            and glance.status == AuthorizerStatus.AUTHORIZED
+            and glance.token_valid_at(self.clock() + self.policy.min_ttl)
+        ):
+            return _token(glance)
+        return None
 
     def invalidate(self, component_appid: str, appid: str, token: str) -> bool:
         """Forget ``token`` if it is still the stored one (WeChat said 40001/42001)."""

@@ -8,7 +8,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 from flask import current_app, request
 from flask.typing import ResponseReturnValue
@@ -34,28 +34,51 @@ def api_key_refusal() -> ResponseReturnValue | None:
     settings = runtime().settings
     if settings.internal_auth == "cloud_run_iam":
         return _identity_refusal(settings)
-    keys = settings.service_api_keys
+    refusal = key_refusal(settings.service_api_keys, request.headers.get("Authorization", ""))
+    return None if refusal is None else error_response(*refusal)
+
+
+def key_refusal(keys: tuple[str, ...], authorization: str) -> tuple[int, str] | None:
+    """Status and reason for refusing the ``Authorization`` header's key; None: accepted."""
     if not keys:
-        return error_response(503, "internal API is disabled: set SERVICE_API_KEYS")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return 503, "internal API is disabled: set SERVICE_API_KEYS"
+    scheme, _, given = authorization.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        return error_response(401, "missing 'Authorization: Bearer <key>' header")
+        return 401, "missing 'Authorization: Bearer <key>' header"
     offered = given.strip().encode()
     if not any(hmac.compare_digest(offered, key.encode()) for key in keys):
-        return error_response(403, "API key not accepted")
+        return 403, "API key not accepted"
     return None
 
 
-def id_token_verifier(settings: Settings) -> Verifier:
-    """This app's verifier, made on first use (tests may put their own in first)."""
-    verifier: Verifier | None = current_app.extensions.get(VERIFIER)
+def caller_accepted(
+    settings: Settings, extensions: dict[str, Any], header: Callable[[str], str | None]
+) -> bool:
+    """Whether the guard lets this caller in (``header(name)``: the request's header), for
+    a path answered before Flask (service.web.token_hits). Says nothing of a refusal: the
+    guard itself answers and logs those."""
+    if settings.internal_auth == "cloud_run_iam":
+        try:
+            id_token_verifier(settings, extensions).caller(header, cloud_run_checked_ok=False)
+        except IdTokenRefusal:
+            return False
+        return True
+    return key_refusal(settings.service_api_keys, header("Authorization") or "") is None
+
+
+def id_token_verifier(settings: Settings, extensions: dict[str, Any] | None = None) -> Verifier:
+    """This app's verifier (``extensions``: the app's, by default the current app's), made
+    on first use (tests may put their own in first)."""
+    if extensions is None:
+        extensions = current_app.extensions
+    verifier: Verifier | None = extensions.get(VERIFIER)
     if verifier is None:
         made = Verifier(
             settings.internal_audiences,
             settings.internal_invokers,
             GoogleCerts(settings.id_token_certs_url),
         )
-        verifier = current_app.extensions.setdefault(VERIFIER, made)
+        verifier = extensions.setdefault(VERIFIER, made)
     return verifier
 
 

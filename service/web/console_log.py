@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app
@@ -61,7 +61,20 @@ def install(app: Flask) -> None:
 
     @app.after_request
     def flush_after_answer(response: Response) -> Response:
-        held: PushLog | None = app.extensions.get(_PUSH_LOG)
-        if held is not None and held.due():
-            response.call_on_close(held.flush_if_due)
+        flush = flush_when_due(app.extensions)
+        if flush is not None:
+            response.call_on_close(flush)
         return response
+
+
+def flush_when_due(extensions: Mapping[str, Any]) -> Callable[[], None] | None:
+    """The push log's flush, to run after an answer, if this process holds messages past
+    the flush interval; None otherwise."""
+    held: PushLog | None = extensions.get(_PUSH_LOG)
+    if held is None or not held.due():
+        return None
+
+    def flush() -> None:
+        held.flush_if_due()
+
+    return flush
