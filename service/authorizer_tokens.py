@@ -135,16 +135,21 @@ class AuthorizerTokenManager:
     # ----- handing tokens out ----------------------------------------------------------
 
     def get(
-        self, component_appid: str, appid: str, invalid_token: str | None = None
+        self,
+        component_appid: str,
+        appid: str,
+        invalid_token: str | None = None,
+        glanced: bool = False,
     ) -> tuple[AuthorizerToken, Outcome]:
         """A token valid for at least ``min_ttl``, renewed first if needed (one refresher).
 
         ``invalid_token``: WeChat answered 40001 to it. It is renewed only if it is still
-        the stored token; otherwise the newer one is returned.
+        the stored token; otherwise the newer one is returned. ``glanced``: the caller
+        has just found ``stored`` gives nothing (service.web.token_hits); not asked again.
         """
         if invalid_token:
             self.invalidate(component_appid, appid, invalid_token)
-        else:
+        elif not glanced:
             stored = self.stored(component_appid, appid)
             if stored is not None:
                 return stored, Outcome.FRESH

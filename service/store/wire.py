@@ -192,7 +192,11 @@ class DocumentWire:
         try:
             answer = _call(self._batch_write, request, self._commit_metadata, _BATCH_RETRIED, None)
         except gexc.GoogleAPICallError as exc:
-            return [_copy_error(exc) for _ in writes]
+            if exc.grpc_status_code in _BATCH_RETRIED | {grpc.StatusCode.DEADLINE_EXCEEDED}:
+                return [_copy_error(exc) for _ in writes]  # the service is out of reach
+            # Refused as a request (one bad write refuses them all): each goes alone, so
+            # only a bad one fails. Their preconditions make sending them again safe.
+            return [self._commit_one(write) for write in writes]
         results: list[Any] = []
         for write, status, result in zip(writes, answer.status, answer.write_results, strict=True):
             if status.code == _OK:

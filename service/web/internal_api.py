@@ -19,6 +19,7 @@ from service.store.records import AuthorizerRecord, AuthorizerStatus
 from service.web import runtime
 from service.web.errors import error_response
 from service.web.internal_blueprints import make_internal
+from service.web.token_hits import GLANCED
 from service.wechat.accounts import APPID_PATTERN, AccountType, permission_set_name
 from service.wechat.errors import ClearQuotaLimitError, InvalidOptionError, WeChatError
 from service.wechat.links import LinkParamError, parse_link_request
@@ -127,7 +128,10 @@ def token(component_appid: str, authorizer_appid: str) -> ResponseReturnValue:
         if invalid_token is not None and (not isinstance(invalid_token, str) or not invalid_token):
             return error_response(400, "invalid_token must be the token WeChat refused")
     issued, outcome = runtime().authorizer_tokens.get(
-        component_appid, authorizer_appid, invalid_token
+        component_appid,
+        authorizer_appid,
+        invalid_token,
+        glanced=bool(request.environ.get(GLANCED)),
     )
     response = jsonify(
         access_token=issued.access_token,

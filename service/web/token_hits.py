@@ -15,7 +15,8 @@ that case itself, and only that case:
 
 Everything else goes on to Flask untouched (the body put back as it came), which answers
 as it always has: a refusal with its reason, a bad body with 400, a token to renew, a
-store error with 503. Such a request reads the record once more; those are the rare ones.
+store error with 503. A token to renew is passed on marked ``GLANCED``: the route does not
+read the stored token a second time.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from service.web.auth import caller_accepted
 from service.web.console_log import flush_when_due
 from service.wechat.accounts import APPID_PATTERN
 
+# Set in the environ of a request passed on after the stored token was read and found
+# wanting: the route does not read it again (``AuthorizerTokenManager.get(glanced=True)``).
+GLANCED = "gateway.token_glanced"
 TOKEN_PATH = re.compile(r"/api/v1/components/([^/]+)/authorizers/([^/]+)/token")
 # A body longer than this is not the plain "{}" of a token request: Flask reads it.
 _PLAIN_BODY_BYTES = 1024
@@ -82,6 +86,7 @@ class TokenHits:
         except StoreError:
             return None  # Flask tries again and answers 503 if the store still fails
         if token is None:
+            environ[GLANCED] = True  # the route goes on from here, without a second glance
             return None
         answer = {
             "access_token": token.access_token,

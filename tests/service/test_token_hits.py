@@ -143,13 +143,23 @@ def test_a_token_to_renew_goes_to_flask_with_its_body(
     assert response.status_code == 503
 
 
-def test_a_token_close_to_expiry_goes_to_flask(
-    app: Flask, client: FlaskClient, store: FirestoreStore
+def test_a_token_close_to_expiry_goes_to_flask_which_does_not_glance_again(
+    app: Flask, client: FlaskClient, store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put_authorizer(store, expires_in=120)  # valid, but under min_ttl: Flask renews it
     flask_calls = counting_flask_views(app)
+    runtime_store = app.extensions["gateway"].store
+    glances: list[str] = []
+    glance = runtime_store.get_authorizer_token
+
+    def counted(component_appid: str, appid: str) -> object:
+        glances.append(appid)
+        return glance(component_appid, appid)
+
+    monkeypatch.setattr(runtime_store, "get_authorizer_token", counted)
     response = client.post(PATH, headers=KEY)
     assert flask_calls == [MERCHANT]
+    assert glances == [MERCHANT]  # read once, before Flask; the route read the record
     # Renewing fails (WeChat unreachable); the still-valid token is served, as Flask does.
     assert response.get_json()["outcome"] == "kept"
 

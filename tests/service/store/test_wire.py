@@ -280,23 +280,48 @@ def test_a_write_the_batch_did_not_apply_is_sent_again_alone(
         assert outcome == after.update_time
 
 
-def test_a_failed_request_fails_each_of_its_writes_with_an_error_of_its_own(
+def test_an_unreachable_service_fails_each_write_with_an_error_of_its_own(
     store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refused(request: object, metadata: object, timeout: float) -> object:
-        raise _Refusal(grpc.StatusCode.PERMISSION_DENIED)
+    monkeypatch.setattr(wire.time, "sleep", lambda _: None)
+    monkeypatch.setattr(wire, "_DEFAULT_DEADLINE", 0.2)
 
-    monkeypatch.setattr(store.wire, "_batch_write", refused)
-    writes = [
-        wire._Write(update=wire._Document(name=store.wire._documents + f"things/refused-{i}"))
-        for i in range(3)
-    ]
+    def unavailable(request: object, metadata: object, timeout: float) -> object:
+        raise _Refusal(grpc.StatusCode.UNAVAILABLE)
+
+    monkeypatch.setattr(store.wire, "_batch_write", unavailable)
+    writes = [_plain_write(store, f"things/unreached-{i}", 1) for i in range(3)]
 
     outcomes = store.wire._send(writes)
 
-    assert all(isinstance(o, gexc.PermissionDenied) for o in outcomes)
+    assert all(isinstance(o, gexc.ServiceUnavailable) for o in outcomes)
     assert len({id(o) for o in outcomes}) == 3
-    assert not store.client.document("things/refused-0").get().exists
+    assert not store.client.document("things/unreached-0").get().exists
+
+
+def test_a_request_refused_as_a_whole_sends_each_write_alone(
+    store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One bad write makes BatchWrite refuse the request: it must not fail the others.
+    def refused(request: object, metadata: object, timeout: float) -> object:
+        raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT)
+
+    monkeypatch.setattr(store.wire, "_batch_write", refused)
+    writes = [_plain_write(store, f"things/alone-{i}", i) for i in range(3)]
+
+    outcomes = store.wire._send(writes)
+
+    for i, outcome in enumerate(outcomes):
+        after = store.client.document(f"things/alone-{i}").get()
+        assert after.to_dict() == {"n": i}
+        assert outcome == after.update_time
+
+
+def _plain_write(store: FirestoreStore, path: str, n: int) -> object:
+    """An unconditional write of ``{"n": n}`` (it creates the document)."""
+    return wire._Write(
+        update=wire._Document(name=store.wire._documents + path, fields={"n": wire.encode(n)})
+    )
 
 
 def test_many_threads_updating_at_once_all_get_their_answer(store: FirestoreStore) -> None:
