@@ -47,6 +47,7 @@ _Value: Any = document_types.Value.pb()
 # Untyped in google-api-core: named here, as Any, once.
 _from_grpc_error: Any = gexc.from_grpc_error
 _failed_precondition: Any = gexc.FailedPrecondition
+_unavailable: Any = gexc.ServiceUnavailable
 _from_timestamp: Any = DatetimeWithNanoseconds.from_timestamp_pb
 _from_nanos: Any = DatetimeWithNanoseconds.timestamp_pb
 
@@ -293,20 +294,24 @@ class GroupedWrites:
                 else:
                     later.append(waiting)
             self._waiting = later
+        results: list[Any] | None = None
         try:
             results = self._send([waiting.write for waiting in group])
         except Exception as exc:  # a bug below: every writer of the group hears of it
             results = [exc] * len(group)
-        with self._lock:
-            for waiting, result in zip(group, results, strict=True):
-                waiting.result, waiting.answered, waiting.leads = result, True, False
-            if self._waiting:
-                self._waiting[0].leads = True
-            else:
-                self._in_flight = False
-            woken = [w for w in group if w is not leader] + self._waiting[:1]
-        for waiting in woken:
-            waiting.wake.release()
+        finally:  # even if this thread is stopped: nobody waits forever, nor blocks the rest
+            if results is None:
+                results = [_unavailable("the write's request was abandoned") for _ in group]
+            with self._lock:
+                for waiting, result in zip(group, results, strict=True):
+                    waiting.result, waiting.answered, waiting.leads = result, True, False
+                if self._waiting:
+                    self._waiting[0].leads = True
+                else:
+                    self._in_flight = False
+                woken = [w for w in group if w is not leader] + self._waiting[:1]
+            for waiting in woken:
+                waiting.wake.release()
 
 
 def _copy_error(error: gexc.GoogleAPICallError) -> gexc.GoogleAPICallError:

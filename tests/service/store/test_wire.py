@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -339,3 +340,51 @@ def test_many_threads_updating_at_once_all_get_their_answer(store: FirestoreStor
         assert list(pool.map(count_up, ref_names)) == [25] * 16
     assert [store.client.document(n).get().to_dict() for n in ref_names] == [{"n": 25}] * 16
     assert not store.wire._writes._waiting
+
+
+def test_a_sender_stopped_mid_request_leaves_nobody_waiting() -> None:
+    class Stopped(BaseException):
+        pass
+
+    in_flight, release = threading.Event(), threading.Event()
+    sizes: list[int] = []
+
+    def send(writes: list[object]) -> list[object]:
+        sizes.append(len(writes))
+        if len(sizes) == 1:
+            in_flight.set()
+            release.wait(30)
+            raise Stopped  # the thread is stopped, not an error to hand out
+        return [f"time-{i}" for i in range(len(writes))]
+
+    grouped = wire.GroupedWrites(send)
+
+    def write(name: str) -> object:
+        return grouped.write(SimpleNamespace(update=SimpleNamespace(name=name)))
+
+    heard: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            write("first")
+        except Stopped:
+            heard["first"] = "stopped"
+
+    def queued(name: str) -> None:
+        heard[name] = write(name)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert in_flight.wait(30)
+    threads += [threading.Thread(target=queued, args=(f"w{i}",)) for i in range(3)]
+    for thread in threads[1:]:
+        thread.start()
+    while len(grouped._waiting) < 3:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert heard == {"first": "stopped", "w0": "time-0", "w1": "time-1", "w2": "time-2"}
+    assert sizes == [1, 3]
+    assert write("later") == "time-0"  # nothing is left in flight
