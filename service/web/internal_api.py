@@ -19,7 +19,7 @@ from service.store.records import AuthorizerRecord, AuthorizerStatus
 from service.web import runtime
 from service.web.errors import error_response
 from service.web.internal_blueprints import make_internal
-from service.web.token_hits import GLANCED
+from service.web.token_hits import GLANCED, token_answer
 from service.wechat.accounts import APPID_PATTERN, AccountType, permission_set_name
 from service.wechat.errors import ClearQuotaLimitError, InvalidOptionError, WeChatError
 from service.wechat.links import LinkParamError, parse_link_request
@@ -133,11 +133,7 @@ def token(component_appid: str, authorizer_appid: str) -> ResponseReturnValue:
         invalid_token,
         glanced=bool(request.environ.get(GLANCED)),
     )
-    response = jsonify(
-        access_token=issued.access_token,
-        expires_at=int(issued.expires_at),
-        outcome=outcome.value,
-    )
+    response = jsonify(token_answer(issued, outcome))
     response.headers["Cache-Control"] = "no-store"
     return response
 

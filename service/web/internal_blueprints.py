@@ -14,6 +14,7 @@ from service.authorizer_tokens import (
     QuotaBackoffError,
 )
 from service.component_token import TokenUnavailableError
+from service.config import Settings
 from service.store.records import StoreError
 from service.web import runtime
 from service.web.auth import api_key_refusal
@@ -26,12 +27,21 @@ def guard() -> ResponseReturnValue | None:
     if refusal is not None:
         return refusal
     args = request.view_args or {}
-    component_appid = args.get("component_appid")
-    if component_appid is not None and component_appid not in runtime().settings.components:
-        return error_response(404, f"unknown component {component_appid}")
-    appid = args.get("authorizer_appid")
+    wrong = path_refusal(
+        runtime().settings, args.get("component_appid"), args.get("authorizer_appid")
+    )
+    return None if wrong is None else error_response(*wrong)
+
+
+def path_refusal(
+    settings: Settings, component_appid: str | None, appid: str | None
+) -> tuple[int, str] | None:
+    """Status and reason for refusing the path's component or authorizer appid (each
+    checked if the path has one); None: both fine."""
+    if component_appid is not None and component_appid not in settings.components:
+        return 404, f"unknown component {component_appid}"
     if appid is not None and not APPID_PATTERN.match(appid):
-        return error_response(400, "authorizer appid must be 'wx' followed by 16 hex digits")
+        return 400, "authorizer appid must be 'wx' followed by 16 hex digits"
     return None
 
 

@@ -30,11 +30,12 @@ from typing import Any
 from flask import Flask
 from werkzeug.wsgi import ClosingIterator
 
+from service.authorizer_tokens import AuthorizerToken, Outcome
 from service.runtime import Runtime
 from service.store.records import StoreError
 from service.web.auth import caller_accepted
 from service.web.console_log import flush_when_due
-from service.wechat.accounts import APPID_PATTERN
+from service.web.internal_blueprints import path_refusal
 
 # Set in the environ of a request passed on after the stored token was read and found
 # wanting: the route does not read it again (``AuthorizerTokenManager.get(glanced=True)``).
@@ -74,7 +75,7 @@ class TokenHits:
             return None
         component_appid, appid = match.groups()
         settings = self._runtime.settings
-        if component_appid not in settings.components or not APPID_PATTERN.match(appid):
+        if path_refusal(settings, component_appid, appid) is not None:
             return None
         if not _plain_body(environ):
             return None
@@ -88,12 +89,17 @@ class TokenHits:
         if token is None:
             environ[GLANCED] = True  # the route goes on from here, without a second glance
             return None
-        answer = {
-            "access_token": token.access_token,
-            "expires_at": int(token.expires_at),
-            "outcome": "fresh",
-        }
+        answer = token_answer(token, Outcome.FRESH)
         return json.dumps(answer, separators=(",", ":")).encode() + b"\n"  # as jsonify
+
+
+def token_answer(token: AuthorizerToken, outcome: Outcome) -> dict[str, Any]:
+    """The token API's answer (here, and the route's)."""
+    return {
+        "access_token": token.access_token,
+        "expires_at": int(token.expires_at),
+        "outcome": outcome.value,
+    }
 
 
 def _plain_body(environ: Environ) -> bool:
