@@ -88,31 +88,25 @@ ABSENT = WireDocument(False, {}, None)
 
 
 class DocumentWire:
-    """The three calls, on ``client``'s channel (one per client, made with it)."""
+    """The reads and conditional updates, on ``client``'s channel (one per client, made
+    with it)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         channel = client._firestore_api._transport.grpc_channel
-        self._get = channel.unary_unary(
-            "/google.firestore.v1.Firestore/GetDocument",
-            request_serializer=_GetDocumentRequest.SerializeToString,
-            response_deserializer=_Document.FromString,
-        )
-        self._batch_get = channel.unary_stream(
-            "/google.firestore.v1.Firestore/BatchGetDocuments",
-            request_serializer=_BatchGetRequest.SerializeToString,
-            response_deserializer=_BatchGetResponse.FromString,
-        )
-        self._commit = channel.unary_unary(
-            "/google.firestore.v1.Firestore/Commit",
-            request_serializer=_CommitRequest.SerializeToString,
-            response_deserializer=_CommitResponse.FromString,
-        )
-        self._batch_write = channel.unary_unary(
-            "/google.firestore.v1.Firestore/BatchWrite",
-            request_serializer=_BatchWriteRequest.SerializeToString,
-            response_deserializer=_BatchWriteResponse.FromString,
-        )
+
+        def method(name: str, request: Any, answer: Any, stream: bool = False) -> Any:
+            make = channel.unary_stream if stream else channel.unary_unary
+            return make(
+                f"/google.firestore.v1.Firestore/{name}",
+                request_serializer=request.SerializeToString,
+                response_deserializer=answer.FromString,
+            )
+
+        self._get = method("GetDocument", _GetDocumentRequest, _Document)
+        self._batch_get = method("BatchGetDocuments", _BatchGetRequest, _BatchGetResponse, True)
+        self._commit = method("Commit", _CommitRequest, _CommitResponse)
+        self._batch_write = method("BatchWrite", _BatchWriteRequest, _BatchWriteResponse)
         self._writes = GroupedWrites(self._send)
         self._database = client._database_string
         self._documents = self._database + "/documents/"
@@ -141,7 +135,7 @@ class DocumentWire:
             found = _call(self._get, request, metadata, _READ_RETRIED, deadline)
         except gexc.NotFound:
             return ABSENT
-        return WireDocument(True, self.decode_fields(found.fields), _time(found.update_time))
+        return self._found(found)
 
     def get_many(self, paths: list[str]) -> dict[str, WireDocument]:
         """The documents at ``paths``, by path, in one call (each billed as a read); a
@@ -158,10 +152,7 @@ class DocumentWire:
             found.clear()
             for answer in self._batch_get(request, metadata=metadata, timeout=timeout):
                 if answer.HasField("found"):
-                    document = answer.found
-                    found[document.name[prefix:]] = WireDocument(
-                        True, self.decode_fields(document.fields), _time(document.update_time)
-                    )
+                    found[answer.found.name[prefix:]] = self._found(answer.found)
 
         _call(read_all, request, self._commit_metadata, _READ_RETRIED, None)
         return {path: found.get(path, ABSENT) for path in paths}
@@ -215,6 +206,9 @@ class DocumentWire:
         except gexc.GoogleAPICallError as exc:
             return exc
         return _time(answer.write_results[0].update_time)
+
+    def _found(self, document: Any) -> WireDocument:
+        return WireDocument(True, self.decode_fields(document.fields), _time(document.update_time))
 
     def decode_fields(self, fields: Any) -> dict[str, Any]:
         return {name: self._decode(value) for name, value in fields.items()}

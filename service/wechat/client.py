@@ -471,9 +471,9 @@ class ComponentClient:
         if not isinstance(data, dict):
             raise TransportError("response is not a JSON object", api)
         errcode = data.get("errcode", 0)
-        # A success is DEBUG: the caller logs what it did with it (a renewal, an
-        # authorization), and at a million authorizers one more INFO line per renewal is
-        # 12 million lines a day.
+        # A success is DEBUG: the caller logs what it did with it (an authorization; the
+        # sweep counts renewals), and at a million authorizers a line per renewal is 12
+        # million lines a day.
         level = logging.DEBUG if errcode in (0, None) else logging.INFO
         log.log(level, "WeChat call", extra={"api": api, "errcode": errcode, "ms": elapsed_ms})
         if errcode not in (0, None):
